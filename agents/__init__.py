@@ -1,0 +1,1 @@
+"""Recommendation policies: classic baselines and Stable-Baselines3 agents behind one batched protocol."""

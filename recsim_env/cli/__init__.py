@@ -1,0 +1,46 @@
+"""The ``recsim`` command line: one subcommand group per module in this package.
+
+Each group module defines ``register(subparsers)``, adding its parser and setting ``func`` on each leaf
+command. Groups import their heavy dependencies inside the command functions, so ``recsim --help`` stays
+fast. Any :class:`~user_models.errors.InputError` becomes a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from user_models.errors import InputError
+
+GROUPS = ("data",)
+"""Module names under ``recsim_env.cli``, in the order ``--help`` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsim",
+        description="Reinforcement-learning recommendation simulator with a learned Transformer user model.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in GROUPS:
+        importlib.import_module(f"recsim_env.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``recsim`` console script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"recsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("recsim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

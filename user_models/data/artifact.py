@@ -1,0 +1,423 @@
+"""The prepared dataset artifact: the one contract between ingestion and everything downstream.
+
+A dataset directory holds
+
+- ``interactions.parquet``: one row per event, sorted by ``(user, position)``. Columns: ``user`` (0..m-1),
+  ``item`` (1..n; 0 is padding and never stored), ``behavior`` (1..B; 0 means "no response" and is never
+  stored), ``timestamp`` (unix seconds, null when the source had no time), ``session`` (per-user session
+  index from 0), ``position`` (per-user event index from 0).
+- ``items.parquet``: ``item`` (1..n), ``raw_id``, ``title``, ``category`` (genres joined by ``|``),
+  ``price``; one row per item id, metadata null when unknown.
+- ``users.parquet``: ``user`` (0..m-1), ``user_key`` (salted-hash pseudonym, or the raw id when the
+  dataset was prepared with ``keep_raw_ids``).
+- ``meta.json``: format version, schema, counts, behavior vocabulary, sources with sha256, the cleaning
+  report, the split settings and a content fingerprint.
+
+The directory is written to a temporary sibling and renamed into place, so a reader never sees half of
+one. :meth:`SequenceDataset.load` checks the format version, the schema and the fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from user_models.errors import DatasetError
+
+FORMAT_VERSION = 1
+"""Bumped whenever the layout or the meaning of a column changes; loading another version fails."""
+
+INTERACTIONS_SCHEMA: dict[str, pl.DataType] = {
+    "user": pl.Int32(),
+    "item": pl.Int32(),
+    "behavior": pl.Int8(),
+    "timestamp": pl.Int64(),
+    "session": pl.Int32(),
+    "position": pl.Int32(),
+}
+ITEMS_SCHEMA: dict[str, pl.DataType] = {
+    "item": pl.Int32(),
+    "raw_id": pl.String(),
+    "title": pl.String(),
+    "category": pl.String(),
+    "price": pl.Float64(),
+}
+USERS_SCHEMA: dict[str, pl.DataType] = {"user": pl.Int32(), "user_key": pl.String()}
+
+EvalSplit = Literal["valid", "test"]
+
+
+@dataclass(frozen=True)
+class CleaningStep:
+    """One cleaning step and how many rows it removed (nothing is dropped without being counted)."""
+
+    step: str
+    rows_before: int
+    rows_after: int
+    detail: str = ""
+
+    @property
+    def removed(self) -> int:
+        return self.rows_before - self.rows_after
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """Everything about a dataset that is not the events themselves; saved as ``meta.json``."""
+
+    name: str
+    behaviors: tuple[str, ...]
+    """Behavior names, lowest engagement first; behavior id ``i + 1`` is ``behaviors[i]``."""
+    n_users: int
+    n_items: int
+    n_interactions: int
+    n_sessions: int
+    has_timestamps: bool
+    behavior_source: Literal["events", "ratings", "none"]
+    session_gap_seconds: float
+    temporal_cutoff: int | None = None
+    """Unix seconds; events at or after it form the temporal test split (None without timestamps)."""
+    rating_thresholds: tuple[float, ...] | None = None
+    sources: tuple[dict[str, Any], ...] = ()
+    """Input files: ``{"path", "sha256", "rows"}``."""
+    cleaning: tuple[CleaningStep, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form provenance (e.g. the synthetic world's config)."""
+    fingerprint: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["cleaning"] = [{**asdict(s), "removed": s.removed} for s in self.cleaning]
+        out["schema"] = {
+            "interactions": {k: str(v) for k, v in INTERACTIONS_SCHEMA.items()},
+            "items": {k: str(v) for k, v in ITEMS_SCHEMA.items()},
+            "users": {k: str(v) for k, v in USERS_SCHEMA.items()},
+        }
+        out["id_maps"] = {"items": "items.parquet", "users": "users.parquet"}
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: Path) -> DatasetMeta:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise DatasetError(
+                f"{source}: dataset format version {version!r}, this recsim-env reads version "
+                f"{FORMAT_VERSION}; prepare the dataset again"
+            )
+        try:
+            return cls(
+                name=data["name"],
+                behaviors=tuple(data["behaviors"]),
+                n_users=int(data["n_users"]),
+                n_items=int(data["n_items"]),
+                n_interactions=int(data["n_interactions"]),
+                n_sessions=int(data["n_sessions"]),
+                has_timestamps=bool(data["has_timestamps"]),
+                behavior_source=data["behavior_source"],
+                session_gap_seconds=float(data["session_gap_seconds"]),
+                temporal_cutoff=data.get("temporal_cutoff"),
+                rating_thresholds=(
+                    tuple(data["rating_thresholds"]) if data.get("rating_thresholds") is not None else None
+                ),
+                sources=tuple(data.get("sources", ())),
+                cleaning=tuple(
+                    CleaningStep(s["step"], s["rows_before"], s["rows_after"], s.get("detail", ""))
+                    for s in data.get("cleaning", ())
+                ),
+                extra=dict(data.get("extra", {})),
+                fingerprint=data.get("fingerprint", ""),
+                format_version=version,
+            )
+        except KeyError as exc:
+            raise DatasetError(f"{source}: missing key {exc.args[0]!r} in meta.json") from None
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """Per-user event sequences packed end to end (CSR layout), users ``0..n_users-1`` in order.
+
+    User ``u``'s events are ``items[offsets[u]:offsets[u + 1]]`` (and likewise for the other arrays),
+    oldest first. ``timestamps`` is None when the source had no time.
+    """
+
+    offsets: np.ndarray  # int64 [n_users + 1]
+    items: np.ndarray  # int32 [n_events]
+    behaviors: np.ndarray  # int8 [n_events]
+    timestamps: np.ndarray | None  # int64 [n_events]
+
+    @property
+    def n_users(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def user(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Items, behaviors and timestamps of user ``u``."""
+        lo, hi = self.offsets[u], self.offsets[u + 1]
+        ts = None if self.timestamps is None else self.timestamps[lo:hi]
+        return self.items[lo:hi], self.behaviors[lo:hi], ts
+
+    def truncate(self, drop_last: np.ndarray | int) -> Sequences:
+        """The same users with the last ``drop_last`` events of each removed (at least one kept)."""
+        lengths = self.lengths
+        keep = np.maximum(lengths - drop_last, 0)
+        starts = self.offsets[:-1]
+        idx = _ranges(starts, keep)
+        offsets = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+        ts = None if self.timestamps is None else self.timestamps[idx]
+        return Sequences(offsets, self.items[idx], self.behaviors[idx], ts)
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + c)`` for each pair, without a Python loop."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    out_offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    base = np.repeat(starts - out_offsets, counts)
+    return base + np.arange(total, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class SplitView:
+    """Next-event prediction examples: each user's history and the event that follows it."""
+
+    users: np.ndarray  # int64 [n]
+    history: Sequences  # n users, in the order of ``users``
+    target_items: np.ndarray  # int32 [n]
+    target_behaviors: np.ndarray  # int8 [n]
+    target_timestamps: np.ndarray | None  # int64 [n]
+
+
+class SequenceDataset:
+    """A prepared dataset: interactions, items and users tables plus :class:`DatasetMeta`.
+
+    Build one with :meth:`from_frames` (ingestion does this) or read one with :meth:`load`.
+    """
+
+    def __init__(
+        self, interactions: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame, meta: DatasetMeta
+    ) -> None:
+        self.interactions = interactions
+        self.items = items
+        self.users = users
+        self.meta = meta
+        self.path: Path | None = None
+
+    # --- construction -----------------------------------------------------------------------------
+    @classmethod
+    def from_frames(
+        cls, interactions: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame, meta: DatasetMeta
+    ) -> SequenceDataset:
+        """Validate the tables, sort the events and stamp counts and fingerprint into ``meta``."""
+        interactions = _conform(interactions, INTERACTIONS_SCHEMA, "interactions").sort(["user", "position"])
+        items = _conform(items, ITEMS_SCHEMA, "items").sort("item")
+        users = _conform(users, USERS_SCHEMA, "users").sort("user")
+        n_users, n_items = users.height, items.height
+        _check_ids(interactions, n_users, n_items, len(meta.behaviors))
+        n_sessions = (
+            interactions.select(pl.struct("user", "session").n_unique()).item() if interactions.height else 0
+        )
+        meta = _replace(
+            meta,
+            n_users=n_users,
+            n_items=n_items,
+            n_interactions=interactions.height,
+            n_sessions=int(n_sessions),
+            fingerprint=_fingerprint(interactions, n_items, meta.behaviors),
+        )
+        return cls(interactions, items, users, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], verify: bool = True) -> SequenceDataset:
+        """Read a dataset directory; check format version, schema and (if ``verify``) the fingerprint."""
+        root = Path(path)
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise DatasetError(f"{root}: not a dataset directory (no meta.json); run `recsim data prepare`")
+        try:
+            raw = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{meta_path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        meta = DatasetMeta.from_json(raw, meta_path)
+        tables = {}
+        for name, schema in (("interactions", INTERACTIONS_SCHEMA), ("items", ITEMS_SCHEMA),
+                             ("users", USERS_SCHEMA)):
+            file = root / f"{name}.parquet"
+            try:
+                frame = pl.read_parquet(file)
+            except Exception as exc:  # polars raises several types for missing/corrupt files
+                raise DatasetError(f"{file}: cannot read ({type(exc).__name__}: {exc})") from None
+            tables[name] = _conform(frame, schema, str(file), cast=False)
+        ds = cls(tables["interactions"], tables["items"], tables["users"], meta)
+        if verify:
+            actual = _fingerprint(ds.interactions, meta.n_items, meta.behaviors)
+            if actual != meta.fingerprint:
+                raise DatasetError(
+                    f"{root}: fingerprint mismatch (meta.json {meta.fingerprint[:12]}, data {actual[:12]}); "
+                    "the files were modified after preparation"
+                )
+        ds.path = root
+        return ds
+
+    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+        """Write the dataset directory atomically (temporary sibling, then rename)."""
+        root = Path(path)
+        with atomic_directory(root, overwrite=overwrite) as tmp:
+            self.interactions.write_parquet(tmp / "interactions.parquet")
+            self.items.write_parquet(tmp / "items.parquet")
+            self.users.write_parquet(tmp / "users.parquet")
+            (tmp / "meta.json").write_text(json.dumps(self.meta.to_json(), indent=2) + "\n")
+        self.path = root
+        return root
+
+    # --- views ------------------------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return self.meta.n_users
+
+    @property
+    def n_items(self) -> int:
+        """Number of real items; item ids are ``1..n_items`` and 0 is padding."""
+        return self.meta.n_items
+
+    @property
+    def behaviors(self) -> tuple[str, ...]:
+        return self.meta.behaviors
+
+    @property
+    def n_behaviors(self) -> int:
+        return len(self.meta.behaviors)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta.fingerprint
+
+    @cached_property
+    def sequences(self) -> Sequences:
+        """All events of all users, packed; see :class:`Sequences`."""
+        counts = self.interactions.group_by("user").len().sort("user")
+        lengths = np.zeros(self.n_users, dtype=np.int64)
+        lengths[counts["user"].to_numpy()] = counts["len"].to_numpy()
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        ts = self.interactions["timestamp"].to_numpy() if self.meta.has_timestamps else None
+        return Sequences(
+            offsets,
+            self.interactions["item"].to_numpy().astype(np.int32, copy=False),
+            self.interactions["behavior"].to_numpy().astype(np.int8, copy=False),
+            None if ts is None else ts.astype(np.int64, copy=False),
+        )
+
+    def leave_last_out(self, split: EvalSplit) -> SplitView:
+        """Leave-last-out evaluation examples: test = each user's last event, valid = the one before.
+
+        The history is everything before the target; training uses :meth:`train_sequences` (the rest).
+        """
+        seqs = self.sequences
+        drop = {"test": 1, "valid": 2}[split]
+        users = np.flatnonzero(seqs.lengths > drop)
+        target_idx = seqs.offsets[users + 1] - drop
+        sub = _subset(seqs, users)
+        history = sub.truncate(drop)
+        ts = None if seqs.timestamps is None else seqs.timestamps[target_idx]
+        return SplitView(users, history, seqs.items[target_idx], seqs.behaviors[target_idx], ts)
+
+    def train_sequences(self) -> Sequences:
+        """Each user's events minus the validation and test events (leave-last-out training data)."""
+        return self.sequences.truncate(2)
+
+
+def _subset(seqs: Sequences, users: np.ndarray) -> Sequences:
+    lengths = seqs.lengths[users]
+    idx = _ranges(seqs.offsets[users], lengths)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ts = None if seqs.timestamps is None else seqs.timestamps[idx]
+    return Sequences(offsets, seqs.items[idx], seqs.behaviors[idx], ts)
+
+
+def _replace(meta: DatasetMeta, **changes: Any) -> DatasetMeta:
+    from dataclasses import replace
+
+    return replace(meta, **changes)
+
+
+def _conform(
+    frame: pl.DataFrame, schema: dict[str, pl.DataType], what: str, cast: bool = True
+) -> pl.DataFrame:
+    missing = [c for c in schema if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{what}: missing column(s) {missing}; available: {frame.columns}")
+    frame = frame.select(list(schema))
+    if cast:
+        return frame.cast(schema)  # type: ignore[arg-type]
+    for name, dtype in schema.items():
+        if frame.schema[name] != dtype:
+            raise DatasetError(f"{what}: column {name!r} has type {frame.schema[name]}, expected {dtype}")
+    return frame
+
+
+def _check_ids(interactions: pl.DataFrame, n_users: int, n_items: int, n_behaviors: int) -> None:
+    if interactions.height == 0:
+        raise DatasetError("interactions: no events left")
+    for col, lo, hi in (("user", 0, n_users - 1), ("item", 1, n_items), ("behavior", 1, n_behaviors)):
+        bad = interactions.filter((pl.col(col) < lo) | (pl.col(col) > hi) | pl.col(col).is_null())
+        if bad.height:
+            raise DatasetError(
+                f"interactions: column {col!r} value {bad[col][0]} out of range [{lo}, {hi}] "
+                f"({bad.height} rows)"
+            )
+
+
+def _fingerprint(interactions: pl.DataFrame, n_items: int, behaviors: tuple[str, ...]) -> str:
+    """A content hash of the events, the catalogue size and the vocabulary (not of file bytes)."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"n_items": n_items, "behaviors": list(behaviors)}).encode())
+    for col in ("user", "item", "behavior", "timestamp"):
+        h.update(interactions[col].fill_null(-1).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read in chunks (inputs may be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextmanager
+def atomic_directory(target: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target`` that replaces it only if the block succeeds."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise DatasetError(f"{target}: output exists; pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

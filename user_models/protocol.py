@@ -1,0 +1,114 @@
+"""The user protocol: what the simulation core asks of a simulated user, whoever implements it.
+
+Three implementations exist: the learned :class:`~user_models.transformer.UserTransformer` (the product),
+the synthetic ground-truth world (:mod:`user_models.synthetic`, which made the synthetic logs) and a tiny
+hand-written user for tests. The simulation core (``recsim_env``) sees users only through this protocol,
+so any policy can run against the learned simulator and against the world that generated its logs.
+
+Conventions shared by every implementation:
+
+- Item ids are ``1..n_items``; 0 is padding (and "no item").
+- Behavior ids are ``1..n_behaviors`` (``behaviors[i]`` is id ``i + 1``, lowest engagement first); 0 means
+  "no response". :meth:`UserModel.behavior_probs` returns the distribution over ids ``1..n_behaviors``
+  in its last dimension (index ``i`` is behavior id ``i + 1``).
+- Gaps are seconds since the user's previous event; a negative gap means unknown (or the first event).
+- All tensors live on ``model.device``; every method is batched over rows and has no Python loop over
+  users. A state is mutable: ``step`` and ``reset_rows`` may update it in place and return it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass(frozen=True)
+class History:
+    """A batch of right-padded event histories (the oldest event at position 0).
+
+    Attributes:
+        items: ``[B, L]`` int64 item ids, 0 after each row's length.
+        behaviors: ``[B, L]`` int64 behavior ids, 0 after each row's length.
+        gaps: ``[B, L]`` float32 seconds since the previous event, negative when unknown.
+        lengths: ``[B]`` int64 number of real events per row (may be 0).
+    """
+
+    items: torch.Tensor
+    behaviors: torch.Tensor
+    gaps: torch.Tensor
+    lengths: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.items.shape[0])
+
+    def to(self, device: torch.device | str) -> History:
+        return History(
+            self.items.to(device), self.behaviors.to(device), self.gaps.to(device), self.lengths.to(device)
+        )
+
+
+@runtime_checkable
+class UserState(Protocol):
+    """Per-row user state owned by a model (a key/value cache, latent interest vectors, ...)."""
+
+    @property
+    def batch_size(self) -> int: ...
+
+
+@runtime_checkable
+class UserModel(Protocol):
+    """A batch of simulated users' preferences and responses, stepped one event at a time."""
+
+    @property
+    def n_items(self) -> int:
+        """Catalogue size; item ids are ``1..n_items``."""
+        ...
+
+    @property
+    def behaviors(self) -> tuple[str, ...]:
+        """Behavior names, lowest engagement first."""
+        ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def encode(self, history: History) -> UserState:
+        """Build the state of ``history.batch_size`` users from their histories (a prefill)."""
+        ...
+
+    def step(
+        self,
+        state: UserState,
+        items: torch.Tensor,
+        behaviors: torch.Tensor,
+        gaps: torch.Tensor,
+        active: torch.Tensor,
+    ) -> UserState:
+        """Append one event (``[B]`` item, behavior, gap) to each row where ``active`` (``[B]`` bool)."""
+        ...
+
+    def reset_rows(self, state: UserState, rows: torch.Tensor, history: History) -> UserState:
+        """Replace the rows where ``rows`` (``[B]`` bool) is set by new users encoded from ``history``.
+
+        ``history`` holds exactly ``rows.sum()`` rows, in row order.
+        """
+        ...
+
+    def item_logits(self, state: UserState, items: torch.Tensor) -> torch.Tensor:
+        """``[B, k]`` preference logits of each row for the ``[B, k]`` items (higher = preferred)."""
+        ...
+
+    def behavior_probs(self, state: UserState, items: torch.Tensor) -> torch.Tensor:
+        """``[B, k, n_behaviors]`` P(behavior | history, the user picks this item)."""
+        ...
+
+    def end_prob(self, state: UserState) -> torch.Tensor:
+        """``[B]`` P(the last event was the session's last | history)."""
+        ...
+
+    def item_embeddings(self) -> torch.Tensor:
+        """``[n_items + 1, d]`` item vectors (row 0 = padding), for retrieval and diversity metrics."""
+        ...
