@@ -160,8 +160,9 @@ class SimulationCore:
         value = torch.arange(nb + 1, device=self.device, dtype=torch.float32)
         value = (value - 1) / (nb - 1) if nb > 1 else torch.ones(nb + 1, device=self.device)
         leave = config.leave
-        gain = leave.high_value_refill * value - leave.low_value_drain * (1 - value)
-        gain[0] = -leave.no_choice_drain
+        drain = leave.drain_scale
+        gain = leave.high_value_refill * value - leave.low_value_drain * drain * (1 - value)
+        gain[0] = -leave.no_choice_drain * drain
         self._patience_gain = gain
         embeddings = model.item_embeddings().float().to(self.device)
         self._embeddings = embeddings
@@ -206,6 +207,11 @@ class SimulationCore:
         cfg = self.config.reward
         weights = self._reward_of.tolist()
         return min(0.0, *weights), max(0.0, *weights) + 2.0 * cfg.diversity_weight
+
+    @property
+    def log_popularity(self) -> torch.Tensor:
+        """``[n_items + 1]`` ``log(1 + training-split event count)`` per item (index 0: padding)."""
+        return self._log_popularity
 
     def manual_seed(self, seed: int) -> None:
         """Re-seed the core's generator (all randomness of resets and steps flows from it)."""

@@ -38,9 +38,16 @@ def load_dataset(data: PathLike | SequenceDataset) -> SequenceDataset:
 
 
 def load_model(model: PathLike | UserModel, device: torch.device, dataset: SequenceDataset) -> UserModel:
-    """``model`` itself, or the checkpoint directory it names (loaded onto ``device``)."""
+    """``model`` itself, or the checkpoint directory it names (loaded onto ``device``).
+
+    A ``.json`` file is read as a hand-written user (:class:`~user_models.handwritten.HandwrittenUser`).
+    """
     if not isinstance(model, str | os.PathLike):
         return model
+    if Path(model).suffix == ".json":
+        from user_models.handwritten import HandwrittenUser
+
+        return HandwrittenUser.load(model, device)
     try:
         from user_models.checkpoint import load_user_model
     except ImportError as exc:
