@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -47,7 +48,8 @@ def load_model(model: PathLike | UserModel, device: torch.device, dataset: Seque
     if Path(model).suffix == ".json":
         from user_models.handwritten import HandwrittenUser
 
-        return HandwrittenUser.load(model, device)
+        # Implementations narrow the protocol's state type to their own, which mypy calls a conflict.
+        return cast(UserModel, HandwrittenUser.load(model, device))
     try:
         from user_models.checkpoint import load_user_model
     except ImportError as exc:
