@@ -199,6 +199,10 @@ class SimConfig:
         gap_seconds: Seconds between simulated steps, passed to the model as the event gap. None: the
             dataset's median within-session gap (unknown, -1, without timestamps).
         candidates: Candidate retrieval; None when the action mode does not use candidates.
+        no_choice_event: Append a "no response" event (item 0, behavior 0) to the model state on a
+            no-choice step, and apply the model's end probability after it. Only for models that define
+            behavior 0, like the synthetic world (whose patience it drains); learned models have never
+            seen such events in logs, so the default (False) leaves their state untouched.
     """
 
     slate_size: int = 5
@@ -210,6 +214,7 @@ class SimConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     candidates: CandidateConfig | None = None
+    no_choice_event: bool = False
 
     def __post_init__(self) -> None:
         _check(self.slate_size >= 1, f"slate_size must be >= 1, got {self.slate_size}")

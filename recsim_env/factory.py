@@ -23,7 +23,7 @@ from recsim_env.config import (
 )
 from recsim_env.core import SimulationCore
 from recsim_env.population import item_popularity, make_population, median_session_gap
-from recsim_env.spaces import SpaceAdapter
+from recsim_env.spaces import ACTION_MODES, SpaceAdapter
 from user_models.data.artifact import SequenceDataset
 from user_models.errors import CheckpointError, InputError
 from user_models.protocol import UserModel
@@ -115,6 +115,7 @@ def build_env_core(
     leave: LeaveConfig | None = None,
     candidates: CandidateConfig | None = None,
     calibration: PathLike | Calibration | None = None,
+    no_choice_event: bool = False,
     strict: bool = False,
     device: torch.device | str = "cpu",
 ) -> tuple[SimulationCore, SpaceAdapter]:
@@ -123,6 +124,8 @@ def build_env_core(
     Shared by the single env and the vector views, so one set of keyword arguments means the same
     simulator everywhere.
     """
+    if action_mode not in ACTION_MODES:
+        raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
     if action_mode == "candidates" and candidates is None:
         candidates = CandidateConfig()
     config = SimConfig(
@@ -134,6 +137,7 @@ def build_env_core(
         reward=reward or RewardConfig(),
         population=population or PopulationConfig(),
         candidates=candidates if action_mode == "candidates" else None,
+        no_choice_event=no_choice_event,
     )
     core = build_core(model, data, config, n_users=n_users, device=device, calibration=calibration)
     return core, SpaceAdapter(core, action_mode, observation_mode, strict=strict)
