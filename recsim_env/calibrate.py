@@ -349,8 +349,9 @@ def format_report(calibration: Calibration) -> str:
         f"{after['empty_sessions']:.3f} |",
         f"| sessions truncated | - | {before['truncated']:.3f} | {after['truncated']:.3f} |",
         "",
-        f"Fitted: temperature {after['temperature']:.3f} (slate NLL {r['temperature_nll']['at_1']:.3f} -> "
-        f"{r['temperature_nll']['fitted']:.3f}), no-choice logit {after['no_choice_logit']:.3f}, "
+        f"Fitted: temperature {after['temperature']:.3f} (next-item NLL "
+        f"{r['temperature_nll']['at_1']:.3f} -> {r['temperature_nll']['fitted']:.3f}), "
+        f"no-choice logit {after['no_choice_logit']:.3f}, "
         f"end-logit offset {after['end_logit_offset']:.3f}, drain scale {after['drain_scale']:.3f} (before: "
         f"{before['temperature']:g}, {before['no_choice_logit']:g}, {before['end_logit_offset']:g}, "
         f"{before['drain_scale']:g}).",
