@@ -120,6 +120,24 @@ class TransformerState:
         return int(self.lengths.shape[0])
 
 
+@dataclass
+class PrefixTable:
+    """Encoded windows whose prefixes start new users by a copy (see :meth:`UserTransformer.encode_prefixes`).
+
+    Attributes:
+        windows: The state of U rows, each after the first ``max_len`` events of one sequence.
+        hidden: ``[U, max_len, dim]`` the final hidden state after each of those events.
+    """
+
+    windows: TransformerState
+    hidden: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        tensors = [*vars(self.windows).values(), self.hidden]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
 class UserTransformer(nn.Module):
     """Causal Transformer user model; see the module docstring. Implements ``UserModel``.
 
@@ -279,6 +297,42 @@ class UserTransformer(nn.Module):
         if history.batch_size != index.numel():
             raise ValueError(f"reset of {index.numel()} rows got a history of {history.batch_size} rows")
         self._load_rows(state, index, history.to(self.device))
+        return state
+
+    @torch.no_grad()
+    def encode_prefixes(self, history: History, max_bytes: int) -> PrefixTable | None:
+        """Encode every row once, for :meth:`reset_rows_from_prefixes`; None if not possible.
+
+        Attention is causal and positions count from a window's first event, so the state after the
+        first ``l`` events of a row that fits the window is the first ``l`` slots of the row's encoding
+        and the hidden state at position ``l - 1``: a reset to any such prefix is a copy, not a prefill.
+        Rows wider than ``max_len`` (prefixes would be re-windowed) or a table over ``max_bytes`` give None.
+        """
+        c = self.config
+        rows, width = history.items.shape
+        per_row = (2 * c.layers * c.max_len * c.dim + 2 * c.dim) * self.item_bias.element_size() \
+            + (c.max_len * c.dim) * self.item_bias.element_size() + 3 * c.max_len * 8 + 8
+        if width > c.max_len or rows * per_row > max_bytes:
+            return None
+        history = history.to(self.device)
+        return PrefixTable(self.encode(history), self.forward(history))
+
+    @torch.no_grad()
+    def reset_rows_from_prefixes(self, state: TransformerState, rows: torch.Tensor, table: PrefixTable,
+                                 sources: torch.Tensor, lengths: torch.Tensor) -> TransformerState:
+        """Like :meth:`reset_rows` with the first ``lengths`` events of table rows ``sources`` (in row
+        order; ``lengths <= max_len``), copied from ``table`` instead of encoded."""
+        index = rows.nonzero().squeeze(1)
+        windows = table.windows
+        valid = torch.arange(self.config.max_len, device=self.device)[None, :] < lengths[:, None]
+        for name in ("items", "behaviors", "gap_buckets"):
+            getattr(state, name)[index] = torch.where(valid, getattr(windows, name)[sources], 0)
+        state.lengths[index] = lengths
+        cache_valid = valid[None, :, None, :, None]
+        state.keys[:, index] = torch.where(cache_valid, windows.keys[:, sources], 0)
+        state.values[:, index] = torch.where(cache_valid, windows.values[:, sources], 0)
+        last = table.hidden[sources, (lengths - 1).clamp(min=0)]
+        state.hidden[index] = torch.where((lengths > 0)[:, None], last, 0)
         return state
 
     def _load_rows(self, state: TransformerState, index: torch.Tensor, history: History) -> None:
