@@ -230,3 +230,26 @@ def test_render_draws_the_chosen_row(user, dataset):
     assert RecSimVectorEnv(1, model=user, data=dataset, **env_kwargs()).render() is None
     with pytest.raises(ValueError, match="render_mode"):
         RecSimVectorEnv(1, model=user, data=dataset, render_mode="human", **env_kwargs())
+
+
+def test_prefix_table_resets_equal_prefills(dataset):
+    """Large cores start users by copying prefix encodings; the states equal a prefill's."""
+    from recsim_env.config import PopulationConfig
+    from user_models.transformer import TransformerConfig, UserTransformer
+
+    torch.manual_seed(0)
+    model = UserTransformer(TransformerConfig(dim=16, layers=1, heads=2, max_len=8, dropout=0.0),
+                            dataset.n_items, dataset.behaviors).eval()
+    kwargs = env_kwargs(population=PopulationConfig(min_prefix=1, max_prefix=8))
+    copied = RecSimVectorEnv(64, model=model, data=dataset, **kwargs)
+    encoded = RecSimVectorEnv(64, model=model, data=dataset, **kwargs)
+    encoded.core._table_checked = True  # never build the table: prefill every new user
+    for env in (copied, encoded):
+        env.reset(seed=4)
+        env.core.reset(torch.arange(64) % 3 == 0)  # a partial reset as well
+    assert copied.core._table is not None and encoded.core._table is None
+    for name in ("keys", "values", "hidden"):
+        torch.testing.assert_close(getattr(copied.core.user_state, name), getattr(encoded.core.user_state, name))
+    for name in ("items", "behaviors", "gap_buckets", "lengths"):
+        assert torch.equal(getattr(copied.core.user_state, name), getattr(encoded.core.user_state, name))
+    assert torch.equal(copied.core.history_items, encoded.core.history_items)
