@@ -24,6 +24,7 @@ prints the same table. Example::
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -115,9 +116,9 @@ def random_logs(n_users: int, n_items: int, events: int, seed: int) -> SequenceD
         "behavior": rng.integers(1, 4, users.size), "timestamp": 1_000_000 + 60 * position,
         "session": position // 25, "position": position,
     })
-    items = pl.DataFrame({"item": np.arange(1, n_items + 1), "raw_id": [f"i{i}" for i in range(1, n_items + 1)],
-                          "title": [f"item {i}" for i in range(1, n_items + 1)], "category": ["-"] * n_items,
-                          "price": None})
+    ids = np.arange(1, n_items + 1)
+    items = pl.DataFrame({"item": ids, "raw_id": [f"i{i}" for i in ids], "title": [f"item {i}" for i in ids],
+                          "category": ["-"] * n_items, "price": None})
     user_table = pl.DataFrame({"user": np.arange(n_users), "user_key": [f"u{u}" for u in range(n_users)]})
     meta = DatasetMeta(name="bench-random", behaviors=("view", "click", "like"), n_users=0, n_items=0,
                        n_interactions=0, n_sessions=0, has_timestamps=True, behavior_source="events",
@@ -125,18 +126,28 @@ def random_logs(n_users: int, n_items: int, events: int, seed: int) -> SequenceD
     return SequenceDataset.from_frames(interactions, items, user_table, meta)
 
 
-def timed(step: Callable[[], None], seconds: float, warmup: int = 2, device: str = "cpu") -> tuple[float, int]:
-    """Seconds per call of ``step`` over at least ``seconds`` (and 3 calls), after ``warmup`` calls."""
+@dataclass(frozen=True)
+class Timing:
+    """Per-call wall and process-CPU seconds of a measured loop (CPU time shows what contention hides)."""
+
+    wall: float
+    cpu: float
+    calls: int
+
+
+def timed(step: Callable[[], None], seconds: float, warmup: int = 2, device: str = "cpu",
+          calls: int | None = None) -> Timing:
+    """Time ``step`` over at least ``seconds`` and 3 calls (or exactly ``calls``), after ``warmup`` calls."""
     for _ in range(warmup):
         step()
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
-    calls, start = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - start < seconds:
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
+    while (done < calls) if calls is not None else (done < 3 or time.perf_counter() - start < seconds):
         step()
-        calls += 1
+        done += 1
     sync()
-    return (time.perf_counter() - start) / calls, calls
+    return Timing((time.perf_counter() - start) / done, (time.process_time() - cpu) / done, done)
 
 
 class Bench:
@@ -146,7 +157,8 @@ class Bench:
         self.args = args
         self.dataset = random_logs(943, args.n_items, max(args.histories, default=50) + 20, args.seed)
         torch.manual_seed(args.seed)
-        config = TransformerConfig(dim=args.dim, layers=args.layers, heads=2, max_len=args.window, dropout=0.0)
+        config = TransformerConfig(dim=args.dim, layers=args.layers, heads=2, max_len=args.window,
+                                   dropout=0.0)
         self.cpu_model = UserTransformer(config, args.n_items, self.dataset.behaviors).eval()
         self.model = self.cpu_model if args.device == "cpu" else \
             UserTransformer(config, args.n_items, self.dataset.behaviors).to(args.device).eval()
@@ -161,7 +173,7 @@ class Bench:
     def random_slates(self, n: int, count: int = 8) -> list[np.ndarray]:
         return [self.rng.integers(1, self.args.n_items + 1, (n, self.args.slate_size)) for _ in range(count)]
 
-    def sync(self, n: int) -> float:
+    def sync(self, n: int) -> Timing:
         env = gym.vector.SyncVectorEnv([lambda: RecSimEnv(model=self.cpu_model, **self.kwargs())
                                         for _ in range(n)])
         env.reset(seed=self.args.seed)
@@ -172,12 +184,12 @@ class Bench:
             env.step(slates[i % len(slates)])
             i += 1
 
-        seconds, _ = timed(step, self.args.seconds, warmup=1)
+        timing = timed(step, self.args.seconds, warmup=1)
         env.close()
-        return n / seconds
+        return timing
 
-    def torch_path(self, n: int, **extra: object) -> tuple[float, float, float]:
-        """(user-steps/s, seconds per step, resets per user-step) of the torch fast path."""
+    def torch_path(self, n: int, calls: int | None = None, **extra: object) -> tuple[Timing, float]:
+        """Timing and resets per user-step of the torch fast path."""
         env = RecSimVectorEnv(n, model=self.model, device=self.args.device, **self.kwargs(**extra))
         env.reset_tensors(seed=self.args.seed)
         device = self.args.device
@@ -190,10 +202,10 @@ class Bench:
             resets = resets + env.step_tensors(slates[i % len(slates)]).done.sum()
             i += 1
 
-        seconds, calls = timed(step, self.args.seconds, device=device)
-        return n / seconds, seconds, float(resets) / (n * i)
+        timing = timed(step, self.args.seconds, device=device, calls=calls)
+        return timing, float(resets) / (n * i)
 
-    def sb3(self, n: int) -> float:
+    def sb3(self, n: int) -> Timing:
         venv = RecSimVecEnv(RecSimVectorEnv(n, model=self.model, device=self.args.device, **self.kwargs()))
         venv.seed(self.args.seed)
         venv.reset()
@@ -204,8 +216,7 @@ class Bench:
             venv.step(slates[i % len(slates)])
             i += 1
 
-        seconds, _ = timed(step, self.args.seconds, device=self.args.device)
-        return n / seconds
+        return timed(step, self.args.seconds, device=self.args.device)
 
     def memory_per_user(self, n: int) -> float:
         """Bytes of per-user state: the model's cache and windows plus the core's per-row tensors."""
@@ -219,7 +230,8 @@ class Bench:
 
 def machine(device: str) -> str:
     cpu = platform.processor() or platform.machine()
-    text = f"{platform.system()} {cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    text = (f"{platform.system()} {cpu}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the "
+            f"end), {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     if device.startswith("cuda"):
         text += f", {torch.cuda.get_device_name(device)}"
     return text
@@ -230,32 +242,39 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     bench = Bench(args)
     rows: list[tuple[str, ...]] = []
-    sync_rates: dict[int, float] = {}
-    header = ("N", "impl", "device", "user-steps/s", "ms/step", "x (a)", "resets/user-step")
+    sync_timings: dict[int, Timing] = {}
+    header = ("N", "impl", "device", "user-steps/s", "ms/step", "CPU ms/step", "x (a)", "resets/user-step")
+
+    def row(n: int, impl: str, device: str, timing: Timing, base: float, resets: str = "") -> tuple[str, ...]:
+        rate = n / timing.wall
+        return (str(n), impl, device, f"{rate:,.0f}", f"{1000 * timing.wall:.2f}", f"{1000 * timing.cpu:.2f}",
+                f"{rate / base:.1f}", resets)
+
     for n in tqdm(args.sizes, desc="N"):
-        measured = n if n <= args.sync_cap else max((s for s in args.sizes if s <= args.sync_cap), default=0)
-        if measured and measured not in sync_rates:
-            sync_rates[measured] = bench.sync(measured)
-        base = sync_rates.get(measured, float("nan"))
-        mark = "" if measured == n else "*"
-        rows.append((str(n), "(a) sync" + mark, "cpu", f"{base:,.0f}", f"{1000 * n / base:.2f}", "1.0", ""))
-        rate, seconds, resets = bench.torch_path(n)
-        rows.append((str(n), "(b) torch", args.device, f"{rate:,.0f}", f"{1000 * seconds:.2f}",
-                     f"{rate / base:.1f}", f"{resets:.3f}"))
-        rate = bench.sb3(n)
-        rows.append((str(n), "(c) sb3", args.device, f"{rate:,.0f}", f"{1000 * n / rate:.2f}",
-                     f"{rate / base:.1f}", ""))
+        measured = min(n, args.sync_cap)
+        if measured not in sync_timings:
+            sync_timings[measured] = bench.sync(measured)
+        per_user = sync_timings[measured]
+        scale = n / measured  # a Python loop over envs: time per step grows linearly with N
+        sync = Timing(per_user.wall * scale, per_user.cpu * scale, per_user.calls)
+        base = n / sync.wall
+        rows.append(row(n, "(a) sync" + ("" if measured == n else "*"), "cpu", sync, base))
+        timing, resets = bench.torch_path(n)
+        rows.append(row(n, "(b) torch", args.device, timing, base, f"{resets:.3f}"))
+        rows.append(row(n, "(c) sb3", args.device, bench.sb3(n), base))
         tqdm.write(" | ".join(rows[-2]))
 
     history_rows: list[tuple[str, ...]] = []
     first = None
-    for h in args.histories:
+    for h in tqdm(args.histories, desc="history"):
         no_resets = {"leave": LeaveConfig(no_choice_drain=0.0, low_value_drain=0.0, end_logit_offset=-30.0),
                      "max_steps": 10**9, "population": PopulationConfig(min_prefix=h, max_prefix=h)}
-        rate, seconds, _ = bench.torch_path(args.history_n, **no_resets)
-        first = first or seconds
-        history_rows.append((str(h), str(args.history_n), f"{1000 * seconds:.2f}", f"{seconds / first:.2f}",
-                             f"{rate:,.0f}"))
+        # Two full slide cycles (a full window re-encodes its last half every window/2 steps).
+        timing, _ = bench.torch_path(args.history_n, calls=args.window, **no_resets)
+        first = first or timing.wall
+        history_rows.append((str(h), str(args.history_n), f"{1000 * timing.wall:.2f}",
+                             f"{1000 * timing.cpu:.2f}", f"{timing.wall / first:.2f}",
+                             f"{args.history_n / timing.wall:,.0f}"))
     memory = bench.memory_per_user(min(args.history_n, 4096))
 
     command = "python scripts/bench_env.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -268,17 +287,22 @@ def main(argv: list[str] | None = None) -> int:
         "|" + "---|" * len(header),
         *("| " + " | ".join(r) + " |" for r in rows),
         "",
-        f"(a)* = SyncVectorEnv measured at N = {max(sync_rates, default=0)} (its per-user cost does not "
-        "depend on N; a larger N would only take longer to measure).",
+        f"(a)* = SyncVectorEnv measured at N = {args.sync_cap} (its per-user cost does not depend on N; "
+        "a larger N would only take longer to measure). CPU ms/step is process CPU time (all threads): "
+        "on a loaded machine it shows the cost that wall time hides.",
         "",
-        "Step time against history length (torch path, no resets: users never leave):",
+        f"Step time against history length (torch path, users never leave, {args.window} steps: two "
+        "slide cycles of the window):",
         "",
-        "| history | N | ms/step | x (history 20) | user-steps/s |",
-        "|---|---|---|---|---|",
+        "| history | N | ms/step | CPU ms/step | x (first) | user-steps/s |",
+        "|---|---|---|---|---|---|",
         *("| " + " | ".join(r) + " |" for r in history_rows),
         "",
         f"State memory per user: {memory / 1024:.1f} KiB (KV cache, event window, history, per-row scalars).",
     ]
+    if args.device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated(args.device) / max(max(args.sizes), args.history_n)
+        lines.append(f"Peak CUDA memory per user at the largest N: {peak / 1024:.1f} KiB (with temporaries).")
     text = "\n".join(lines)
     print(text)
     if args.write:
