@@ -38,6 +38,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
+from recsim_env.choice import catalogue_logits
 from recsim_env.config import Calibration, SimConfig
 from recsim_env.core import SimulationCore
 from recsim_env.factory import build_core, check_compatible
@@ -215,8 +216,7 @@ def fit_temperature(model: UserModel, dataset: SequenceDataset, n_examples: int,
     target = torch.as_tensor(view.target_items[pick].astype(np.int64), device=device)
     with torch.no_grad():
         state = model.encode(history)
-        catalogue = torch.arange(1, model.n_items + 1, device=device).expand(len(pick), -1)
-        logits = model.item_logits(state, catalogue).float()
+        logits = catalogue_logits(model, state)
 
     def nll(log_t: float) -> float:
         log_probs = torch.log_softmax(logits / math.exp(log_t), dim=1)
