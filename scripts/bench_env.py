@@ -32,11 +32,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
-import polars as pl
-import torch
-from tqdm import tqdm
+# Idle OpenMP threads sleep instead of spinning: on a shared machine spinning threads steal each other's
+# cores and a 4096-element op takes milliseconds. Must be set before torch starts its thread pool.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -231,7 +235,8 @@ class Bench:
 def machine(device: str) -> str:
     cpu = platform.processor() or platform.machine()
     text = (f"{platform.system()} {cpu}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the "
-            f"end), {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+            f"end), {torch.get_num_threads()} torch threads, "
+            f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, torch {torch.__version__}")
     if device.startswith("cuda"):
         text += f", {torch.cuda.get_device_name(device)}"
     return text
