@@ -248,8 +248,9 @@ def test_prefix_table_resets_equal_prefills(dataset):
         env.reset(seed=4)
         env.core.reset(torch.arange(64) % 3 == 0)  # a partial reset as well
     assert copied.core._table is not None and encoded.core._table is None
+    copy, prefill = copied.core.user_state, encoded.core.user_state
     for name in ("keys", "values", "hidden"):
-        torch.testing.assert_close(getattr(copied.core.user_state, name), getattr(encoded.core.user_state, name))
+        torch.testing.assert_close(getattr(copy, name), getattr(prefill, name))
     for name in ("items", "behaviors", "gap_buckets", "lengths"):
-        assert torch.equal(getattr(copied.core.user_state, name), getattr(encoded.core.user_state, name))
+        assert torch.equal(getattr(copy, name), getattr(prefill, name))
     assert torch.equal(copied.core.history_items, encoded.core.history_items)
