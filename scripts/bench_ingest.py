@@ -19,7 +19,6 @@ import argparse
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -98,7 +97,8 @@ def write_section(text: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000_000, help="events in the generated CSV")
     parser.add_argument("--no-write", action="store_true", help="print the table only; leave BENCHMARKS.md")
     args = parser.parse_args()
@@ -109,7 +109,7 @@ def main() -> None:
         generate_csv(csv, args.events)
         gen_s = time.perf_counter() - start
         size_mb = csv.stat().st_size / 2**20
-        print(f"generated {args.events:,} events ({size_mb:.0f} MiB) in {gen_s:.1f} s", file=sys.stderr)
+        print(f"generated {args.events:,} events ({size_mb:.0f} MiB) in {gen_s:.1f} s")
 
         base_wall, base_rss = run_child(
             [sys.executable, "-c", f"import polars as pl; print(pl.read_csv({str(csv)!r}).height)"]
@@ -125,8 +125,9 @@ def main() -> None:
     ]
     header = "| step | wall s | peak RSS MiB | events/s | x baseline |\n|---|---:|---:|---:|---:|"
     lines = [f"| {name} | {w:.1f} | {r:,.0f} | {eps:,.0f} | {ratio:.2f} |" for name, w, r, eps, ratio in rows]
-    verdict = (f"target <= 20 s and <= 3072 MiB: {'met' if prep_wall <= 20 and prep_rss <= 3072 else 'NOT met'}"
-               f"; {stats:,} events kept after cleaning (5-core)")
+    met = prep_wall <= 20 and prep_rss <= 3072
+    verdict = (f"target <= 20 s and <= 3072 MiB: {'met' if met else 'NOT met'}; {stats:,} events kept after "
+               "cleaning (5-core)")
     table = "\n".join([header, *lines])
     print(table)
     print(verdict)

@@ -333,24 +333,32 @@ def _to_unix_seconds(raw: pl.Series, unit: TimeUnit) -> tuple[pl.Series, str]:
     if raw.dtype == pl.String:
         text = raw.str.strip_chars()
         numbers = text.cast(pl.Float64, strict=False)
-        if numbers.null_count() == text.null_count() or unit != "auto":
-            raw = numbers
-        else:
-            norm = text.str.replace(r"^(\d{4}-\d\d-\d\d)[T ]", "${1} ").str.replace(r"Z$", "+00:00")
-            parsed = pl.select(pl.coalesce(
-                [norm.str.to_datetime(fmt, strict=False, time_zone="UTC") for fmt in _ISO_FORMATS]
-            )).to_series()
-            return parsed.dt.epoch("s"), "iso-8601"
+        seconds, kind = _numeric_seconds(numbers, unit)
+        if not (numbers.is_null() & text.is_not_null()).any():
+            return seconds, kind
+        iso = _iso_seconds(text)
+        if numbers.null_count() == len(numbers):
+            return iso, "iso-8601"
+        return pl.select(pl.coalesce(seconds, iso)).to_series(), f"{kind} and iso-8601"
     if not raw.dtype.is_numeric():
         return pl.Series(raw.name, [None] * len(raw), dtype=pl.Int64), f"unsupported type {raw.dtype}"
-    values = raw.cast(pl.Float64)
+    return _numeric_seconds(raw.cast(pl.Float64), unit)
+
+
+def _numeric_seconds(values: pl.Series, unit: TimeUnit) -> tuple[pl.Series, str]:
     values = values.set(~values.is_finite(), None)
     if unit == "auto":
         top = values.abs().max()
         magnitude = float(top) if isinstance(top, int | float) else 0.0
         unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
-    seconds = (values / _UNIT_DIVISOR[unit]).floor().cast(pl.Int64)
-    return seconds, f"unix {unit}"
+    return (values / _UNIT_DIVISOR[unit]).floor().cast(pl.Int64), f"unix {unit}"
+
+
+def _iso_seconds(text: pl.Series) -> pl.Series:
+    """ISO-8601 strings to unix seconds; each value may use any of the accepted forms."""
+    norm = text.str.replace(r"^(\d{4}-\d\d-\d\d)[T ]", "${1} ").str.replace(r"Z$", "+00:00")
+    parsed = [norm.str.to_datetime(fmt, strict=False, time_zone="UTC") for fmt in _ISO_FORMATS]
+    return pl.select(pl.coalesce(parsed)).to_series().dt.epoch("s")
 
 
 def _map_behaviors(
