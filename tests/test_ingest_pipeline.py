@@ -232,3 +232,9 @@ def test_ml100k_counts_match_the_source():
     # many ratings share a second: order inside a user follows the file
     ts = ds.sequences.timestamps
     assert ts is not None and np.all(np.diff(ts)[np.diff(ds.interactions["user"].to_numpy()) == 0] >= 0)
+
+
+def test_a_column_named_row_does_not_clash(tmp_path):
+    csv = write(tmp_path / "log.csv", "row,user,item\n7,a,x\n3,a,y\n")
+    ds = prepare(read_log(csv), NO_KCORE)
+    assert ds.sequences.user(0)[0].tolist() == [1, 2]  # file order, not the "row" column

@@ -331,8 +331,11 @@ def _to_unix_seconds(raw: pl.Series, unit: TimeUnit) -> tuple[pl.Series, str]:
     if isinstance(raw.dtype, pl.Datetime):
         return raw.dt.epoch("s"), "datetime"
     if raw.dtype == pl.String:
-        text = raw.str.strip_chars()
-        numbers = text.cast(pl.Float64, strict=False)
+        numbers = raw.cast(pl.Float64, strict=False)
+        text = raw
+        if numbers.null_count() > raw.null_count():  # padded numbers or ISO strings
+            text = raw.str.strip_chars()
+            numbers = text.cast(pl.Float64, strict=False)
         seconds, kind = _numeric_seconds(numbers, unit)
         if not (numbers.is_null() & text.is_not_null()).any():
             return seconds, kind
