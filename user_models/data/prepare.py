@@ -37,8 +37,6 @@ import hmac
 import math
 import re
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -143,14 +141,14 @@ def prepare(
         InputError: a bad value under the ``error`` policy, a non-numeric rating, or a step that removes
             every event (the message names the file, line, column and value, or the step).
     """
-    with _stages(progress) as stage:
-        stage("read")
+    with tqdm(total=len(_STAGES), desc="prepare", unit="stage", disable=not progress, leave=False) as bar:
+        bar.set_postfix_str(_STAGES[0])
         frame = _read(log)
         if frame.height == 0:
             raise DatasetError(f"{log.path}: no data rows")
         report = _Report(log, frame.height)
 
-        stage("clean")
+        _next_stage(bar)
         frame = _drop_missing(frame, report)
         # From here on users and items are dense integer codes in raw-id order; raw ids live in *_ids.
         user_codes, user_ids = _encode_ids(frame["user"])
@@ -162,10 +160,10 @@ def prepare(
         frame = _sort_events(frame)
         frame = _drop_duplicates(frame, report)
 
-        stage("k-core")
+        _next_stage(bar)
         frame = _k_core(frame, config, report, len(user_ids), len(item_ids))
 
-        stage("ids & sessions")
+        _next_stage(bar)
         # Re-number the survivors densely; order (and so determinism) is still the raw-id order.
         frame, kept_users = _densify(frame, "user", len(user_ids), first_id=0)
         frame, kept_items = _densify(frame, "item", len(item_ids), first_id=1)
@@ -173,8 +171,8 @@ def prepare(
         users = _users_table(user_ids.gather(kept_users), config)
         items_table, item_match = _items_table(item_ids.gather(kept_items), items)
 
-        stage("metadata")
-        sources = [_source(path, frame_rows) for path, frame_rows in ((log.path, report.rows_read),)]
+        _next_stage(bar)
+        sources = [_source(log.path, report.rows_read)]
         if items is not None:
             sources.append(_source(items.path, items.frame.height))
         has_time = "timestamp" in frame.columns
@@ -200,7 +198,9 @@ def prepare(
                 **({"item_metadata": item_match} if item_match else {}),
             },
         )
-        return SequenceDataset.from_frames(interactions, items_table, users, meta)
+        dataset = SequenceDataset.from_frames(interactions, items_table, users, meta)
+        bar.update(1)
+        return dataset
 
 
 # --- stages ---------------------------------------------------------------------------------------------
@@ -219,21 +219,12 @@ class _Report:
                                f"{' (' + detail + ')' if detail else ''}{'; ' + hint if hint else ''}")
 
 
-@contextmanager
-def _stages(progress: bool) -> Iterator[Any]:
-    names = 5
-    with tqdm(total=names, desc="prepare", unit="stage", disable=not progress, leave=False) as bar:
-        started = False
+_STAGES = ("read", "clean", "k-core", "ids & sessions", "metadata")
 
-        def stage(name: str) -> None:
-            nonlocal started
-            if started:
-                bar.update(1)
-            started = True
-            bar.set_postfix_str(name)
 
-        yield stage
-        bar.update(1)
+def _next_stage(bar: tqdm) -> None:
+    bar.update(1)
+    bar.set_postfix_str(_STAGES[min(bar.n, len(_STAGES) - 1)])
 
 
 def _read(log: RawLog) -> pl.DataFrame:
