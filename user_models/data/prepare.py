@@ -359,13 +359,13 @@ def _map_behaviors(
     frame: pl.DataFrame, log: RawLog, config: PrepareConfig, report: _Report
 ) -> tuple[pl.DataFrame, tuple[str, ...], Literal["events", "ratings", "none"], str]:
     if "event" in frame.columns:
-        events = frame["event"].cast(pl.String).str.strip_chars()
+        events = frame["event"].cast(pl.String)
         if config.behaviors is not None:
             vocab, order = config.behaviors, "given"
         else:
             counts = events.value_counts(sort=True).sort(["count", "event"], descending=[True, False])
             vocab, order = tuple(counts["event"].to_list()), "by decreasing frequency"
-        ids = events.replace_strict(vocab, list(range(1, len(vocab) + 1)), default=None, return_dtype=pl.Int8)
+        ids = (events.cast(pl.Enum(vocab), strict=False).to_physical().cast(pl.Int16) + 1).cast(pl.Int8)
         unknown = ids.is_null()
         n_unknown = int(unknown.sum())
         if n_unknown and config.unknown_events == "error":

@@ -18,11 +18,12 @@ def dataset_stats(ds: SequenceDataset) -> dict[str, Any]:
     Returns a JSON-serialisable dict; quantiles use linear interpolation over users (or sessions).
     """
     meta = ds.meta
-    lengths = ds.sequences.lengths
-    session_lengths = (
-        ds.interactions.group_by("user", "session").len()["len"].to_numpy()
-        if ds.interactions.height else np.zeros(0, dtype=np.int64)
-    )
+    user = ds.interactions["user"].to_numpy()
+    session = ds.interactions["session"].to_numpy()
+    lengths = np.bincount(user, minlength=ds.n_users)
+    # Events are sorted by (user, position) and a session is a contiguous run of equal (user, session).
+    starts = np.flatnonzero(np.r_[True, (user[1:] != user[:-1]) | (session[1:] != session[:-1])])
+    session_lengths = np.diff(np.r_[starts, len(user)]) if len(user) else np.zeros(0, dtype=np.int64)
     counts = np.bincount(ds.interactions["behavior"].to_numpy(), minlength=ds.n_behaviors + 1)[1:]
     total = max(int(counts.sum()), 1)
     stats: dict[str, Any] = {
