@@ -14,7 +14,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from user_models.data.readers import RawItems, RawLog, read_items, read_log
+from user_models.data.readers import InputFormat, RawItems, RawLog, read_items, read_log
 from user_models.errors import InputError
 
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -35,20 +35,16 @@ def read_ml100k(data_dir: str | Path) -> tuple[RawLog, RawItems]:
     GroupLens files (``u.data``, ``u.item``).
     """
     root = Path(data_dir)
-    if (root / "ml-100k.inter").is_file():
-        log = read_log(root / "ml-100k.inter", "recbole")
-        item_file = root / "ml-100k.item"
-        fmt = "recbole"
-    elif (root / "u.data").is_file():
-        log = read_log(root / "u.data", "movielens")
-        item_file = root / "u.item"
-        fmt = "movielens"
-    else:
-        raise InputError(f"{root}: no MovieLens-100K files (expected ml-100k.inter or u.data); pass the "
-                         "directory with --data-dir or fetch it with --download")
-    if not item_file.is_file():
-        raise InputError(f"{item_file}: missing; MovieLens-100K needs its movie file next to the ratings")
-    return log, read_items(item_file, fmt)  # type: ignore[arg-type]
+    layouts: tuple[tuple[str, str, InputFormat], ...] = (
+        ("ml-100k.inter", "ml-100k.item", "recbole"), ("u.data", "u.item", "movielens"))
+    for ratings, movies, fmt in layouts:
+        if (root / ratings).is_file():
+            if not (root / movies).is_file():
+                raise InputError(f"{root / movies}: missing; MovieLens-100K needs its movie file next to "
+                                 "the ratings")
+            return read_log(root / ratings, fmt), read_items(root / movies, fmt)
+    raise InputError(f"{root}: no MovieLens-100K files (expected ml-100k.inter or u.data); pass the "
+                     "directory with --data-dir or fetch it with --download")
 
 
 def download_ml100k(target: str | Path | None = None, url: str = ML100K_URL) -> Path:

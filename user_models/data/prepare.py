@@ -430,9 +430,10 @@ def _sort_events(frame: pl.DataFrame) -> pl.DataFrame:
     """
     if "timestamp" not in frame.columns:
         return frame.sort(["user", "row"])
-    lo, hi = frame["timestamp"].min(), frame["timestamp"].max()
-    span = int(hi) - int(lo) + 1  # type: ignore[arg-type]
-    if (int(frame["user"].max()) + 1) * span >= 2**62:  # type: ignore[arg-type]
+    lo, hi, top_user = frame.select(pl.col("timestamp").min().alias("lo"), pl.col("timestamp").max(),
+                                    pl.col("user").max()).row(0)
+    span = hi - lo + 1
+    if (top_user + 1) * span >= 2**62:
         return frame.sort(["user", "timestamp", "row"])
     key = pl.col("user").cast(pl.Int64) * span + (pl.col("timestamp") - lo)
     return frame.sort([key, "row"])

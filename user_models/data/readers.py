@@ -146,7 +146,7 @@ def read_log(path: str | Path, fmt: InputFormat | None = None, columns: ColumnMa
         return _read_recbole_inter(_recbole_file(path, ".inter"), columns)
     path = _existing(path)
     lazy, first_line = _scan_table(path, fmt)
-    return _map_log_columns(lazy, path, columns, first_line, fmt)
+    return _map_log_columns(lazy, path, columns, first_line)
 
 
 def read_items(
@@ -167,7 +167,7 @@ def read_items(
         raise InputError(f"{path}: SASRec text holds no item metadata; give a csv/tsv/parquet/jsonl file")
     path = _existing(path)
     lazy, first_line = _scan_table(path, fmt)
-    return _map_item_columns(lazy, path, columns, first_line, fmt)
+    return _map_item_columns(lazy, path, columns, first_line)
 
 
 def companion_items(path: str | Path, fmt: InputFormat) -> Path | None:
@@ -235,7 +235,7 @@ def _delimiter_hint(available: Sequence[str]) -> str:
 
 
 def _map_log_columns(
-    lazy: pl.LazyFrame, path: Path, columns: ColumnMap, first_line: int | None, fmt: str
+    lazy: pl.LazyFrame, path: Path, columns: ColumnMap, first_line: int | None
 ) -> RawLog:
     available = _column_names(lazy, path)
     user = _pick(available, columns.user, USER_CANDIDATES, "user", "--user-col", path, True)
@@ -258,7 +258,7 @@ def _map_log_columns(
 
 
 def _map_item_columns(
-    lazy: pl.LazyFrame, path: Path, columns: ItemColumnMap, first_line: int | None, fmt: str
+    lazy: pl.LazyFrame, path: Path, columns: ItemColumnMap, first_line: int | None
 ) -> RawItems:
     available = _column_names(lazy, path)
     item = _pick(available, columns.item, ITEM_ID_CANDIDATES, "item id", "--item-id-col", path, True)
@@ -371,7 +371,7 @@ def _scan_recbole(path: Path) -> tuple[pl.LazyFrame, dict[str, str]]:
 
 def _read_recbole_inter(path: Path, columns: ColumnMap) -> RawLog:
     lazy, _ = _scan_recbole(path)
-    return _map_log_columns(lazy, path, columns, 2, "recbole")
+    return _map_log_columns(lazy, path, columns, 2)
 
 
 def _read_recbole_items(path: Path, columns: ItemColumnMap) -> RawItems:
@@ -383,7 +383,7 @@ def _read_recbole_items(path: Path, columns: ItemColumnMap) -> RawItems:
         # token_seq holds space-separated tokens (one genre each); the artifact joins genres with "|".
         lazy = lazy.with_columns(pl.col(category).str.strip_chars().str.replace_all(r"\s+", "|"))
     return _map_item_columns(lazy, path, ItemColumnMap(columns.item, columns.title, category, columns.price),
-                             2, "recbole")
+                             2)
 
 
 # --- MovieLens original layout (u.data / u.item) ------------------------------------------------------
