@@ -82,9 +82,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, polars "
-            f"{pl.__version__}, load average {load:.1f} at start")
+    return (f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
+            f"polars {pl.__version__}")
 
 
 def write_section(text: str) -> None:
@@ -106,6 +105,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000, help="events in the generated CSV")
     parser.add_argument("--no-write", action="store_true", help="print the table only; leave BENCHMARKS.md")
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
         csv = Path(tmp) / "events.csv"
@@ -131,9 +131,13 @@ def main() -> None:
               "|---|---:|---:|---:|---:|---:|")
     lines = [f"| {name} | {w:.1f} | {c:.1f} | {r:,.0f} | {args.events / w:,.0f} | {ratio:.2f} |"
              for name, w, c, r, ratio in rows]
-    met = prep_wall <= 20 and prep_rss <= 3072
-    verdict = (f"target <= 20 s and <= 3072 MiB: {'met' if met else 'NOT met'}; {stats:,} events kept after "
-               "cleaning (5-core)")
+    load_end = os.getloadavg()[0]
+    verdict = (f"Target on 2 cores: <= 20 s wall ({'met' if prep_wall <= 20 else 'NOT met'}: "
+               f"{prep_wall:.1f} s, load average {load_start:.1f} before and {load_end:.1f} after) and "
+               f"<= 3072 MiB peak RSS ({'met' if prep_rss <= 3072 else 'NOT met'}). CPU time "
+               f"{prep_cpu:.1f} s: the work does not wait on I/O, so on an idle 2-core machine the wall "
+               "time is at most about that. "
+               f"{stats:,} events kept after cleaning (5-core)")
     table = "\n".join([header, *lines])
     print(table)
     print(verdict)
@@ -142,8 +146,9 @@ def main() -> None:
             f"## Ingestion (`scripts/bench_ingest.py`)\n\n"
             f"{args.events:,} events ({size_mb:.0f} MiB CSV: user_id, item_id, unix timestamp, event), "
             f"`recsim data prepare` end to end in a fresh process (read, clean, 5-core, ids, sessions, "
-            f"sha256 of the input, Parquet write).\n\n{table}\n\n{verdict}.\n\n"
-            f"Machine: {machine()}. Timings taken while other jobs shared the CPUs are noisy.\n\n"
+            f"sha256 of the input, Parquet write, stats table).\n\n{table}\n\n{verdict}.\n\n"
+            f"Machine: {machine()}. Wall times taken while other jobs share the CPUs (load average above "
+            f"the core count) are inflated; CPU time is the steadier figure.\n\n"
             f"Command: `python scripts/bench_ingest.py --events {args.events}`\n"
         )
 
