@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from user_models.errors import InputError
+from user_models.errors import DatasetError, InputError
 
 if TYPE_CHECKING:
     from user_models.data.artifact import SequenceDataset
@@ -43,8 +43,6 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_output(out: Path, overwrite: bool) -> None:
     """Fail before any work when the output exists and may not be replaced."""
-    from user_models.errors import DatasetError
-
     if out.exists() and not overwrite:
         raise DatasetError(f"{out}: output exists; pass --overwrite to replace it")
 
@@ -202,8 +200,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
     check_output(args.out, args.overwrite)
     if args.dataset is not None:
-        mapping = [f for f in ("input_format", "user_col", "item_col", "time_col", "event_col", "rating_col",
-                               "items") if getattr(args, f) is not None]
+        layout_flags = ("input_format", "user_col", "item_col", "time_col", "event_col", "rating_col",
+                        "items", "items_format", "item_id_col", "title_col", "category_col", "price_col")
+        mapping = [f for f in layout_flags if getattr(args, f) is not None]
         if mapping:
             flag = "--" + mapping[0].replace("_", "-")
             raise InputError(f"--dataset {args.dataset} fixes the layout; drop {flag}")
