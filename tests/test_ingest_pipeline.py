@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from user_models.data.prepare import PrepareConfig, parse_duration, prepare
 from user_models.data.readers import ColumnMap, ItemColumnMap, read_items, read_log
@@ -238,3 +240,34 @@ def test_a_column_named_row_does_not_clash(tmp_path):
     csv = write(tmp_path / "log.csv", "row,user,item\n7,a,x\n3,a,y\n")
     ds = prepare(read_log(csv), NO_KCORE)
     assert ds.sequences.user(0)[0].tolist() == [1, 2]  # file order, not the "row" column
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 8), st.integers(0, 5_000), st.sampled_from("vcb")),
+        min_size=1, max_size=80,
+    ),
+    k=st.integers(1, 3),
+)
+def test_invariants_on_random_logs(tmp_path, rows, k):
+    lines = ["user,item,timestamp,event"] + [f"u{u},i{i},{t},{e}" for u, i, t, e in rows]
+    csv = write(tmp_path / "log.csv", "\n".join(lines) + "\n")
+    config = PrepareConfig(behaviors=("v", "c", "b"), min_user_events=k, min_item_events=k,
+                           session_gap_seconds=600)
+    try:
+        ds = prepare(read_log(csv), config)
+    except InputError as exc:
+        assert "removed all" in str(exc)  # the only way a valid log can fail: k-core empties it
+        return
+    inter = ds.interactions
+    assert sum(s.removed for s in ds.meta.cleaning) == len(rows) - inter.height
+    assert inter.group_by("user").len()["len"].min() >= k  # k-core holds for users ...
+    assert inter.group_by("item").len()["len"].min() >= k  # ... and items
+    per_user = inter.group_by("user", maintain_order=True).agg("position", "session", "timestamp")
+    for positions, sessions, times in per_user.select("position", "session", "timestamp").iter_rows():
+        assert positions == list(range(len(positions)))
+        assert times == sorted(times)
+        gaps = np.diff(times) > 600
+        assert sessions == [0, *np.cumsum(gaps).tolist()]
+    assert inter.unique(["user", "item", "timestamp", "behavior"]).height == inter.height
