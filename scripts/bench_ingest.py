@@ -6,9 +6,10 @@ a fresh child process, so its peak RSS (``ru_maxrss`` of the child) counts the w
 the interpreter and imports. The baseline, measured in the same run, is the floor for any CSV pipeline:
 ``polars.read_csv`` of the same file into memory.
 
-Larger than memory: the reader scans lazily and materialises only the mapped columns (about 40 bytes per
-event while parsing, ~16 after ids are mapped), so the limit is those columns, not the file size; k-core
-and sorting then run in memory. See docs/data_formats.md.
+Larger than memory: the reader scans lazily and materialises only the mapped columns (roughly 70 bytes
+per event for four text columns while parsing, ~30 once ids are integer codes), so the limit is those
+columns, not the file size; deduplication, k-core and sorting then run in memory. See
+docs/data_formats.md.
 
 Usage: python scripts/bench_ingest.py [--events 10000000] [--no-write]
 """

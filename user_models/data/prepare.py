@@ -3,7 +3,8 @@
 One path for every input format (readers only rename columns, see :mod:`user_models.data.readers`):
 
 1. **read**: only the mapped columns are materialised (Polars scans the file lazily, so a file larger
-   than memory works as long as those columns fit: about 40 bytes per event while parsing).
+   than memory works as long as those columns fit: roughly 70 bytes per event for four text columns
+   while parsing; see docs/data_formats.md).
 2. **missing user or item**: rows without a user or item id (and rows without an event/rating value when
    the data has them) are dropped.
 3. **unparsable timestamps**: empty or unparsable times are dropped or, under the ``error`` policy,
