@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from user_models.data.artifact import CleaningStep, DatasetMeta, SequenceDataset
 from user_models.synthetic.config import BEHAVIORS, WORLD_VERSION, SyntheticConfig
-from user_models.synthetic.world import SyntheticWorld, derived_seeds
+from user_models.synthetic.world import SyntheticState, SyntheticWorld, derived_seeds
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def generate_logs(
     users = world.sample_users(c.n_users, g)
     order = torch.argsort(lengths, descending=True, stable=True)
     lengths = lengths[order]
-    state = type(users)(users.interest[order].contiguous(), users.patience[order].contiguous())
+    state = SyntheticState(users.interest[order].contiguous(), users.patience[order].contiguous())
     start = c.start_time + torch.rand(c.n_users, generator=g, device=dev, dtype=torch.float64) * (
         c.start_spread_days * 86400.0
     )
@@ -92,7 +92,8 @@ def generate_logs(
     for t in tqdm(range(n_steps), desc="synthetic logs", unit="step", disable=not progress):
         m = active_counts[t]
         rows = state.rows(m)
-        item = _sample(torch.softmax(world.catalogue_logits(rows) / c.browse_temperature, dim=-1), g)
+        logits = world.catalogue_logits(rows).div_(c.browse_temperature)
+        item = _sample(logits.sub_(logits.max(dim=-1, keepdim=True).values).exp_(), g)
         behavior = _sample(world.behavior_probs(rows, item[:, None])[:, 0], g) + 1
         if t == 0:
             gap = torch.full((m,), -1.0, dtype=torch.float64, device=dev)
@@ -131,12 +132,13 @@ def generate_logs(
     )
 
 
-def _sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One column index per row of ``[B, n]`` probabilities, by inverse CDF (much faster than
-    ``torch.multinomial`` on a large catalogue). Columns of probability 0 are never drawn."""
-    cdf = probs.cumsum(dim=-1)
+def _sample(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One column index per row of ``[B, n]`` non-negative weights (probabilities up to a factor), by
+    inverse CDF: much faster than ``torch.multinomial`` on a large catalogue. Weight-0 columns are never
+    drawn."""
+    cdf = weights.cumsum(dim=-1)
     u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=probs.shape[-1] - 1)
+    return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=weights.shape[-1] - 1)
 
 
 def synthesize_dataset(

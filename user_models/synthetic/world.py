@@ -124,6 +124,11 @@ class SyntheticWorld:
         self.centroids = centroids.to(self._device)
         self.category_weights = weights.to(self._device)
         self.prior_mean = c.interest_init_scale * (self.category_weights @ self.centroids)
+        # The preference logit is affine in the interest: logit = interest . (affinity_scale * v) + bias,
+        # with the padding item's bias -inf so that it is never preferred.
+        self._logit_vectors = c.affinity_scale * self.item_vectors
+        self._logit_bias = c.appeal_weight * self.item_appeal
+        self._logit_bias[0] = -math.inf
         self._drift = torch.tensor((0.0, *c.drift_rates), device=self._device)
         self._patience_delta = torch.tensor(c.patience_deltas, device=self._device)
 
@@ -216,9 +221,8 @@ class SyntheticWorld:
 
     def item_logits(self, state: SyntheticState, items: torch.Tensor) -> torch.Tensor:
         """``[B, k]`` true preference logits; item 0 (padding, no item) gets ``-inf``."""
-        affinity = torch.einsum("bd,bkd->bk", state.interest, self.item_vectors[items])
-        logits = self.config.affinity_scale * affinity + self.config.appeal_weight * self.item_appeal[items]
-        return logits.masked_fill(items == 0, -math.inf)
+        affinity_term = torch.einsum("bd,bkd->bk", state.interest, self._logit_vectors[items])
+        return affinity_term + self._logit_bias[items]
 
     def catalogue_logits(self, state: SyntheticState) -> torch.Tensor:
         """``[B, n_items + 1]`` :meth:`item_logits` of every item (column = item id, column 0 ``-inf``).
@@ -226,11 +230,7 @@ class SyntheticWorld:
         The same numbers as ``item_logits(state, all ids)`` but one matrix product instead of a
         ``[B, n_items, dim]`` gather; organic browsing samples from it.
         """
-        c = self.config
-        affinity = state.interest @ self.item_vectors.T
-        logits = c.affinity_scale * affinity + c.appeal_weight * self.item_appeal
-        logits[:, 0] = -math.inf
-        return logits
+        return torch.addmm(self._logit_bias, state.interest, self._logit_vectors.T)
 
     def behavior_probs(self, state: SyntheticState, items: torch.Tensor) -> torch.Tensor:
         """``[B, k, 4]`` the funnel: P(view only), P(click, no cart), P(cart, no buy), P(buy)."""
