@@ -8,12 +8,18 @@ methods costs; the table reports events per second for both and their ratio.
     python scripts/bench_synth.py [--threads 2] [--device cpu] [--no-write]
 
 Writes its section of ``BENCHMARKS.md`` between ``<!-- BEGIN synth -->`` and ``<!-- END synth -->``.
+
+OpenMP's default of spinning idle worker threads makes every torch op slow on a machine with more busy
+processes than cores (measured ~8x slower here with 2 threads); unless ``OMP_WAIT_POLICY`` is already
+set, this script sets it to ``PASSIVE`` before importing torch, and the table records the setting.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
 import platform
 import time
 from dataclasses import replace
@@ -56,7 +62,8 @@ def main() -> None:
     mix = ", ".join(f"{b} {n / events:.1%}" for b, n in zip(ds.behaviors, behavior_counts, strict=True))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     machine = (f"{platform.machine()} {os.cpu_count()} cores ({args.threads} torch threads, "
-               f"load average {load}), torch {torch.__version__}, device {args.device}")
+               f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, load average {load}), "
+               f"torch {torch.__version__}, device {args.device}")
     rows = [
         ("default world, batched (synthesize_dataset)", f"{seconds:.1f}", f"{rate:,.0f}",
          f"{rate / baseline_rate:.0f}x"),

@@ -276,6 +276,13 @@ def test_cli_synth_writes_dataset_and_refuses_existing_output(tmp_path, capsys):
     assert again.func(again) == 0 and SequenceDataset.load(out).n_users == 20
 
 
+def test_cli_synth_rejects_bad_sizes_before_writing(tmp_path):
+    args = synth_args("--out", str(tmp_path / "synth"), "--users", "0")
+    with pytest.raises(InputError, match="n_users"):
+        args.func(args)
+    assert not (tmp_path / "synth").exists()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_world_runs_on_cuda(world):
     cuda = SyntheticWorld(SMALL, "cuda")

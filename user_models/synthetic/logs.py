@@ -92,8 +92,10 @@ def generate_logs(
     for t in tqdm(range(n_steps), desc="synthetic logs", unit="step", disable=not progress):
         m = active_counts[t]
         rows = state.rows(m)
-        logits = world.catalogue_logits(rows).div_(c.browse_temperature)
-        item = _sample(logits.sub_(logits.max(dim=-1, keepdim=True).values).exp_(), g)
+        logits = world.catalogue_logits(rows)
+        if c.browse_temperature != 1.0:
+            logits.div_(c.browse_temperature)
+        item = _sample(torch.softmax(logits, dim=-1), g)
         behavior = _sample(world.behavior_probs(rows, item[:, None])[:, 0], g) + 1
         if t == 0:
             gap = torch.full((m,), -1.0, dtype=torch.float64, device=dev)
@@ -132,13 +134,17 @@ def generate_logs(
     )
 
 
-def _sample(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One column index per row of ``[B, n]`` non-negative weights (probabilities up to a factor), by
-    inverse CDF: much faster than ``torch.multinomial`` on a large catalogue. Weight-0 columns are never
-    drawn."""
-    cdf = weights.cumsum(dim=-1)
+def _sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One column index per row of ``[B, n]`` probabilities, by inverse CDF: much faster than
+    ``torch.multinomial`` on a large catalogue. Probability-0 columns are never drawn. Overwrites
+    ``probs``.
+
+    Generation is a few full-catalogue passes per step (logits, softmax, cumsum), each one parallel
+    operation: few enough that thread synchronisation stays cheap on a busy machine.
+    """
+    cdf = probs.cumsum_(dim=-1)
     u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=weights.shape[-1] - 1)
+    return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=probs.shape[-1] - 1)
 
 
 def synthesize_dataset(
