@@ -189,6 +189,30 @@ def test_reset_rows_replaces_only_selected_rows(world):
     assert torch.equal(state.interest[1], keep)
 
 
+def test_organic_logs_follow_the_worlds_own_probabilities(world):
+    """First events: item, behavior and session end follow the protocol's probabilities (organic
+    browsing at ``browse_temperature`` 1 samples from ``softmax(item_logits)``)."""
+    config = replace(SMALL, n_users=3000, min_events_per_user=2, max_events_per_user=2)
+    logs = generate_logs(config)
+    first, second = logs.position == 0, logs.position == 1
+    # Expected over the prior, from users drawn independently of the logs' generator.
+    users = world.sample_users(20000, torch.Generator().manual_seed(11))
+    probs = torch.softmax(world.catalogue_logits(users), dim=-1)
+    expected = probs.mean(0)[1:].numpy() * first.sum()
+    observed = np.bincount(logs.item[first], minlength=SMALL.n_items + 1)[1:]
+    chi2, dof = ((observed - expected) ** 2 / expected).sum(), SMALL.n_items - 1
+    assert chi2 < dof + 4 * math.sqrt(2 * dof)  # ~121 here; a temperature of 0.8 or 1.25 gives > 230
+    items = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(12))
+    expected_mix = world.behavior_probs(users, items)[:, 0].mean(0).numpy()
+    observed_mix = np.bincount(logs.behavior[first], minlength=5)[1:] / first.sum()
+    np.testing.assert_allclose(observed_mix, expected_mix, atol=0.03)
+    patience = np.clip(SMALL.patience_init + np.array(SMALL.patience_deltas[1:]), 0, SMALL.patience_max)
+    end_by_behavior = 1 / (1 + np.exp(-(SMALL.end_bias - SMALL.end_slope * patience)))
+    expected_end = float(observed_mix @ end_by_behavior)
+    observed_end = float(logs.session[second].mean())
+    assert abs(observed_end - expected_end) < 4 * math.sqrt(expected_end * (1 - expected_end) / second.sum())
+
+
 def test_logs_have_sequential_structure(small_ds, world):
     """Consecutive events share a category far more than chance: drift gives the model something to learn."""
     it = small_ds.interactions
