@@ -264,6 +264,7 @@ def test_from_dataset_rebuilds_the_same_world(small_ds, world, tmp_path):
         ({"synthetic_config": replace(SMALL, seed=9).to_dict(), "synthetic_world_version": 1}, "not match"),
         ({"synthetic_config": {**SMALL.to_dict(), "gravity": 1}, "synthetic_world_version": 1}, "gravity"),
         ({"synthetic_config": SMALL.to_dict(), "synthetic_world_version": 99}, "world version 99"),
+        ({"synthetic_config": {**SMALL.to_dict(), "n_users": "many"}, "synthetic_world_version": 1}, "str"),
     ],
 )
 def test_from_dataset_rejects_other_datasets(small_ds, extra, message):

@@ -209,4 +209,7 @@ class SyntheticConfig:
                 f"synthetic config: unknown key(s) {unknown}; made by another recsim-env version"
             )
         values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a value of the wrong type, e.g. a string where a number belongs
+            raise DatasetError(f"synthetic config: {exc}") from None

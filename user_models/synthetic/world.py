@@ -106,8 +106,8 @@ class SyntheticWorld:
         self._device = torch.device(device)
         c = config
         g = torch.Generator().manual_seed(derived_seeds(c.seed)[0])
-        ranks = torch.arange(1, c.n_categories + 1, dtype=torch.float64)
-        weights = (ranks ** -c.category_zipf / (ranks ** -c.category_zipf).sum()).float()
+        zipf = torch.arange(1, c.n_categories + 1, dtype=torch.float64) ** -c.category_zipf
+        weights = (zipf / zipf.sum()).float()
         centroids = _unit(torch.randn(c.n_categories, c.dim, generator=g))
         # Every category gets at least one item; the rest follow the category weights; ids are shuffled.
         extra = torch.multinomial(weights, c.n_items - c.n_categories, replacement=True, generator=g)
