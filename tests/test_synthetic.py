@@ -67,7 +67,7 @@ def test_protocol_conformance(world):
     items = torch.randint(1, SMALL.n_items + 1, (5, 7), generator=g)
     logits = world.item_logits(state, items)
     assert logits.shape == (5, 7) and torch.isfinite(logits).all()
-    catalogue = world.catalogue_logits(state)
+    catalogue = world.all_item_logits(state)
     assert catalogue.shape == (5, SMALL.n_items + 1) and catalogue[:, 0].eq(-math.inf).all()
     torch.testing.assert_close(catalogue.gather(1, items), logits)
     padded = items.clone()
@@ -95,7 +95,7 @@ def test_step_only_changes_active_rows(world):
 
 def category_share(world: SyntheticWorld, state, k: int) -> float:
     """P(the next organic pick is in category k) for a one-row state."""
-    return float(torch.softmax(world.catalogue_logits(state)[0], 0)[world.item_category == k].sum())
+    return float(torch.softmax(world.all_item_logits(state)[0], 0)[world.item_category == k].sum())
 
 
 def test_drift_moves_interest_toward_consumed_category(world):
@@ -197,7 +197,7 @@ def test_organic_logs_follow_the_worlds_own_probabilities(world):
     first, second = logs.position == 0, logs.position == 1
     # Expected over the prior, from users drawn independently of the logs' generator.
     users = world.sample_users(20000, torch.Generator().manual_seed(11))
-    probs = torch.softmax(world.catalogue_logits(users), dim=-1)
+    probs = torch.softmax(world.all_item_logits(users), dim=-1)
     expected = probs.mean(0)[1:].numpy() * first.sum()
     observed = np.bincount(logs.item[first], minlength=SMALL.n_items + 1)[1:]
     chi2, dof = ((observed - expected) ** 2 / expected).sum(), SMALL.n_items - 1
@@ -251,7 +251,7 @@ def test_from_dataset_rebuilds_the_same_world(small_ds, world, tmp_path):
     small_ds.save(tmp_path / "synth")
     rebuilt = SyntheticWorld.from_dataset(SequenceDataset.load(tmp_path / "synth"))
     state = world.sample_users(4, torch.Generator().manual_seed(7))
-    assert torch.equal(rebuilt.catalogue_logits(state), world.catalogue_logits(state))
+    assert torch.equal(rebuilt.all_item_logits(state), world.all_item_logits(state))
     items = torch.randint(1, SMALL.n_items + 1, (4, 3), generator=torch.Generator().manual_seed(8))
     assert torch.equal(rebuilt.behavior_probs(state, items), world.behavior_probs(state, items))
     assert rebuilt.config == SMALL
@@ -313,6 +313,6 @@ def test_world_runs_on_cuda(world):
     cuda = SyntheticWorld(SMALL, "cuda")
     state = world.sample_users(4, torch.Generator().manual_seed(3))
     on_gpu = SyntheticState(state.interest.cuda(), state.satiation.cuda(), state.patience.cuda())
-    torch.testing.assert_close(cuda.catalogue_logits(on_gpu).cpu(), world.catalogue_logits(state))
+    torch.testing.assert_close(cuda.all_item_logits(on_gpu).cpu(), world.all_item_logits(state))
     logs = generate_logs(SMALL, device="cuda")
     assert len(logs) > 0 and logs.item.min() >= 1

@@ -92,7 +92,7 @@ def generate_logs(
     for t in tqdm(range(n_steps), desc="synthetic logs", unit="step", disable=not progress):
         m = active_counts[t]
         rows = state.rows(m)
-        logits = world.catalogue_logits(rows)
+        logits = world.all_item_logits(rows)
         if c.browse_temperature != 1.0:
             logits.div_(c.browse_temperature)
         item = _sample(torch.softmax(logits, dim=-1), g)

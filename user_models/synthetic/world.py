@@ -238,11 +238,12 @@ class SyntheticWorld:
         taste = torch.einsum("bd,bkd->bk", self._taste(state), self.item_vectors[items])
         return taste + self._logit_bias[items]
 
-    def catalogue_logits(self, state: SyntheticState) -> torch.Tensor:
+    def all_item_logits(self, state: SyntheticState) -> torch.Tensor:
         """``[B, n_items + 1]`` :meth:`item_logits` of every item (column = item id, column 0 ``-inf``).
 
         The same numbers as ``item_logits(state, all ids)`` but one matrix product instead of a
-        ``[B, n_items, dim]`` gather; organic browsing samples from it.
+        ``[B, n_items, dim]`` gather; organic browsing samples from it. The name and layout are the
+        full-catalogue fast path that the learned user model also offers and the simulation core uses.
         """
         return torch.addmm(self._logit_bias, self._taste(state), self.item_vectors.T)
 
