@@ -8,6 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recsim_env.cli.data_synth import add_synth_parser
 from user_models.data.artifact import SequenceDataset
@@ -151,6 +153,50 @@ def test_patience_low_value_events_raise_end_prob_high_value_lower_it(world):
     new_session = torch.tensor([SMALL.session_gap_seconds])
     world.step(state, torch.tensor([1]), torch.tensor([CLICK]), new_session, one)
     assert float(state.patience) == pytest.approx(SMALL.patience_init + SMALL.patience_deltas[CLICK])
+
+
+def test_satisfaction_not_appeal_keeps_users(world):
+    """Recommending what users value (carts, buys) keeps them far longer than recommending what they are
+    most likely to pick: the world rewards long-term planning."""
+
+    def session_lengths(policy: str, n: int = 400) -> torch.Tensor:
+        g = torch.Generator().manual_seed(0)
+        state, alive, length = world.sample_users(n, g), torch.ones(n, dtype=torch.bool), torch.zeros(n)
+        value = torch.tensor(SMALL.patience_deltas[1:])
+        for _ in range(100):
+            logits = world.all_item_logits(state)
+            if policy == "most likely pick":
+                item = logits.argmax(1)
+            else:  # among the 20 likeliest picks, the one with the best expected patience change
+                top = logits.topk(20).indices
+                item = top.gather(1, (world.behavior_probs(state, top) @ value).argmax(1, keepdim=True))[:, 0]
+            probs = world.behavior_probs(state, item[:, None])[:, 0]
+            behavior = torch.multinomial(probs, 1, generator=g)[:, 0] + 1
+            world.step(state, item, behavior, torch.full((n,), 30.0), alive)
+            length += alive
+            alive &= torch.rand(n, generator=g) >= world.end_prob(state)
+        return length
+
+    myopic, satisfying = session_lengths("most likely pick"), session_lengths("satisfying")
+    standard_error = math.sqrt(myopic.var() / len(myopic) + satisfying.var() / len(satisfying))
+    assert satisfying.mean() > 2 * myopic.mean()  # measured: ~44 vs ~11 events
+    assert satisfying.mean() - myopic.mean() > 5 * standard_error
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, SMALL.n_items), st.integers(0, 4), st.floats(-1, 1e6)), min_size=1,
+                max_size=30))
+def test_any_event_sequence_keeps_the_state_valid(events):
+    world = SyntheticWorld(SMALL)
+    state = world.sample_users(1, torch.Generator().manual_seed(0))
+    for item, behavior, gap in events:
+        event = torch.tensor([item]), torch.tensor([behavior]), torch.tensor([gap]), torch.tensor([True])
+        world.step(state, *event)
+        assert 0 <= float(state.patience) <= SMALL.patience_max
+        assert 0 < float(world.end_prob(state)) < 1
+        assert torch.isfinite(world.all_item_logits(state)[:, 1:]).all()
+        probs = world.behavior_probs(state, torch.arange(1, SMALL.n_items + 1)[None])
+        torch.testing.assert_close(probs.sum(-1), torch.ones(1, SMALL.n_items))
 
 
 def test_encode_equals_stepping_and_differs_from_truth_by_decayed_initial_interest(world):
