@@ -5,6 +5,10 @@ Target (issue 2): the default world (~5k users x 2k items x ~100 events/user) ge
 (``n_users=1``, ``--baseline-users`` of them), i.e. what a per-user Python loop over the same protocol
 methods costs; the table reports events per second for both and their ratio.
 
+It also reports how predictable the default world is: next-item HR@10 over the full catalogue on the
+leave-last-out test events, ranking by the world's own logits after replaying each history (the ceiling
+a learned user model can approach) and by training-split popularity (the floor).
+
     python scripts/bench_synth.py [--threads 2] [--device cpu] [--no-write]
 
 Writes its section of ``BENCHMARKS.md`` between ``<!-- BEGIN synth -->`` and ``<!-- END synth -->``.
@@ -28,7 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from user_models.synthetic import SyntheticConfig, generate_logs, synthesize_dataset
+from user_models.data.artifact import SequenceDataset
+from user_models.protocol import History
+from user_models.synthetic import SyntheticConfig, SyntheticWorld, generate_logs, synthesize_dataset
 
 SECTION = "synth"
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
@@ -58,6 +64,7 @@ def main() -> None:
     baseline_seconds = time.perf_counter() - start
 
     rate, baseline_rate = events / seconds, baseline_events / baseline_seconds
+    world_hit, popularity_hit = next_item_hit_rates(ds, SyntheticWorld.from_dataset(ds, args.device))
     behavior_counts = np.bincount(ds.interactions["behavior"].to_numpy(), minlength=5)[1:]
     mix = ", ".join(f"{b} {n / events:.1%}" for b, n in zip(ds.behaviors, behavior_counts, strict=True))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -86,11 +93,40 @@ def main() -> None:
         *table,
         "",
         f"Default dataset (seed {args.seed}): {stats}.",
+        "",
+        f"Next-item HR@10 (full catalogue, leave-last-out test events): the world's own logits "
+        f"{world_hit:.3f} (a perfect model of the world, up to the unknown initial interest), training "
+        f"popularity {popularity_hit:.3f}.",
     ])
     print(body)
     if not args.no_write:
         write_section(BENCHMARKS, SECTION, body)
         print(f"\nwrote section {SECTION!r} of {BENCHMARKS}")
+
+
+def next_item_hit_rates(ds: SequenceDataset, world: SyntheticWorld, k: int = 10) -> tuple[float, float]:
+    """HR@k of the world's logits (after replaying each test history) and of training popularity."""
+    test = ds.leave_last_out("test")
+    seqs = test.history
+    assert seqs.timestamps is not None
+    lengths = seqs.lengths
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    cols = np.arange(len(seqs.items)) - np.repeat(seqs.offsets[:-1], lengths)
+    shape = (len(lengths), int(lengths.max()))
+    items, behaviors = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    gaps = np.full(shape, -1.0, np.float32)
+    items[rows, cols], behaviors[rows, cols] = seqs.items, seqs.behaviors
+    gaps[rows, cols] = np.where(cols > 0, np.diff(seqs.timestamps, prepend=0), -1.0)
+    history = History(*(torch.from_numpy(x) for x in (items, behaviors, gaps, lengths)))
+    world_scores = world.all_item_logits(world.encode(history.to(world.device)))[:, 1:].cpu()
+    popularity = torch.from_numpy(np.bincount(ds.train_sequences().items, minlength=ds.n_items + 1)[1:])
+    target = torch.from_numpy(test.target_items.astype(np.int64))[:, None] - 1
+
+    def hit_rate(scores: torch.Tensor) -> float:
+        scores = scores.float().expand(len(target), -1)
+        return float(((scores > scores.gather(1, target)).sum(1) < k).float().mean())
+
+    return hit_rate(world_scores), hit_rate(popularity[None])
 
 
 def write_section(path: Path, name: str, body: str) -> None:
