@@ -107,8 +107,8 @@ def test_per_env_introspection(user, dataset):
 def test_ppo_a2c_and_maskable_ppo_train_through_sb3_wrappers(user, dataset, tmp_path):
     """A few thousand steps each, through VecMonitor / VecNormalize / eval callbacks, then save/load."""
     torch.manual_seed(0)
-    venv = VecNormalize(VecMonitor(make(user, dataset, n=8)), norm_obs_keys=["mask"])
-    eval_env = VecNormalize(VecMonitor(make(user, dataset, n=2)), norm_obs_keys=["mask"], training=False)
+    venv = VecNormalize(VecMonitor(make(user, dataset, n=8)))
+    eval_env = VecNormalize(VecMonitor(make(user, dataset, n=2)), training=False)
     callback = EvalCallback(eval_env, eval_freq=128, n_eval_episodes=2, warn=False, verbose=0)
     ppo = PPO("MultiInputPolicy", venv, n_steps=64, batch_size=256, n_epochs=1, policy_kwargs=TINY, seed=0)
     ppo.learn(2048, callback=callback)
