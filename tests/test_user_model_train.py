@@ -42,28 +42,28 @@ def test_lr_schedule_warms_up_then_decays():
 def test_training_learns_is_deterministic_and_resumes_exactly(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     ds = cyclic_dataset()
-    model_a, result = train_user_model(ds, tmp_path / "a", MODEL, config(12))
+    model_a, result = train_user_model(ds, tmp_path / "a", MODEL, config(8))
     report = ranking_report(TransformerScorer(model_a), eval_examples(ds, "test"))
     assert report["hr@5"] > 0.9  # the +1 walk is learnt
     assert result.history[-1]["loss"] < result.history[0]["loss"]
-    model_b, _ = train_user_model(ds, tmp_path / "b", MODEL, config(12))
+    model_b, _ = train_user_model(ds, tmp_path / "b", MODEL, config(8))
     for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-    # interrupted during epoch 6, then resumed: the same weights as the uninterrupted run
+    # interrupted during epoch 4, then resumed: the same weights as the uninterrupted run
     calls = []
 
     def interrupted_report(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 6:
+        if len(calls) == 4:
             raise KeyboardInterrupt
         return ranking_report(*args, **kwargs)
 
     with monkeypatch.context() as patch:
         patch.setattr(train_module, "ranking_report", interrupted_report)
         with pytest.raises(KeyboardInterrupt):
-            train_user_model(ds, tmp_path / "c", MODEL, config(12))
-    model_c, resumed = train_user_model(ds, tmp_path / "c", MODEL, config(12), resume=True)
-    assert resumed.epochs_run == 12
+            train_user_model(ds, tmp_path / "c", MODEL, config(8))
+    model_c, resumed = train_user_model(ds, tmp_path / "c", MODEL, config(8), resume=True)
+    assert resumed.epochs_run == 8
     for (name, a), c in zip(model_a.state_dict().items(), model_c.state_dict().values(), strict=True):
         assert torch.equal(a, c), name
     loaded = load_user_model(tmp_path / "a", dataset=ds)
