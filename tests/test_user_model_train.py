@@ -69,3 +69,16 @@ def test_training_learns_is_deterministic_and_resumes_exactly(tmp_path, monkeypa
     loaded = load_user_model(tmp_path / "a", dataset=ds)
     h = history_from_sequences(eval_examples(ds, "test").history, MODEL.max_len)
     assert torch.equal(loaded.all_item_logits(loaded.encode(h)), model_a.all_item_logits(model_a.encode(h)))
+
+
+def test_sampled_softmax_learns_and_early_stopping_stops(tmp_path):
+    torch.set_num_threads(1)
+    ds = cyclic_dataset()
+    # a catalogue "too large" for the full softmax: 6 uniform negatives per batch instead of 10 items
+    sampled = config(8, full_softmax_max_items=5, sampled_negatives=6)
+    model, _ = train_user_model(ds, tmp_path / "s", MODEL, sampled)
+    assert ranking_report(TransformerScorer(model), eval_examples(ds, "test"))["hr@5"] > 0.9
+    # lr 0: validation never improves after the first epoch, so patience 2 stops after epoch 3
+    _, result = train_user_model(ds, tmp_path / "e", MODEL, TrainConfig(epochs=50, lr=0.0, patience=2,
+                                                                         batch_size=16, progress=False))
+    assert (result.best_epoch, result.epochs_run) == (1, 3)
