@@ -232,7 +232,7 @@ class UserTransformer(nn.Module):
         Items absent from a row get ``L`` (so ``first <= t`` means "seen by position t").
         """
         b, width = items.shape
-        dtype = torch.int16 if width < 2**15 else torch.int32  # compact: training gathers it per position
+        dtype = torch.int32  # compact (training gathers a row per position); CUDA has int32 atomics
         positions = torch.arange(width, device=items.device, dtype=dtype).expand(b, -1)
         positions = torch.where(positions < lengths[:, None], positions, width)
         first = torch.full((b, n_items + 1), width, dtype=dtype, device=items.device)
