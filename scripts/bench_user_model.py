@@ -22,7 +22,7 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from recsim_env.cli import main as recsim  # noqa: E402
 from user_models.baselines import GRUConfig, baseline_reports  # noqa: E402
 from user_models.data.artifact import SequenceDataset  # noqa: E402
 from user_models.evaluate import TransformerScorer, eval_examples, format_table, ranking_report  # noqa: E402
-from user_models.train import PRESETS, TrainConfig, train_user_model  # noqa: E402
+from user_models.train import TrainConfig, train_user_model  # noqa: E402
 from user_models.transformer import TransformerConfig  # noqa: E402
 
 SECTION = "user_model"
@@ -150,9 +150,7 @@ def main() -> None:
         if not (args.ml100k / "ml-100k.inter").is_file():
             raise SystemExit(f"{args.ml100k}: no ml-100k.inter; set RECSIM_ML100K or pass --skip-ml100k")
         ml100k = prepare_ml100k(args.ml100k, args.work)
-        model_config, train_config = PRESETS["ml-100k"]
-        cases.append(Case("ml-100k", ml100k, model_config, replace(train_config, seed=args.seed),
-                          GRUConfig(max_len=model_config.max_len)))
+        cases.append(Case("ml-100k", ml100k, TransformerConfig(), TrainConfig(seed=args.seed), GRUConfig()))
     if not args.skip_synthetic:
         synthetic = prepare_synthetic(args.work, args.synthetic_users, args.synthetic_events, args.seed)
         cases.append(Case("synthetic", synthetic, TransformerConfig(), TrainConfig(seed=args.seed),

@@ -34,8 +34,7 @@ from user_models.protocol import History
 class TransformerConfig:
     """Architecture of :class:`UserTransformer` (the catalogue and behaviors come from the dataset).
 
-    The defaults are sized for 2 CPU cores (and are the architecture of the MovieLens-100k preset,
-    :data:`user_models.train.PRESETS`).
+    The defaults are sized for 2 CPU cores and are the benchmarked configuration.
     """
 
     dim: int = 64

@@ -33,9 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    train.add_argument("--preset", choices=("default", "ml-100k"), default="default",
-                       help="model and training defaults; ml-100k = the tuned MovieLens-100k setting")
-    model = train.add_argument_group("model flags (override the preset)")
+    model = train.add_argument_group("model flags (defaults: the benchmarked configuration)")
     model.add_argument("--dim", type=int)
     model.add_argument("--layers", type=int)
     model.add_argument("--heads", type=int)
@@ -77,9 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _configs(args: argparse.Namespace) -> tuple[Any, Any]:
-    from user_models.train import PRESETS
+    from user_models.train import TrainConfig
+    from user_models.transformer import TransformerConfig
 
-    model_config, train_config = PRESETS[args.preset]
+    model_config, train_config = TransformerConfig(), TrainConfig()
     flags = {k: v for k, v in vars(args).items() if v is not None}
     try:
         model_config = replace(model_config, **{f.name: flags[f.name] for f in fields(model_config)
