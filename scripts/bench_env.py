@@ -233,6 +233,29 @@ class Bench:
         return sum(t.numel() * t.element_size() for t in tensors) / n
 
 
+def targets(rows: list[tuple[str, ...]], history_rows: list[tuple[str, ...]], device: str) -> list[str]:
+    """Issue 5's targets against this run's rows (CPU: N = 4096; CUDA: N = 65,536)."""
+    n = "4096" if device == "cpu" else "65536"
+    torch_row = next((r for r in rows if r[0] == n and r[1] == "(b) torch"), None)
+    lines = []
+    if torch_row is not None:
+        rate, cpu_ms, ratio = float(torch_row[3].replace(",", "")), float(torch_row[5]), float(torch_row[6])
+        if device == "cpu":
+            lines.append(f"Targets at N = 4096 (torch path): >= 100x (a): {ratio:.0f}x "
+                         f"({'met' if ratio >= 100 else 'NOT met'}); >= 50,000 user-steps/s: {rate:,.0f} "
+                         f"({'met' if rate >= 50_000 else 'NOT met'}; {4096 / cpu_ms * 1000:,.0f} user-steps "
+                         "per CPU-second).")
+        else:
+            lines.append(f"Target at N = 65,536 (torch path): >= 10,000,000 user-steps/s: {rate:,.0f} "
+                         f"({'met' if rate >= 10_000_000 else 'NOT met'}).")
+    if len(history_rows) > 1:
+        ratio = float(history_rows[-1][4]) / float(history_rows[0][4])
+        first, last = history_rows[0][0], history_rows[-1][0]
+        lines.append(f"Step time at history {last} / history {first}: {ratio:.2f} "
+                     f"(target <= 1.3: {'met' if ratio <= 1.3 else 'NOT met'}).")
+    return lines
+
+
 def machine(device: str) -> str:
     cpu = platform.processor() or platform.machine()
     text = (f"{platform.system()} {cpu}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the "
@@ -282,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{1000 * timing.cpu:.2f}", f"{timing.wall / first:.2f}",
                              f"{args.history_n / timing.wall:,.0f}"))
     memory = bench.memory_per_user(min(args.history_n, 4096))
+    verdict = targets(rows, history_rows, args.device)
 
     command = "python scripts/bench_env.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
@@ -305,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         *("| " + " | ".join(r) + " |" for r in history_rows),
         "",
         f"State memory per user: {memory / 1024:.1f} KiB (KV cache, event window, history, per-row scalars).",
+        "",
+        *verdict,
     ]
     if args.device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated(args.device) / max(max(args.sizes), args.history_n)
