@@ -291,9 +291,8 @@ class SimulationCore:
         self.episode_return = self.episode_return.index_put(index, torch.tensor(0.0, device=self.device))
         self.since_event = self.since_event.index_put(index, torch.tensor(1.0, device=self.device))
         if self.config.candidates is not None:
-            fresh = self._retrieve_candidates()
-            self.candidates = fresh if self.candidates is None else torch.where(
-                rows[:, None], fresh, self.candidates)
+            fresh = self._retrieve_candidates(index[0])
+            self.candidates = fresh if self.candidates is None else self.candidates.index_put(index, fresh)
 
     def _prefix_table(self) -> Any | None:
         """The model's prefix table for this population (built on first use), or None (see PrefixReuse)."""
@@ -458,23 +457,26 @@ class SimulationCore:
         self.history_behaviors = torch.where(chose[:, None], shifted_behaviors, self.history_behaviors)
         self.history_lengths = (self.history_lengths + chose.long()).clamp(max=self.config.history_len)
 
-    def _retrieve_candidates(self) -> torch.Tensor:
+    def _retrieve_candidates(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``[N, C]`` distinct candidates: nearest to the visible history, popular, random.
 
-        Items already in the recent history are taken last unless the repeat policy is ``allow``.
+        Items already in the recent history are taken last unless the repeat policy is ``allow``. With
+        ``rows`` (row indices), only those rows' candidates (a reset retrieves for its new users only:
+        each retrieval scores the whole catalogue per row).
         """
         assert self.config.candidates is not None
         n_near, n_pop, n_rand = self.config.candidates.counts()
-        n, gen = self.n_users, self.generator
+        history = self.history_items if rows is None else self.history_items[rows]
+        n, gen = history.shape[0], self.generator
         exclude = torch.zeros(n, self.n_items + 1, device=self.device)
         exclude[:, 0] = float("-inf")
         if self.config.choice.repeat != "allow":
-            exclude.scatter_(1, self.history_items, -1e29)
+            exclude.scatter_(1, history, -1e29)
             exclude[:, 0] = float("-inf")
         parts = []
         if n_near:
-            mask = self.history_mask.float()
-            query = (self._embeddings[self.history_items] * mask[:, :, None]).sum(1)
+            mask = (self.history_mask if rows is None else self.history_mask[rows]).float()
+            query = (self._embeddings[history] * mask[:, :, None]).sum(1)
             query = query / mask.sum(1, keepdim=True).clamp(min=1.0)
             scores = query @ self._embeddings.T + exclude
             parts.append(scores.topk(n_near, dim=1).indices)
@@ -485,8 +487,9 @@ class SimulationCore:
             if taken is not None:
                 exclude = exclude.scatter(1, taken, -1e30)
             uniform = torch.rand(n, self.n_items + 1, generator=gen, device=self.device).clamp_(min=1e-12)
-            gumbel = -torch.log(-torch.log(uniform))
-            keys = gumbel + exclude + (0.0 if log_weight is None else log_weight)
+            keys = uniform.log_().neg_().log_().neg_().add_(exclude)  # Gumbel noise, in place
+            if log_weight is not None:
+                keys = keys.add_(log_weight)
             parts.append(keys.topk(count, dim=1).indices)
         return torch.cat(parts, dim=1)
 
