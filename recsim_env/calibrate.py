@@ -8,8 +8,8 @@ What the logs say, and which parameter answers to it:
    ``log temperature``). The slate choice divides the same logits by it. (Scaling on slates with
    negatives from a logging policy instead would be confounded by the negatives' distribution.)
 2. **How often a step leads to a consumption** -> ``no_choice_logit``. Logs hold consumptions, not
-   impressions, so a step is reconstructed from time: with ``delta`` the median within-session gap (the
-   simulator's step length), an event ``g`` seconds after the previous one of its session took
+   impressions, so a step is reconstructed from time: with ``delta`` the median positive within-session
+   gap (the simulator's step length), an event ``g`` seconds after the previous one of its session took
    ``max(1, round(g / delta))`` steps. The logged *consumption rate* is events per step over the span
    from a session's first to its last event. Without timestamps it must be given.
 3. **How many events a session holds** -> ``end_logit_offset`` (the learned end probability's offset in
@@ -119,8 +119,9 @@ def logged_stats(dataset: SequenceDataset, step_seconds: float,
         train = train.with_columns(step_count.alias("steps"))
     else:
         if consumption_rate is None:
-            raise InputError(f"dataset {dataset.meta.name!r} has no timestamps: the logged consumption rate "
-                             "cannot be reconstructed; pass a target consumption rate")
+            raise InputError(f"dataset {dataset.meta.name!r} has no usable timestamps (step length "
+                             f"{step_seconds} s): the logged consumption rate cannot be reconstructed; pass "
+                             "a target consumption rate")
         train = train.with_columns(pl.lit(1.0 / consumption_rate).alias("steps"))
     sessions = train.group_by(["user", "session"]).agg(pl.len().alias("events"),
                                                        (pl.col("steps").sum() - pl.col("steps").first()
