@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -187,4 +187,4 @@ def make_world_env(data: PathLike | SequenceDataset, device: torch.device | str 
     world = SyntheticWorld.from_dataset(dataset, torch.device(device))
     kwargs.setdefault("leave", WORLD_LEAVE)
     kwargs.setdefault("no_choice_event", True)
-    return RecSimEnv(model=world, data=dataset, device=device, **kwargs)
+    return RecSimEnv(model=cast(UserModel, world), data=dataset, device=device, **kwargs)
