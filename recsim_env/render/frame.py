@@ -69,7 +69,8 @@ class SessionFrame:
     """One step of one simulated user, as the visualizer shows it.
 
     Attributes:
-        step: Step index within the episode (0 for the first recommendation).
+        step: Steps taken in the episode, this one included (0: the user has just arrived and has seen
+            no slate yet; ``slate`` is then empty and ``no_choice_prob`` 1).
         user_id: Identifier of the simulated user (e.g. the dataset user the population sampled).
         policy: Name of the policy that chose the slate.
         behaviors: The behavior vocabulary, lowest engagement first (icons rank behaviors by it).

@@ -27,8 +27,16 @@ from user_models.errors import InputError
 INSTALL_HINT = "install the visualizer extra: pip install 'recsim-env[viz]'"
 
 
+RENDER_FPS = 4
+"""Default frames per second of the window and of recordings (the env's ``metadata["render_fps"]``)."""
+
+
 class VizDependencyError(InputError, ImportError):
     """pygame-ce (or another optional visualizer dependency) is not installed."""
+
+
+class DisplayError(InputError):
+    """No window can be opened (no display); render headless instead."""
 
 
 def import_pygame() -> ModuleType:
@@ -169,6 +177,8 @@ class SessionRenderer:
         if frame.chosen_slot is not None:
             outcome = f"step {frame.step}:  chose slot {frame.chosen_slot + 1}  ({frame.behavior})"
             color = CHOSEN
+        elif not frame.slate:
+            outcome, color = f"step {frame.step}:  a new user arrives", TEXT
         else:
             outcome, color = f"step {frame.step}:  no choice", NO_CHOICE
         right = w - 14
@@ -202,14 +212,20 @@ class SessionRenderer:
             if weights is not None:
                 cell = self._pg.Rect(row.right - att_w + 4, row.y + 4, att_w - 4, row.height - 8)
                 self._attention_cell(weights[0][i], weights[1][i], cell)
-        caption = (f"attention -> chosen item: {frame.attention_source or 'unlabelled'}"
-                   if frame.attention is not None else
-                   "attention: none (no choice this step)" if frame.chosen is None else
-                   "attention: not available for this model")
+        if frame.attention is not None:
+            caption = f"weight for the chosen item: {frame.attention_source or 'unlabelled'}"
+        elif frame.chosen is None:
+            caption = "weights: none (nothing chosen this step)"
+        else:
+            caption = "weights: not recorded for this step"
         self._text(caption, "small", MUTED, (body.x, body.bottom - 2), anchor="bottomleft", max_w=body.width)
 
     def _slate(self, frame: SessionFrame, rect: Any) -> None:
         body = self._panel(rect, f"SLATE   k = {len(frame.slate)}", "P(choice)")
+        if not frame.slate:
+            self._text("(the first slate comes with the first step)", "body", MUTED, body.center,
+                       anchor="center", max_w=body.width)
+            return
         rows = self._rows(body, len(frame.slate) + 1, max_height=68)
         for slot_index, (slot, row) in enumerate(zip(frame.slate, rows, strict=False)):
             chosen = slot_index == frame.chosen_slot
@@ -245,7 +261,7 @@ class SessionRenderer:
         self._text(item.label, "body", MUTED if wasted else TEXT, (row.x + 40, row.y + 3),
                    max_w=title_right - row.x - 40)
         if row.height >= 54:
-            detail = "wasted slot: duplicate item" if wasted else (item.category or "")
+            detail = "wasted slot: nothing shown" if wasted else (item.category or "")
             self._text(detail, "small", MUTED, (row.x + 40, row.y + 22), max_w=row.width - 40)
         self._prob_bar(prob, row, CHOSEN if chosen else BAR)
 
@@ -262,7 +278,7 @@ class SessionRenderer:
         self._text("TOP INTERESTS", "small", MUTED, (x, y))
         y += self._fonts["small"].get_height() + 6
         if not frame.interests:
-            self._text("(not recorded)", "small", MUTED, (x, y))
+            self._text("(not available)", "small", MUTED, (x, y))
         row_h = max(26, min(38, (body.bottom - y) // self.config.interest_rows))
         for interest in frame.interests[: self.config.interest_rows]:
             self._chip(interest.category, (x, y + 2, 5, row_h - 8))
@@ -428,8 +444,15 @@ class HumanViewer:
         self.fps = fps
         self.renderer = renderer or SessionRenderer()
         self._pg = import_pygame()
-        self._pg.display.init()
-        self._window = self._pg.display.set_mode((self.renderer.config.width, self.renderer.config.height))
+        try:
+            self._pg.display.init()
+            size = (self.renderer.config.width, self.renderer.config.height)
+            self._window = self._pg.display.set_mode(size)
+        except self._pg.error as exc:
+            raise DisplayError(
+                f"cannot open a window ({exc}); render headless with render_mode='rgb_array', or run "
+                "`recsim visualize --no-window --record session.gif`"
+            ) from None
         self._pg.display.set_caption(caption)
         self.speed = 1.0
         self.paused = False
