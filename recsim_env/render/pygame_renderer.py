@@ -172,7 +172,7 @@ class SessionRenderer:
         w, mid = rect.width, rect.centery
         self._pg.draw.rect(self.surface, PANEL, rect)
         self._pg.draw.line(self.surface, PANEL_EDGE, (0, rect.bottom - 1), (w, rect.bottom - 1))
-        who = f"user {frame.user_id}   episode {frame.episode}   policy: {frame.policy}"
+        who = f"user {frame.user_id}" + (f"   policy: {frame.policy}" if frame.policy else "")
         self._text(who, "title", TEXT, (14, mid), anchor="midleft", max_w=w // 2 - 40)
         if frame.chosen_slot is not None:
             outcome = f"step {frame.step}:  chose slot {frame.chosen_slot + 1}  ({frame.behavior})"
@@ -189,7 +189,7 @@ class SessionRenderer:
         self._text(outcome, "title", color, (start, mid), anchor="midleft", max_w=right - start)
 
     def _history(self, frame: SessionFrame, rect: Any) -> None:
-        body = self._panel(rect, "RECENT HISTORY", "newest first")
+        body = self._panel(rect, "RECENT HISTORY  (newest first)", "weight" if frame.attention else "")
         events = list(frame.history)[-self.config.history_rows:][::-1]
         weights = None
         if frame.attention is not None:
@@ -212,8 +212,10 @@ class SessionRenderer:
             if weights is not None:
                 cell = self._pg.Rect(row.right - att_w + 4, row.y + 4, att_w - 4, row.height - 8)
                 self._attention_cell(weights[0][i], weights[1][i], cell)
-        if frame.attention is not None:
-            caption = f"weight for the chosen item: {frame.attention_source or 'unlabelled'}"
+        if frame.attention is not None and not any(frame.attention):
+            caption = "weights: no event raised the chosen item's score"
+        elif frame.attention is not None:
+            caption = f"event weight for the chosen item: {frame.attention_source or 'unlabelled'}"
         elif frame.chosen is None:
             caption = "weights: none (nothing chosen this step)"
         else:

@@ -34,7 +34,7 @@ from user_models.protocol import History, UserModel
 if TYPE_CHECKING:
     from recsim_env.core import SimulationCore
 
-ATTENTION_SOURCE = "occlusion (logit drop without the event)"
+ATTENTION_SOURCE = "occlusion"
 """Caption of the frames' event weights; see the module docstring."""
 
 
