@@ -155,8 +155,11 @@ class SessionRenderer:
         self.surface.fill(BACKGROUND)
         rect = {name: self._pg.Rect(box) for name, box in self.regions.items()}
         self._header(frame, rect["header"])
+        self._links: list[tuple[float, tuple[int, int]]] = []
+        self._chosen_anchor: tuple[int, int] | None = None
         self._history(frame, rect["history"])
         self._slate(frame, rect["slate"])
+        self._draw_links()
         self._gauges(frame, rect["gauges"])
         self._footer(frame, status, rect["footer"])
         return self.surface
@@ -212,10 +215,12 @@ class SessionRenderer:
             if weights is not None:
                 cell = self._pg.Rect(row.right - att_w + 4, row.y + 4, att_w - 4, row.height - 8)
                 self._attention_cell(weights[0][i], weights[1][i], cell)
+                if weights[0][i] > 0:
+                    self._links.append((weights[1][i], cell.midright))
         if frame.attention is not None and not any(frame.attention):
             caption = "weights: no event raised the chosen item's score"
         elif frame.attention is not None:
-            caption = f"event weight for the chosen item: {frame.attention_source or 'unlabelled'}"
+            caption = f"weight for the chosen item: {frame.attention_source or 'unlabelled'}"
         elif frame.chosen is None:
             caption = "weights: none (nothing chosen this step)"
         else:
@@ -249,6 +254,7 @@ class SessionRenderer:
             box = row.inflate(8, 2)
             self._pg.draw.rect(self.surface, _mix(PANEL, CHOSEN, 0.12), box, border_radius=6)
             self._pg.draw.rect(self.surface, CHOSEN, box, width=2, border_radius=6)
+            self._chosen_anchor = box.midleft
         center = (row.x + 12, row.y + 12)
         self._pg.draw.circle(self.surface, CHOSEN if chosen else PANEL_EDGE, center, 11)
         self._text(str(number), "small", BACKGROUND if chosen else TEXT, center, anchor="center")
@@ -266,6 +272,20 @@ class SessionRenderer:
             detail = "wasted slot: nothing shown" if wasted else (item.category or "")
             self._text(detail, "small", MUTED, (row.x + 40, row.y + 22), max_w=row.width - 40)
         self._prob_bar(prob, row, CHOSEN if chosen else BAR)
+
+    def _draw_links(self, top: int = 3) -> None:
+        """Curves from the most weighted history events to the chosen slot (the attention view)."""
+        if self._chosen_anchor is None:
+            return
+        end = self._chosen_anchor
+        for relative, start in sorted(self._links, reverse=True)[:top]:
+            reach = (end[0] - start[0]) * 0.6
+            controls: tuple[tuple[float, float], ...] = (
+                start, (start[0] + reach, start[1]), (end[0] - reach, end[1]), end)
+            points = [_bezier(controls, t / 24) for t in range(25)]
+            color = _mix(PANEL_EDGE, ATTENTION, 0.35 + 0.65 * relative)
+            self._pg.draw.lines(self.surface, color, False, points, width=max(1, round(4 * relative)))
+            self._pg.draw.circle(self.surface, color, start, 3)
 
     def _gauges(self, frame: SessionFrame, rect: Any) -> None:
         body = self._panel(rect, "RETURN", "")
@@ -397,6 +417,14 @@ class SessionRenderer:
         total = sum(all_weights) or 1.0
         peak = max(shown, default=0.0) or 1.0
         return [w / total for w in shown], [w / peak for w in shown]
+
+
+def _bezier(p: tuple[tuple[float, float], ...], t: float) -> tuple[float, float]:
+    """Point ``t`` in [0, 1] of the cubic Bezier curve with control points ``p``."""
+    u = 1 - t
+    x = u**3 * p[0][0] + 3 * u * u * t * p[1][0] + 3 * u * t * t * p[2][0] + t**3 * p[3][0]
+    y = u**3 * p[0][1] + 3 * u * u * t * p[1][1] + 3 * u * t * t * p[2][1] + t**3 * p[3][1]
+    return x, y
 
 
 def _ellipsize(text: str, max_w: int, width: Any) -> str:
