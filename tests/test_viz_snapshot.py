@@ -25,10 +25,11 @@ def test_interests_split_multi_category_items_evenly() -> None:
     catalogue = ItemCatalogue(
         titles=(None, "a", "b", "c", "d"), categories=((), ("A",), ("A", "B"), ("C",), ())
     )
-    # softmax over items 1..4 of [0, 0, ln 2, 0] = [0.2, 0.2, 0.4, 0.2]; item 4 has no category.
-    interests = InterestSummary(catalogue, top=2)(torch.tensor([0.0, 0.0, math.log(2.0), 0.0]))
-    assert [i.category for i in interests] == ["C", "A"]
-    assert [i.prob for i in interests] == pytest.approx([0.4, 0.3])
+    # softmax over items 1..4 of [0, 0, ln 2, 0] = [0.2, 0.2, 0.4, 0.2]. Item 2 (A|B) splits its 0.2,
+    # so A = 0.2 + 0.1, B = 0.1, C = 0.4, and item 4 (no category) gives (unknown) 0.2.
+    interests = InterestSummary(catalogue, top=4)(torch.tensor([0.0, 0.0, math.log(2.0), 0.0]))
+    assert [i.category for i in interests] == ["C", "A", "(unknown)", "B"]
+    assert [i.prob for i in interests] == pytest.approx([0.4, 0.3, 0.2, 0.1])
     assert InterestSummary(ItemCatalogue((None, "x"), ((), ())))(torch.zeros(1)) == ()
 
 
