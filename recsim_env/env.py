@@ -86,9 +86,9 @@ class RecSimEnv(gym.Env[Any, Any]):
     - ``strict`` (False): raise on repeated items within a slate.
     - ``device`` ("cpu"): where a model loaded from a path runs.
     - ``render_mode``: None, ``"ansi"`` (text), ``"rgb_array"`` (``H x W x 3`` uint8 frames) or
-      ``"human"`` (a pygame window at ``metadata["render_fps"]``; keys: space pause, right step,
-      up/down speed, q close). Both pygame modes draw a :class:`~recsim_env.render.SessionFrame`
-      (:meth:`session_frame`) and need the ``viz`` extra.
+      ``"human"`` (a pygame window, drawn on every reset and step at ``metadata["render_fps"]``;
+      keys: space pause, right step, up/down speed, q close). Both pygame modes draw a
+      :class:`~recsim_env.render.SessionFrame` (:meth:`session_frame`) and need the ``viz`` extra.
 
     ## Version history
     - v0: initial version.
@@ -145,6 +145,8 @@ class RecSimEnv(gym.Env[Any, Any]):
         self._last = None
         self._episode += 1
         info = {"patience": float(self.core.patience[0]), "history_length": int(self.core.history_lengths[0])}
+        if self.render_mode == "human":
+            self.render()
         return self._observation(), info
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
@@ -152,6 +154,8 @@ class RecSimEnv(gym.Env[Any, Any]):
         record = self.core.step(self.adapter.to_slate(actions))
         snapshot = record.row(0)
         self._last = snapshot
+        if self.render_mode == "human":
+            self.render()
         return self._observation(), float(snapshot.reward), snapshot.terminated, snapshot.truncated, \
             snapshot.as_info()
 

@@ -109,10 +109,16 @@ def test_rgb_array_render_mode(user, dataset) -> None:
     env.close()
 
 
-def test_human_render_mode_opens_a_window(user, dataset) -> None:
+def test_human_render_mode_draws_every_step_until_q(user, dataset) -> None:
+    pygame = pytest.importorskip("pygame")
     env = make(user, dataset, render_mode="human")
-    env.reset(seed=0)
-    env.step(np.array([1, 11, 12]))
+    env.reset(seed=0)  # opens the window and shows the new user
+    viewer = env.unwrapped._view._viewer
+    assert viewer is not None and not viewer.closed
+    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_q))
+    env.step(np.array([1, 11, 12]))  # shown, then q closes the window
+    assert viewer.closed
+    env.step(np.array([1, 11, 12]))  # stepping goes on without a window
     assert env.render() is None
     env.close()
 
