@@ -1,7 +1,8 @@
 """Render the README's visualizer screenshot (``docs/session.png``) from a real simulated session.
 
-Runs one policy in the env for up to ``--steps`` steps and saves the frame whose chosen item leans most
-on one past event (the clearest picture of the weights view), so the screenshot is reproducible::
+Runs one policy in the env for up to ``--steps`` steps and saves the frame that best shows the weights
+view (a full history whose top three events carry the most weight, none of them more than 60%), so the
+screenshot is reproducible::
 
     python scripts/viz_screenshot.py --model runs/synth-model --data out/synth --out docs/session.png
 
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="user-model checkpoint directory")
     parser.add_argument("--data", type=Path, required=True, help="its dataset directory")
     parser.add_argument("--policy", default="random", help="policy name (as for recsim visualize)")
-    parser.add_argument("--steps", type=int, default=30, help="steps to search for a frame")
+    parser.add_argument("--steps", type=int, default=60, help="steps to search for a frame")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/session.png"))
     args = parser.parse_args()
@@ -41,10 +42,11 @@ def main() -> None:
         frames.extend(episode)
         if len(frames) >= args.steps:
             break
-    shown = [f for f in frames[: args.steps] if f.attention and any(f.attention) and len(f.history) >= 6]
+    shown = [f for f in frames[: args.steps] if f.attention and 0 < max(f.attention) <= 0.6
+             and len(f.history) >= 8]
     if not shown:
-        raise SystemExit("no step with a choice and non-zero weights; try more --steps or another --seed")
-    best = max(shown, key=lambda f: max(f.attention or (0.0,)))
+        raise SystemExit("no step with a choice and spread weights; try more --steps or another --seed")
+    best = max(shown, key=lambda f: sum(sorted(f.attention or (), reverse=True)[:3]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(args.out, SessionRenderer().rgb_array(best), optimize=True)
     print(f"{args.out}: user {best.user_id} step {best.step} ({args.out.stat().st_size // 1024} KiB)")

@@ -331,11 +331,9 @@ class SessionRenderer:
         return y + 28
 
     def _footer(self, frame: SessionFrame, status: str, rect: Any) -> None:
-        any_item = sum(s.choice_prob for s in frame.slate)
-        shown = min(len(frame.history), self.config.history_rows)
-        left = f"history shown {shown}/{len(frame.history)}"
+        left = f"episode {frame.episode}"
         if frame.slate:
-            left = f"P(choose any slate item) {any_item:.0%}   {left}"
+            left += f"   P(choose any slate item) {sum(s.choice_prob for s in frame.slate):.0%}"
         self._text(left, "small", MUTED, (rect.x, rect.centery), anchor="midleft", max_w=rect.width // 2)
         if status:
             self._text(status, "small", TEXT, (rect.right, rect.centery), anchor="midright",
