@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
+import sys
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
@@ -12,20 +12,16 @@ import pytest
 
 from recsim_env.render.trajectory import read_trajectory, write_trajectory
 from tests.viz_frames import make_frame
-from user_models.errors import InputError
 
 pytest.importorskip("pygame", reason="the visualizer tests need pygame-ce (recsim-env[viz])")
 
-from recsim_env.cli import visualize  # noqa: E402
+from recsim_env.cli import main  # noqa: E402
 from recsim_env.render.player import play  # noqa: E402
 from recsim_env.render.pygame_renderer import HumanViewer, import_pygame  # noqa: E402
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="recsim")
-    visualize.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["visualize", *argv])
-    return int(args.func(args))
+    return main(["visualize", *argv])
 
 
 def two_users() -> list:
@@ -61,10 +57,12 @@ def test_replay_in_a_window_stops_after_steps(tmp_path, capsys) -> None:
         (["--replay", "missing.jsonl", "--no-window", "--record", "a.gif"], "no such trajectory file"),
     ],
 )
-def test_bad_arguments_are_input_errors(tmp_path, monkeypatch, argv: list[str], message: str) -> None:
+def test_bad_arguments_exit_2_with_one_line(tmp_path, monkeypatch, capsys, argv: list[str], message: str
+                                            ) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match=message):
-        run(*argv)
+    assert run(*argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
     assert not (tmp_path / "a.gif").exists()
 
 
@@ -88,3 +86,15 @@ def test_quit_key_stops_playing() -> None:
     pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_q))
     result = play(iter([iter([make_frame(s) for s in range(1, 5)])]), max_frames=10, viewer=viewer)
     assert (result.frames, result.quit) == (1, True)
+
+
+@pytest.mark.parametrize(("missing", "record", "hint"), [("pygame", "a.gif", "recsim-env[viz]"),
+                                                         ("moviepy", "a.mp4", "needs moviepy")])
+def test_missing_optional_dependency_exits_2_with_the_hint(tmp_path, monkeypatch, capsys, missing: str,
+                                                          record: str, hint: str) -> None:
+    source = write_trajectory(tmp_path / "in.jsonl", two_users())
+    monkeypatch.setitem(sys.modules, missing, None)
+    monkeypatch.delitem(sys.modules, "gymnasium.utils.save_video", raising=False)
+    assert run("--replay", str(source), "--no-window", "--record", str(tmp_path / record)) == 2
+    assert hint in capsys.readouterr().err
+    assert not (tmp_path / record).exists()
