@@ -31,16 +31,18 @@ class CoreRenderer:
         dataset: The env's dataset (item titles and categories).
         render_mode: ``"human"``, ``"rgb_array"`` or None (frames only, e.g. for ``recsim visualize``).
         fps: Frames per second of the ``human`` window.
+        autoreset: The env resets finished rows inside ``step`` (see :class:`FrameBuilder`).
     """
 
     def __init__(self, core: SimulationCore, dataset: SequenceDataset, render_mode: str | None,
-                 fps: float = RENDER_FPS) -> None:
+                 fps: float = RENDER_FPS, autoreset: bool = False) -> None:
         if render_mode is not None and render_mode not in PYGAME_RENDER_MODES:
             raise ValueError(f"CoreRenderer draws {PYGAME_RENDER_MODES}, not {render_mode!r}")
         self.render_mode = render_mode
         self.fps = fps
         self._core = core
         self._dataset = dataset
+        self._autoreset = autoreset
         self._builder: FrameBuilder | None = None  # built on the first frame: reading titles costs a pass
         self._renderer: SessionRenderer | None = None
         self._viewer: HumanViewer | None = None
@@ -49,7 +51,8 @@ class CoreRenderer:
               ) -> SessionFrame:
         """The snapshot of ``row``: after its last step, or just after its reset."""
         if self._builder is None:
-            self._builder = FrameBuilder(self._core, ItemCatalogue.from_dataset(self._dataset))
+            self._builder = FrameBuilder(self._core, ItemCatalogue.from_dataset(self._dataset),
+                                         autoreset=self._autoreset)
         return self._builder.frame(row, policy=policy, user_id=user_id, episode=episode,
                                    after_step=after_step)
 

@@ -173,14 +173,18 @@ class FrameBuilder:
         history_rows: How many recent events a frame holds (and gets event weights for).
         top_interests: How many interest categories a frame holds.
         attention: Compute the occlusion event weights (one extra batched ``encode`` per frame).
+        autoreset: The env resets finished rows inside ``step`` (the vector env's ``SAME_STEP`` mode), so
+            after a row's last step the live state is already the next user's: that frame then shows no
+            interests rather than the wrong user's.
     """
 
     def __init__(self, core: SimulationCore, catalogue: ItemCatalogue, history_rows: int = 10,
-                 top_interests: int = 5, attention: bool = True) -> None:
+                 top_interests: int = 5, attention: bool = True, autoreset: bool = False) -> None:
         self.core = core
         self.catalogue = catalogue
         self.history_rows = history_rows
         self.attention = attention
+        self.autoreset = autoreset
         self._interests = InterestSummary(catalogue, top_interests)
 
     def frame(self, row: int, *, policy: str = "", user_id: int = 0, episode: int = 0,
@@ -188,9 +192,11 @@ class FrameBuilder:
         """The frame of ``row`` now: after its last step, or (``after_step=False``) just after reset."""
         core = self.core
         behaviors = tuple(core.behavior_names)
-        interests = self._interests(core.catalogue_logits()[row])
         record = core.last_record if after_step else None
-        if record is None:
+        snap = None if record is None else record.row(row)
+        replaced = snap is not None and self.autoreset and (snap.terminated or snap.truncated)
+        interests = () if replaced else self._interests(core.catalogue_logits()[row])
+        if snap is None:
             items, behavior_ids = _visible(core.history_items[row], core.history_behaviors[row])
             return SessionFrame(
                 step=0, user_id=user_id, policy=policy, behaviors=behaviors,
@@ -198,7 +204,6 @@ class FrameBuilder:
                 chosen_slot=None, behavior=None, reward=0.0, cumulative_reward=0.0,
                 patience=float(core.patience[row]), leave_prob=0.0, interests=interests, episode=episode,
             )
-        snap = record.row(row)
         items, behavior_ids = _visible(snap.history_items, snap.history_behaviors)
         chose = snap.position >= 0
         if chose:  # the buffer already holds the chosen event; the frame shows what came before it
