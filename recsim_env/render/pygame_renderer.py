@@ -129,6 +129,10 @@ class SessionRenderer:
             name: self._pg.font.Font(None, max(10, round(size * scale)))
             for name, size in (("small", 17), ("body", 20), ("title", 22), ("big", 40))
         }
+        # Where the attention view's curves start (weighted history cells) and end (the chosen slot);
+        # filled while a frame is drawn.
+        self._links: list[tuple[float, tuple[int, int]]] = []
+        self._chosen_anchor: tuple[int, int] | None = None
 
     # --- public -----------------------------------------------------------------------------------
     @property
@@ -155,8 +159,7 @@ class SessionRenderer:
         self.surface.fill(BACKGROUND)
         rect = {name: self._pg.Rect(box) for name, box in self.regions.items()}
         self._header(frame, rect["header"])
-        self._links: list[tuple[float, tuple[int, int]]] = []
-        self._chosen_anchor: tuple[int, int] | None = None
+        self._links, self._chosen_anchor = [], None
         self._history(frame, rect["history"])
         self._slate(frame, rect["slate"])
         self._draw_links()
