@@ -27,10 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     _register_prepare(sub)
     _register_stats(sub)
-    # --- further dataset producers ----------------------------------------------------------------
-    # `synth` (the built-in synthetic world) registers here: its parser calls add_output_arguments(p),
-    # its command calls check_output(args.out, args.overwrite), builds the SequenceDataset and ends
-    # with save_and_report(dataset, args.out, args.overwrite).
+    from recsim_env.cli.data_synth import add_synth_parser
+
+    add_synth_parser(sub)
 
 
 # --- shared by every subcommand that writes a dataset ----------------------------------------------------
