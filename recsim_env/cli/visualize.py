@@ -18,6 +18,8 @@ from typing import Any
 
 from user_models.errors import InputError
 
+WORLD_ENV_ID = "RecSim-World-v0"
+"""The synthetic ground-truth world: its users come from the dataset, so it needs no --model."""
 POLICY_HELP = "random, popular, greedy, oracle (baselines from the agents package) or a saved agent directory"
 
 
@@ -29,7 +31,8 @@ def register(subparsers: Any) -> None:
         "n next user, q quit), record them as GIF/MP4, or replay a saved trajectory without a model.",
     )
     source = parser.add_argument_group("what to show (either --model and --data, or --replay)")
-    source.add_argument("--model", type=Path, help="user-model checkpoint directory")
+    source.add_argument("--model", type=Path, help=f"user-model checkpoint directory (not with --env-id "
+                        f"{WORLD_ENV_ID})")
     source.add_argument("--data", type=Path, help="dataset directory the model was trained on")
     source.add_argument("--replay", type=Path, metavar="TRAJECTORY_FILE",
                         help="a saved trajectory (.jsonl or .jsonl.gz) to replay; needs no model")
@@ -57,8 +60,9 @@ def register(subparsers: Any) -> None:
 def _check_args(args: argparse.Namespace) -> None:
     if args.replay is not None and (args.model is not None or args.data is not None):
         raise InputError("give either --replay or --model and --data, not both")
-    if args.replay is None and (args.model is None or args.data is None):
-        raise InputError("live sessions need --model and --data (or replay a file with --replay)")
+    if args.replay is None and (args.data is None or (args.model is None and args.env_id != WORLD_ENV_ID)):
+        raise InputError(f"live sessions need --model and --data (only --data with --env-id {WORLD_ENV_ID}), "
+                         "or replay a file with --replay")
     if args.steps < 1:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
     if args.fps is not None and args.fps <= 0:
@@ -127,12 +131,14 @@ def _live_source(args: argparse.Namespace) -> tuple[Episodes, dict[str, Any], Ca
                               "device": args.device}
     if args.calibration is not None:
         kwargs["calibration"] = args.calibration
+    if args.model is not None:
+        kwargs["model"] = args.model
     try:
-        env = gym.make(args.env_id, model=args.model, data=args.data, **kwargs)
+        env = gym.make(args.env_id, data=args.data, **kwargs)
     except gym.error.Error as exc:
         raise InputError(f"--env-id {args.env_id!r}: {exc}") from None
     act = resolve_policy(args.policy, env, data=args.data, seed=args.seed, device=args.device)
-    meta = {"source": f"{args.policy} on {args.model.name}", "policy": args.policy,
+    meta = {"source": f"{args.policy} on {(args.model or args.data).name}", "policy": args.policy,
             "model": str(args.model), "data": str(args.data), "env_id": args.env_id,
             "env_kwargs": {k: str(v) for k, v in kwargs.items()}, "seed": args.seed}
     return live_episodes(env, act, args.policy, args.seed), meta, env.close
