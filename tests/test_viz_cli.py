@@ -98,3 +98,21 @@ def test_missing_optional_dependency_exits_2_with_the_hint(tmp_path, monkeypatch
     assert run("--replay", str(source), "--no-window", "--record", str(tmp_path / record)) == 2
     assert hint in capsys.readouterr().err
     assert not (tmp_path / record).exists()
+
+
+def test_live_world_session_records_and_replays_identically(tmp_path, capsys) -> None:
+    """A live session (the synthetic world needs no checkpoint), recorded, then replayed from its file."""
+    iio = pytest.importorskip("imageio.v3")
+    from user_models.synthetic import SyntheticConfig, synthesize_dataset
+
+    config = SyntheticConfig(n_users=60, n_items=120, n_categories=6, dim=8, mean_events_per_user=25,
+                             min_events_per_user=5, max_events_per_user=80, seed=3)
+    data = synthesize_dataset(config).save(tmp_path / "world")
+    live, saved, replayed = tmp_path / "live.gif", tmp_path / "s.jsonl.gz", tmp_path / "replay.gif"
+    assert run("--env-id", "RecSim-World-v0", "--data", str(data), "--steps", "6", "--max-steps", "4",
+               "--no-window", "--record", str(live), "--save-trajectory", str(saved)) == 0
+    assert "6 frames" in capsys.readouterr().out
+    frames = read_trajectory(saved).frames
+    assert len(frames) == 6 and frames[0].policy == "random" and frames[0].step == 1
+    assert run("--replay", str(saved), "--no-window", "--record", str(replayed)) == 0
+    assert (iio.imread(live, index=None) == iio.imread(replayed, index=None)).all()

@@ -242,4 +242,6 @@ def _visible(items: torch.Tensor | np.ndarray, behaviors: torch.Tensor | np.ndar
     behaviors_np = np.asarray(behaviors.cpu() if isinstance(behaviors, torch.Tensor) else behaviors,
                               dtype=np.int64)
     real = items_np > 0
+    if (behaviors_np[real] < 1).any():
+        raise ValueError("a history event without a behavior (id 0); the core records consumptions only")
     return items_np[real], behaviors_np[real]
