@@ -38,6 +38,9 @@ def register(subparsers: Any) -> None:
                         help="a saved trajectory (.jsonl or .jsonl.gz) to replay; needs no model")
     live = parser.add_argument_group("live sessions")
     live.add_argument("--policy", default="random", help=POLICY_HELP + " (default: random)")
+    live.add_argument("--greedy-model", type=Path, metavar="DIR",
+                      help="saved Greedy recommender for --policy greedy (trained from the logs and saved "
+                      "there when missing; training takes minutes)")
     live.add_argument("--env-id", default="RecSim-v0", help="registered env id (default: RecSim-v0)")
     live.add_argument("--slate-size", type=int, default=5, help="items per slate (default: 5)")
     live.add_argument("--max-steps", type=int, default=100, help="steps before an episode is truncated")
@@ -137,7 +140,8 @@ def _live_source(args: argparse.Namespace) -> tuple[Episodes, dict[str, Any], Ca
         env = gym.make(args.env_id, data=args.data, **kwargs)
     except gym.error.Error as exc:
         raise InputError(f"--env-id {args.env_id!r}: {exc}") from None
-    act = resolve_policy(args.policy, env, data=args.data, seed=args.seed, device=args.device)
+    act = resolve_policy(args.policy, env, data=args.data, seed=args.seed, device=args.device,
+                         greedy_model=args.greedy_model)
     meta = {"source": f"{args.policy} on {(args.model or args.data).name}", "policy": args.policy,
             "model": str(args.model), "data": str(args.data), "env_id": args.env_id,
             "env_kwargs": {k: str(v) for k, v in kwargs.items()}, "seed": args.seed}
@@ -161,7 +165,8 @@ def _episode(env: Any, obs: Any, act: Callable[[Any], Any], policy: str, episode
             return
 
 
-def resolve_policy(name: str, env: Any, *, data: Path, seed: int, device: str) -> Callable[[Any], Any]:
+def resolve_policy(name: str, env: Any, *, data: Path, seed: int, device: str,
+                   greedy_model: Path | None = None) -> Callable[[Any], Any]:
     """The action function of the policy called ``name`` (a baseline or a saved agent) for ``env``.
 
     Args:
@@ -170,6 +175,7 @@ def resolve_policy(name: str, env: Any, *, data: Path, seed: int, device: str) -
         data: The dataset directory (log-based baselines fit on its training split).
         seed: Seeds the policy's randomness.
         device: Torch device of the simulation.
+        greedy_model: Where the ``greedy`` baseline's recommender is saved (trained there when missing).
     """
     try:
         from agents.factory import make_policy
@@ -187,7 +193,7 @@ def resolve_policy(name: str, env: Any, *, data: Path, seed: int, device: str) -
 
     venv = DummyVecEnv([lambda: env])  # the policy reads the spaces through it; we step env directly
     spec = SimulatorSpec(model=env.unwrapped.core.model, data=data, device=device)
-    policy = make_policy(name, venv, spec, "slate", seed)
+    policy = make_policy(name, venv, spec, "slate", seed, greedy_model=greedy_model)
     masks = env.unwrapped.action_masks
 
     def action(obs: Any) -> Any:
