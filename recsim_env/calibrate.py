@@ -8,23 +8,24 @@ What the logs say, and which parameter answers to it:
    ``log temperature``). The slate choice divides the same logits by it. (Scaling on slates with
    negatives from a logging policy instead would be confounded by the negatives' distribution.)
 2. **How often a step leads to a consumption** -> ``no_choice_logit``. Logs hold consumptions, not
-   impressions, so a step is reconstructed from time: with ``delta`` the median within-session gap (the
-   simulator's step length), an event ``g`` seconds after the previous one of its session took
+   impressions, so a step is reconstructed from time: with ``delta`` the median positive within-session
+   gap (the simulator's step length), an event ``g`` seconds after the previous one of its session took
    ``max(1, round(g / delta))`` steps. The logged *consumption rate* is events per step over the span
    from a session's first to its last event. Without timestamps it must be given.
 3. **How many events a session holds** -> ``end_logit_offset`` (the learned end probability's offset in
    the leave hazard), and ``drain_scale`` (the strength of patience) only when patience alone already
-   ends sessions sooner than the logs: then the offset sits at its floor (the learned end is off) and
-   the drains shrink until the logged session length is reached.
+   ends sessions sooner than the logs: then the offset sits at :data:`OFFSET_FLOOR` (the learned end
+   is off) and the drains shrink until the logged session length is reached. One search parameter
+   covers both, so the fit moves from the first to the second continuously.
 
 (2) and (3) are fitted by simulating ``n_users`` users under the logging-like policy (slates drawn
 without replacement by training-split popularity, or from the user model's own next-item
 distribution) and measuring the simulated sessions *as the logs would show them*: only sessions with at
 least one consumption, their number of events, and events per step between the first and the last
-event. A probe run with the learned end switched off (offset at :data:`OFFSET_FLOOR`) decides which of the
-two sets the length. Each round then takes a Broyden (quasi-Newton) step on the logit error of the
-consumption rate and the log ratio of the session lengths, and the round with the smallest error is
-kept. Everything runs with fixed seeds, so a calibration is reproducible.
+event. A probe with the learned end off decides where the length parameter starts (see below). Each
+round then takes a secant step per parameter: the no-choice logit on the logit error of the
+consumption rate, the length parameter on the log ratio of the session lengths; the round with the
+smallest error is kept. Everything runs with fixed seeds, so a calibration is reproducible.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ from user_models.errors import InputError
 from user_models.protocol import History, UserModel
 
 LoggingPolicy = Literal["popular", "model"]
-OFFSET_FLOOR = -8.0
-"""End-logit offset below which the learned end probability no longer matters (hazard x ~3e-4)."""
+OFFSET_FLOOR = -6.0
+"""End-logit offset below which the learned end probability no longer matters (odds x 0.0025)."""
+MIN_DRAIN_SCALE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class CalibrationSettings:
 
     n_users: int = 512
     n_examples: int = 2048
-    rounds: int = 8
+    rounds: int = 10
     temperature_split: EvalSplit = "valid"
     logging_policy: LoggingPolicy = "popular"
     max_steps: int | None = None
@@ -119,8 +121,9 @@ def logged_stats(dataset: SequenceDataset, step_seconds: float,
         train = train.with_columns(step_count.alias("steps"))
     else:
         if consumption_rate is None:
-            raise InputError(f"dataset {dataset.meta.name!r} has no timestamps: the logged consumption rate "
-                             "cannot be reconstructed; pass a target consumption rate")
+            raise InputError(f"dataset {dataset.meta.name!r} has no usable timestamps (step length "
+                             f"{step_seconds} s): the logged consumption rate cannot be reconstructed; pass "
+                             "a target consumption rate")
         train = train.with_columns(pl.lit(1.0 / consumption_rate).alias("steps"))
     sessions = train.group_by(["user", "session"]).agg(pl.len().alias("events"),
                                                        (pl.col("steps").sum() - pl.col("steps").first()
@@ -268,19 +271,23 @@ def calibrate(
     temperature, nll_before, nll_after = fit_temperature(model, dataset, settings.n_examples,
                                                          settings.temperature_split, settings.seed)
     bar.update(1)
-    # Which parameter sets the session length: the end offset, unless patience alone (learned end off)
-    # already ends sessions sooner than the logs, in which case patience is weakened instead.
-    probe_params = Calibration(temperature, base.choice.no_choice_logit, OFFSET_FLOOR, 1.0)
-    probe = run(probe_params.apply(base), settings.seed)
+    # Search over (no-choice logit, z): z is the end-logit offset down to OFFSET_FLOOR; below it the
+    # learned end no longer matters and z - OFFSET_FLOOR is the log of the patience drain scale, so one
+    # monotone parameter lengthens sessions first by trusting the learned end less, then by weakening
+    # patience (never the other way round).
+    # Where z starts: at the base offset, unless a probe with the learned end off (z = OFFSET_FLOOR)
+    # already ends sessions sooner than the logs; then patience binds and the search starts there.
+    probe_x = np.array([base.choice.no_choice_logit, OFFSET_FLOOR])
+    probe = run(_calibration(temperature, probe_x).apply(base), settings.seed)
     patience_bound = probe.events_per_session < target.events_per_session
-    x = np.array([base.choice.no_choice_logit, 0.0 if patience_bound else base.leave.end_logit_offset])
+    x = probe_x if patience_bound else np.array([base.choice.no_choice_logit, base.leave.end_logit_offset])
     best: tuple[float, Calibration] | None = None
     rounds: list[dict[str, Any]] = []
     previous: tuple[np.ndarray, np.ndarray] | None = None
-    jacobian = -np.eye(2)
+    slope = np.full(2, -1.0)
     for _ in range(settings.rounds):
-        params = _calibration(temperature, x, patience_bound)
-        if params == probe_params:  # the probe already simulated this
+        params = _calibration(temperature, x)
+        if np.array_equal(x, probe_x):  # simulated by the probe already
             stats = probe
             bar.update(1)
         else:
@@ -291,21 +298,16 @@ def calibrate(
         rounds.append({**_params(params), "error": error, **asdict(stats)})
         if best is None or error < best[0]:
             best = (error, params)
-        # Broyden's method: a Newton step with a Jacobian estimate that starts at -I (each error falls
-        # by about one unit per unit rise of its own parameter) and is updated from each round's change;
-        # steps are limited to 3 per coordinate.
+        # A Newton step per coordinate: each error falls as its own parameter rises, by a slope that
+        # starts at -1 and is re-estimated by secant from the last two rounds (kept when the secant
+        # is not negative, e.g. through noise); steps are limited to 2 (no-choice logit) and 4 (z).
         if previous is not None:
             dx, de = x - previous[0], errors - previous[1]
-            if float(dx @ dx) > 1e-12:
-                jacobian = jacobian + np.outer(de - jacobian @ dx, dx) / float(dx @ dx)
+            measured = np.divide(de, dx, out=np.zeros(2), where=np.abs(dx) > 1e-6)
+            slope = np.where(measured < 0, np.clip(measured, -5.0, -0.05), slope)
         previous = (x.copy(), errors)
-        try:
-            step = -np.linalg.solve(jacobian, errors)
-        except np.linalg.LinAlgError:
-            step = errors.copy()
-        x = x + np.clip(step, -3.0, 3.0)
-        x = np.array([np.clip(x[0], -15, 15), np.clip(x[1], math.log(1e-3), 0.0) if patience_bound
-                      else np.clip(x[1], OFFSET_FLOOR, 15)])
+        x = x + np.clip(-errors / slope, [-2.0, -4.0], [2.0, 4.0])
+        x = np.clip(x, [-15.0, OFFSET_FLOOR + math.log(MIN_DRAIN_SCALE)], [15.0, 15.0])
     assert best is not None
     params = best[1]
     after = run(params.apply(base), settings.seed + 1000)
@@ -359,11 +361,12 @@ def format_report(calibration: Calibration) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _calibration(temperature: float, x: np.ndarray, patience_bound: bool) -> Calibration:
-    """Parameters from the search vector ``(no-choice logit, offset or log drain scale)``."""
-    if patience_bound:
-        return Calibration(temperature, float(x[0]), OFFSET_FLOOR, float(math.exp(x[1])))
-    return Calibration(temperature, float(x[0]), float(x[1]), 1.0)
+def _calibration(temperature: float, x: np.ndarray) -> Calibration:
+    """Parameters from the search vector ``(no-choice logit, z)`` (see :func:`calibrate`)."""
+    no_choice, z = float(x[0]), float(x[1])
+    if z >= OFFSET_FLOOR:
+        return Calibration(temperature, no_choice, z, 1.0)
+    return Calibration(temperature, no_choice, OFFSET_FLOOR, math.exp(z - OFFSET_FLOOR))
 
 
 def _params(calibration: Calibration) -> dict[str, float]:
