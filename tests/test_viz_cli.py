@@ -116,3 +116,27 @@ def test_live_world_session_records_and_replays_identically(tmp_path, capsys) ->
     assert len(frames) == 6 and frames[0].policy == "random" and frames[0].step == 1
     assert run("--replay", str(saved), "--no-window", "--record", str(replayed)) == 0
     assert (iio.imread(live, index=None) == iio.imread(replayed, index=None)).all()
+
+
+def test_live_session_from_a_transformer_checkpoint(tmp_path, capsys) -> None:
+    """`--model DIR --data DIR`: a (small, untrained) Transformer checkpoint drives the session."""
+    from tests._user_model_data import cyclic_dataset
+    from user_models.checkpoint import save_user_model
+    from user_models.transformer import TransformerConfig, UserTransformer
+
+    dataset = cyclic_dataset()
+    data = dataset.save(tmp_path / "data")
+    model = UserTransformer(TransformerConfig(dim=16, layers=1, heads=1, max_len=16), dataset.n_items,
+                            dataset.behaviors)
+    save_user_model(model, tmp_path / "model", dataset)
+    saved = tmp_path / "s.jsonl"
+    assert run("--model", str(tmp_path / "model"), "--data", str(data), "--steps", "8", "--slate-size", "3",
+               "--no-window", "--save-trajectory", str(saved)) == 0
+    frames = read_trajectory(saved).frames
+    assert len(frames) == 8 and {len(f.slate) for f in frames} == {3}
+    chose = [f for f in frames if f.chosen_slot is not None and f.history]
+    assert chose, "no step with a choice in 8 steps"
+    for frame in chose:
+        assert frame.attention is not None and len(frame.attention) == len(frame.history)
+        assert sum(frame.attention) == pytest.approx(1.0) or not any(frame.attention)
+    assert {i.category for f in frames for i in f.interests} <= {"Drama", "Comedy", "Action"}
