@@ -71,10 +71,10 @@ def test_session_frame_matches_the_step(user, dataset) -> None:
     obs, _ = env.reset(seed=3)
     start = env.unwrapped.session_frame(policy="hand")
     assert (start.step, start.slate, start.no_choice_prob) == (0, (), 1.0)
-    assert [e.item.item for e in start.history] == obs["items"][obs["mask"] == 1].tolist()
+    assert [e.item.item for e in start.history] == obs["history_items"][obs["mask"] == 1].tolist()
     total = 0.0
     for step in range(1, 6):
-        before = obs["items"][obs["mask"] == 1].tolist()
+        before = obs["history_items"][obs["mask"] == 1].tolist()
         obs, reward, terminated, truncated, info = env.step(np.array([3, 12, 13]))
         total += reward
         frame = env.unwrapped.session_frame(policy="hand")
