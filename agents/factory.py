@@ -45,8 +45,8 @@ def make_policy(
         spec: the simulator behind ``venv`` (the dataset for log-derived baselines, the model for the oracle).
         action_mode: the env's action mode.
         seed: seeds the policy's generator (and the Greedy recommender's training).
-        greedy_model: a saved Greedy recommender (:func:`agents.greedy.save_gru_recommender`); trained
-            from the logs when None.
+        greedy_model: directory of the Greedy recommender (:mod:`agents.greedy`): loaded when it exists,
+            else trained from the logs and saved there; None: trained and not saved.
         progress: show progress bars while fitting log-based models.
     """
     if name not in BASELINES:
@@ -78,13 +78,11 @@ def make_policy(
 
 
 def _recommender(dataset: Any, path: str | Path | None, seed: int, progress: bool) -> Any:
-    from agents.greedy import GRUConfig, load_gru_recommender, train_gru_recommender
+    from agents.greedy import load_log_recommender, save_log_recommender, train_log_recommender
 
     if path is not None and Path(path).exists():
-        return load_gru_recommender(path, dataset)
-    model = train_gru_recommender(dataset, GRUConfig(n_items=dataset.n_items), seed, progress)
+        return load_log_recommender(path, dataset)
+    recommender = train_log_recommender(dataset, seed, progress=progress)
     if path is not None:
-        from agents.greedy import save_gru_recommender
-
-        save_gru_recommender(model, path, dataset)
-    return model
+        save_log_recommender(recommender, path, dataset)
+    return recommender

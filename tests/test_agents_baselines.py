@@ -10,12 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.baselines import MMR, EpsilonGreedy, Greedy, LinUCB, MostPopular, OracleGreedy, RandomPolicy
-from agents.greedy import GRUConfig, load_gru_recommender, save_gru_recommender, train_gru_recommender
+from agents.greedy import load_log_recommender, save_log_recommender, train_log_recommender
 from agents.item_features import cooccurrence_embeddings, item_popularity
 from agents.obs import BEHAVIORS, CANDIDATES, ITEMS, MASK, history_batch
 from agents.policy import ActionLayout, act, select_slate
 from user_models.data.artifact import DatasetMeta, SequenceDataset
 from user_models.errors import InputError
+from user_models.train import TrainConfig
 
 N_ITEMS = 12
 HISTORY = 6
@@ -223,22 +224,18 @@ def _cycle_dataset(n_users: int = 24, length: int = 30, n_items: int = 6) -> Seq
 def test_greedy_recommender_learns_the_logs_and_round_trips(tmp_path) -> None:
     torch.set_num_threads(1)
     dataset = _cycle_dataset()
-    model = train_gru_recommender(
-        dataset,
-        GRUConfig(n_items=6, dim=16, window=8, epochs=30, batch_size=32, lr=1e-2),
-        seed=0,
-        progress=False,
-    )
+    config = TrainConfig(epochs=40, batch_size=8, lr=1e-2, warmup_steps=1, weight_decay=0.0, progress=False)
+    recommender = train_log_recommender(dataset, seed=0, train_config=config)
     layout = ActionLayout("slate", 1, 7)
     obs = {
         ITEMS: np.array([[0, 0, 1, 2, 3], [0, 5, 6, 1, 2]]),
         BEHAVIORS: np.ones((2, 5), dtype=np.int64),
         MASK: np.array([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]]),
     }
-    greedy = Greedy(layout, np.random.default_rng(0), model)
+    greedy = Greedy(layout, np.random.default_rng(0), recommender)
     assert greedy.predict(obs)[0].tolist() == [[4], [3]]
-    loaded = load_gru_recommender(save_gru_recommender(model, tmp_path / "gru", dataset), dataset)
-    np.testing.assert_array_equal(loaded.scores(history_batch(obs)), model.scores(history_batch(obs)))
+    loaded = load_log_recommender(save_log_recommender(recommender, tmp_path / "gru", dataset), dataset)
+    np.testing.assert_array_equal(loaded.scores(history_batch(obs)), recommender.scores(history_batch(obs)))
 
 
 def test_log_features_come_from_the_training_split() -> None:
