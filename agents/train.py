@@ -73,6 +73,21 @@ class SaveAgent(BaseCallback):
         return True
 
 
+class StopAfter(BaseCallback):
+    """Stop training once ``seconds`` of wall-clock time have passed (a training-time budget)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.start = 0.0
+
+    def _on_training_start(self) -> None:
+        self.start = time.perf_counter()
+
+    def _on_step(self) -> bool:
+        return time.perf_counter() - self.start < self.seconds
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """What a training run produced."""
@@ -89,6 +104,7 @@ def train(
     seed: int = 0,
     device: str = "cpu",
     progress_bar: bool = True,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     """Train ``config.algo`` on the simulator and write the agent and its logs to ``out``.
 
@@ -99,6 +115,8 @@ def train(
         seed: seeds SB3 (policy init, sampling) and the training envs' populations.
         device: torch device of the agent's networks.
         progress_bar: show SB3's progress bar.
+        max_seconds: stop training after this much wall-clock time even if ``n_timesteps`` is not
+            reached (the steps actually taken are recorded).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,6 +158,8 @@ def train(
             SaveAgent(config, out / "checkpoints", every=max(config.checkpoint_freq // config.n_envs, 1))
         )
 
+    if max_seconds is not None:
+        callbacks.append(StopAfter(max_seconds))
     start = time.perf_counter()
     model.learn(
         config.n_timesteps,

@@ -3,7 +3,7 @@
 ```
 recsim agent train --algo ppo|a2c|maskable_ppo|dqn|sac|td3 --model DIR --data DIR --out DIR
     [--config YAML] [--hyperparams KEY=VALUE ...] [--env-id ID] [--timesteps N] [--num-envs N]
-    [--init-item-embeddings] [--device cpu] [--seed S] [--no-progress]
+    [--init-item-embeddings] [--device cpu] [--seed S] [--max-minutes M] [--no-progress]
 recsim agent eval --policy random|popular|greedy|oracle|epsilon|linucb|mmr|PATH --model DIR --data DIR
     [--episodes N] [--num-envs N] [--env-id ID] [--env-kwargs KEY=VALUE ...] [--seed S] [--json]
 ```
@@ -55,6 +55,12 @@ def register(subparsers: Any) -> None:
         "(no simulator parameters, no held-out events; see agents/item_features.py)",
     )
     train.add_argument("--seed", type=int, default=0, help="seed of the agent and the training population")
+    train.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop training after this many minutes (a time budget)",
+    )
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.set_defaults(func=_train)
 
@@ -117,6 +123,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         progress_bar=not args.no_progress,
+        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
     )
     ret = result.final_eval.mean_return
     print(
