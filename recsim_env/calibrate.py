@@ -38,6 +38,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
+from recsim_env.choice import catalogue_logits
 from recsim_env.config import Calibration, SimConfig
 from recsim_env.core import SimulationCore
 from recsim_env.factory import build_core, check_compatible
@@ -215,8 +216,7 @@ def fit_temperature(model: UserModel, dataset: SequenceDataset, n_examples: int,
     target = torch.as_tensor(view.target_items[pick].astype(np.int64), device=device)
     with torch.no_grad():
         state = model.encode(history)
-        catalogue = torch.arange(1, model.n_items + 1, device=device).expand(len(pick), -1)
-        logits = model.item_logits(state, catalogue).float()
+        logits = catalogue_logits(model, state)
 
     def nll(log_t: float) -> float:
         log_probs = torch.log_softmax(logits / math.exp(log_t), dim=1)
@@ -349,8 +349,9 @@ def format_report(calibration: Calibration) -> str:
         f"{after['empty_sessions']:.3f} |",
         f"| sessions truncated | - | {before['truncated']:.3f} | {after['truncated']:.3f} |",
         "",
-        f"Fitted: temperature {after['temperature']:.3f} (slate NLL {r['temperature_nll']['at_1']:.3f} -> "
-        f"{r['temperature_nll']['fitted']:.3f}), no-choice logit {after['no_choice_logit']:.3f}, "
+        f"Fitted: temperature {after['temperature']:.3f} (next-item NLL "
+        f"{r['temperature_nll']['at_1']:.3f} -> {r['temperature_nll']['fitted']:.3f}), "
+        f"no-choice logit {after['no_choice_logit']:.3f}, "
         f"end-logit offset {after['end_logit_offset']:.3f}, drain scale {after['drain_scale']:.3f} (before: "
         f"{before['temperature']:g}, {before['no_choice_logit']:g}, {before['end_logit_offset']:g}, "
         f"{before['drain_scale']:g}).",

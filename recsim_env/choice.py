@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from user_models.protocol import UserModel, UserState
+
 
 def choice_utilities(
     logits: torch.Tensor,
@@ -66,3 +68,16 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch
     # Guard against rounding past the last category, and never pick a zero-probability category.
     index = index.clamp_(max=probs.shape[1] - 1)
     return torch.where(probs.gather(1, index[:, None])[:, 0] > 0, index, probs.argmax(dim=1))
+
+
+def catalogue_logits(model: UserModel, state: UserState) -> torch.Tensor:
+    """``[B, n_items]`` the model's logits for every item ``1..n_items``.
+
+    Uses the model's ``all_item_logits`` (``[B, n_items + 1]``, column 0 = padding) when it has one, a
+    full-catalogue fast path outside the protocol; otherwise asks :meth:`UserModel.item_logits`.
+    """
+    fast = getattr(model, "all_item_logits", None)
+    if fast is not None:
+        return fast(state)[:, 1:].float()
+    items = torch.arange(1, model.n_items + 1, device=model.device).expand(state.batch_size, -1)
+    return model.item_logits(state, items).float()

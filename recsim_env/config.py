@@ -35,14 +35,15 @@ class ChoiceConfig:
         temperature: Divides the model's logits; > 1 makes users less selective. Calibrated.
         no_choice_logit: Utility of choosing nothing; higher means fewer consumptions. Calibrated.
         repeat: What happens when a slate holds an item already in the user's recent history:
-            ``allow`` (treated like any item), ``penalise`` (its logit drops by ``repeat_penalty``) or
-            ``mask`` (it cannot be chosen, and ``action_masks`` hides it).
+            ``allow`` (default: treated like any item, so the user model's own view of repeats decides;
+            the Transformer learns a repeat logit from the logs), ``penalise`` (its logit also drops by
+            ``repeat_penalty``) or ``mask`` (it cannot be chosen, and ``action_masks`` hides it).
         repeat_penalty: Logit penalty under ``penalise``. Default 2.0: a repeat is ~7x less attractive.
     """
 
     temperature: float = 1.0
     no_choice_logit: float = 0.0
-    repeat: RepeatPolicy = "penalise"
+    repeat: RepeatPolicy = "allow"
     repeat_penalty: float = 2.0
 
     def __post_init__(self) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recsim_env.choice import choice_probabilities, choice_utilities, sample_categorical
+from recsim_env.choice import catalogue_logits, choice_probabilities, choice_utilities, sample_categorical
 from recsim_env.config import SimConfig
 from recsim_env.population import Population
 from user_models.errors import InputError
@@ -364,7 +364,7 @@ class SimulationCore:
     def catalogue_logits(self) -> torch.Tensor:
         """``[N, n_items]`` the user model's logits for every item ``1..n_items`` (privileged)."""
         assert self.user_state is not None
-        return self.model.item_logits(self.user_state, self.catalogue()).float()
+        return catalogue_logits(self.model, self.user_state)
 
     def user_state_vector(self) -> torch.Tensor:
         """``[N, d + 2]`` the privileged user state: expected next-item embedding, patience, end prob.

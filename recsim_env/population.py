@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from recsim_env.choice import sample_categorical
+from recsim_env.choice import catalogue_logits, sample_categorical
 from recsim_env.config import PopulationConfig
 from user_models.data.artifact import SequenceDataset
 from user_models.errors import InputError
@@ -81,7 +81,6 @@ class GeneratedPopulation:
         self.model = model
         self.config = config
         self.gap_seconds = gap_seconds
-        self._catalogue = torch.arange(1, model.n_items + 1, device=model.device)
 
     def sample(self, n: int, generator: torch.Generator) -> History:
         cfg, model, device = self.config, self.model, self.model.device
@@ -92,9 +91,8 @@ class GeneratedPopulation:
         gaps = torch.full((n, cfg.max_prefix), -1.0, device=device)
         state = model.encode(History(empty, empty, gaps, torch.zeros(n, dtype=torch.long, device=device)))
         items, behaviors = empty.clone(), empty.clone()
-        catalogue = self._catalogue.expand(n, -1)
         for t in range(cfg.max_prefix):
-            probs = torch.softmax(model.item_logits(state, catalogue).float(), dim=1)
+            probs = torch.softmax(catalogue_logits(model, state), dim=1)
             item = sample_categorical(probs, generator) + 1
             behavior = sample_categorical(model.behavior_probs(state, item[:, None])[:, 0].float(),
                                           generator) + 1
