@@ -10,6 +10,7 @@ as YAML, dotted keys reach into mappings: ``env_kwargs.slate_size=3``) apply on 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -43,6 +44,28 @@ RECSIM_KEYS = (
     "n_eval_episodes",
     "checkpoint_freq",
 )
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 floats: PyYAML (YAML 1.1) reads ``1e-4`` as a string, a classic hyperparameter trap."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 def algo_class(algo: str) -> type:
@@ -145,7 +168,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         if not sep or not key:
             raise InputError(f"--hyperparams {pair!r}: expected KEY=VALUE")
         try:
-            value = yaml.safe_load(raw)
+            value = _load_yaml(raw)
         except yaml.YAMLError as exc:
             raise InputError(f"--hyperparams {pair!r}: value is not valid YAML ({exc})") from None
         *parents, leaf = key.split(".")
@@ -184,7 +207,7 @@ def load_train_config(
         raise InputError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
     file = Path(path) if path is not None else default_hyperparams_path(algo)
     try:
-        document = yaml.safe_load(file.read_text())
+        document = _load_yaml(file.read_text())
     except OSError as exc:
         raise InputError(f"{file}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
@@ -202,7 +225,7 @@ def _freeze(algo: str, env_id: str, section: dict[str, Any], source: str) -> Tra
     def number(key: str, default: int) -> int:
         value = section.get(key, default)
         try:
-            return int(float(value))  # YAML reads 1e5 as a string; accept it as RL Zoo does
+            return int(float(value))  # 1e5 is a float; steps are whole numbers
         except (TypeError, ValueError):
             raise InputError(f"{source}: {key} must be a number, got {value!r}") from None
 

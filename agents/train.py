@@ -150,6 +150,7 @@ def train(
                 log_path=str(out),
                 deterministic=True,
                 verbose=0,
+                warn=False,  # the eval env is FixedPopulation-wrapped on purpose; SB3 warns on the type
                 callback_on_new_best=SaveAgent(config, out / "best"),
             )
         )
