@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,6 @@ def train(
                 log_path=str(out),
                 deterministic=True,
                 verbose=0,
-                warn=False,  # the eval env is FixedPopulation-wrapped on purpose; SB3 warns on the type
                 callback_on_new_best=SaveAgent(config, out / "best"),
             )
         )
@@ -162,12 +162,12 @@ def train(
     if max_seconds is not None:
         callbacks.append(StopAfter(max_seconds))
     start = time.perf_counter()
-    model.learn(
-        config.n_timesteps,
-        callback=CallbackList(callbacks),
-        progress_bar=progress_bar,
-        tb_log_name=config.algo,
-    )
+    with warnings.catch_warnings():
+        # The eval env is FixedPopulation-wrapped on purpose; SB3 warns that its type differs.
+        warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
+        model.learn(
+            config.n_timesteps, callback=CallbackList(callbacks), progress_bar=progress_bar, tb_log_name=config.algo
+        )
     elapsed = time.perf_counter() - start
     save_agent(
         model, config, out / FINAL, extra={"seed": seed, "device": device, "simulator": simulator.describe()}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # RL agent vs classic baselines on long-horizon return, on the synthetic world and on ml-100k.
 #
-# For each dataset: prepare it (once), train the Transformer user model (once), then train the agent
+# For each dataset: prepare it (once), train the Transformer user model and calibrate the simulator to
+# the logs (once), then train the agent
 # (default MaskablePPO, RecSim-LongTerm-v0) for at most MAX_MINUTES of wall-clock time and evaluate it
 # with Random, MostPopular, Greedy and OracleGreedy on one fixed evaluation population. Finally the
 # table goes into BENCHMARKS.md (section train_agents).
@@ -60,9 +61,14 @@ for name in $DATASETS; do
         [[ -n "$USER_MODEL_EPOCHS" ]] && epochs=(--epochs "$USER_MODEL_EPOCHS")
         recsim user-model train --data "$data" --out "$model" "${preset[@]}" "${epochs[@]}" --no-progress
     fi
+    # Choice temperature, no-choice logit and session ends fitted to the logs (see recsim env calibrate).
+    calibration="$OUT/$name/calibration.json"
+    [[ -f "$calibration" ]] || recsim env calibrate --model "$model" --data "$data" --out "$calibration" \
+        --report "$OUT/$name/calibration.md"
     "$PYTHON" scripts/train_agents.py run --name "$name" --model "$model" --data "$data" \
         --out "$OUT/$name/agent" --algo "$ALGO" --env-id "$ENV_ID" --max-minutes "$MAX_MINUTES" \
-        --episodes "$EPISODES" --greedy-model "$OUT/$name/greedy" --no-progress
+        --episodes "$EPISODES" --greedy-model "$OUT/$name/greedy" --no-progress \
+        --hyperparams "env_kwargs.calibration=$calibration"
     results+=("$OUT/$name/agent/results.json")
 done
 
