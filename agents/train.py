@@ -166,7 +166,10 @@ def train(
         # The eval env is FixedPopulation-wrapped on purpose; SB3 warns that its type differs.
         warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
         model.learn(
-            config.n_timesteps, callback=CallbackList(callbacks), progress_bar=progress_bar, tb_log_name=config.algo
+            config.n_timesteps,
+            callback=CallbackList(callbacks),
+            progress_bar=progress_bar,
+            tb_log_name=config.algo,
         )
     elapsed = time.perf_counter() - start
     save_agent(
