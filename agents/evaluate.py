@@ -85,8 +85,12 @@ def evaluate(
         venv: an SB3 VecEnv over the simulator (reset here; seed it beforehand for a fixed population).
         n_episodes: episodes to collect, spread evenly over the env rows.
         deterministic: passed to ``predict`` (SB3 agents take their most likely action).
-        use_masks: pass ``action_masks()`` to the policies that accept masks.
+        use_masks: pass ``action_masks()`` to the policies that accept masks (discrete action modes;
+            the embedding mode has no masks).
     """
+    from gymnasium import spaces
+
+    use_masks = use_masks and isinstance(venv.action_space, spaces.Discrete | spaces.MultiDiscrete)
     n_envs = venv.num_envs
     targets = np.array([(n_episodes + i) // n_envs for i in range(n_envs)], dtype=np.int64)
     counts = np.zeros(n_envs, dtype=np.int64)

@@ -96,6 +96,7 @@ def test_every_algorithm_trains_saves_and_loads_to_identical_actions(
     model.learn(config.n_timesteps)
     save_agent(model, config, tmp_path / "agent")
     loaded = load_agent(tmp_path / "agent", make_vec_env(simulator, "RecSim-v0", config.env_kwargs, 8, 5))
+    assert evaluate(loaded, venv, 8).mean_return.n == 8  # the one evaluator takes every algorithm
     obs = venv.reset()
     for _ in range(3):
         expected, _ = model.predict(obs, deterministic=True)
