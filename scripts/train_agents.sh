@@ -47,7 +47,7 @@ for name in $DATASETS; do
             [[ -d "$data" ]] || recsim data synth --out "$data" $SYNTH_ARGS
             ;;
         ml-100k)
-            if [[ ! -d "$ML100K" ]]; then
+            if [[ ! -d "$data" && ! -d "$ML100K" ]]; then
                 echo "train_agents: skipping ml-100k: no raw data at $ML100K (set ML100K or RECSIM_ML100K)" >&2
                 continue
             fi
