@@ -12,7 +12,7 @@
 #   OUT [out/train_agents]  PYTHON [.venv/bin/python, else python3]  ALGO [maskable_ppo]
 #   ENV_ID [RecSim-LongTerm-v0]  MAX_MINUTES [30]  EPISODES [500]  THREADS [2]
 #   ML100K [$RECSIM_ML100K, else ../shared/data/ml-100k]  SYNTH_ARGS [""]  USER_MODEL_EPOCHS [""]
-#   DATASETS ["synthetic ml-100k"]
+#   DATASETS ["synthetic ml-100k"]  ML100K_CONSUMPTION_RATE [0.5]
 # The ml-100k run is skipped with a message when the raw data is absent (its licence forbids
 # redistribution: bring your own copy).
 set -euo pipefail
@@ -31,6 +31,10 @@ ML100K=${ML100K:-${RECSIM_ML100K:-../shared/data/ml-100k}}
 SYNTH_ARGS=${SYNTH_ARGS:-}
 USER_MODEL_EPOCHS=${USER_MODEL_EPOCHS:-}
 DATASETS=${DATASETS:-synthetic ml-100k}
+# ML-100k's timestamps cannot give a step length: half of the within-session gaps are 0 s (ratings were
+# entered in bursts), so calibration needs the logged consumption rate (events per simulated step) as an
+# explicit assumption. 0.5 means a shown slate leads to a rating every other step; change it here.
+ML100K_CONSUMPTION_RATE=${ML100K_CONSUMPTION_RATE:-0.5}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
 recsim() { "$PYTHON" -m recsim_env.cli "$@"; }
@@ -41,6 +45,7 @@ for name in $DATASETS; do
     data="$OUT/$name/data"
     model="$OUT/$name/user_model"
     preset=()
+    calibrate_args=()
     case "$name" in
         synthetic)
             # shellcheck disable=SC2086
@@ -53,6 +58,7 @@ for name in $DATASETS; do
             fi
             [[ -d "$data" ]] || recsim data prepare --dataset ml-100k --data-dir "$ML100K" --out "$data"
             preset=(--preset ml-100k)
+            calibrate_args=(--consumption-rate "$ML100K_CONSUMPTION_RATE")
             ;;
         *) echo "train_agents: unknown dataset $name" >&2; exit 2 ;;
     esac
@@ -64,7 +70,7 @@ for name in $DATASETS; do
     # Choice temperature, no-choice logit and session ends fitted to the logs (see recsim env calibrate).
     calibration="$OUT/$name/calibration.json"
     [[ -f "$calibration" ]] || recsim env calibrate --model "$model" --data "$data" --out "$calibration" \
-        --report "$OUT/$name/calibration.md"
+        --report "$OUT/$name/calibration.md" "${calibrate_args[@]}"
     "$PYTHON" scripts/train_agents.py run --name "$name" --model "$model" --data "$data" \
         --out "$OUT/$name/agent" --algo "$ALGO" --env-id "$ENV_ID" --max-minutes "$MAX_MINUTES" \
         --episodes "$EPISODES" --greedy-model "$OUT/$name/greedy" --no-progress \
