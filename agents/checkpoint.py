@@ -56,11 +56,14 @@ def build_algorithm(
 ) -> Any:
     """Construct the SB3 algorithm of ``config`` on ``env`` (a VecEnv).
 
-    ``for_inference`` shrinks replay buffers to one transition: a loaded agent only acts.
+    ``for_inference`` sizes the training buffers for an agent that only acts: replay buffers hold one
+    transition, and PPO's minibatch spans its (unused) rollout buffer, whatever the env's row count.
     """
     kwargs = {k: v for k, v in config.algo_kwargs.items() if k != "policy_kwargs"}
     if for_inference and "buffer_size" in kwargs:
         kwargs["buffer_size"] = 1
+    if for_inference and "batch_size" in kwargs and "n_steps" in kwargs:
+        kwargs["batch_size"] = int(kwargs["n_steps"]) * env.num_envs
     return algo_class(config.algo)(
         config.policy,
         env,
