@@ -120,3 +120,16 @@ def test_oracle_and_bandit_act_through_the_batched_env(simulator: SimulatorSpec)
     result = evaluate(bandit, venv, 48).mean_return
     assert result.mean > 4.5
     assert int(np.argmax(bandit.theta[:6])) == 5  # the item-quality block: item 6 (column 5) pays
+
+
+def test_same_seed_same_agent(simulator: SimulatorSpec, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    config = _config("ppo", "slate", 64, n_steps=8, batch_size=32, n_epochs=2)
+    for run, seed in (("a", 7), ("b", 7), ("c", 8)):
+        train(config, simulator, tmp_path / run, seed=seed, progress_bar=False)
+    first, second, other = (load_file(str(tmp_path / run / "final" / "policy.safetensors")) for run in "abc")
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], rtol=0, atol=0)
+    assert any(not torch.equal(first[name], other[name]) for name in first)
