@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from user_models.errors import InputError
 
-GROUPS = ("user_model", "env", "agent")
+GROUPS = ("data", "user_model", "env", "agent")
 """Module names under ``recsim_env.cli``, in the order ``--help`` lists them."""
 
 
