@@ -1,9 +1,10 @@
 """Frozen configuration of the simulation core: choice, leave, reward, population, candidates.
 
 Every free parameter of the user dynamics that the logs cannot teach the Transformer lives here, with its
-default and the reason for it. :func:`recsim_env.calibrate.calibrate` fits the three parameters that
-the logs *can* pin down (temperature, no-choice logit, end-logit offset) and returns a
-:class:`Calibration`, which :meth:`Calibration.apply` writes into a :class:`SimConfig`.
+default and the reason for it. :func:`recsim_env.calibrate.calibrate` fits the parameters that the
+logs *can* pin down (temperature, no-choice logit, end-logit offset, and the patience drain scale when
+patience alone ends sessions too early) and returns a :class:`Calibration`, which
+:meth:`Calibration.apply` writes into a :class:`SimConfig`.
 """
 
 from __future__ import annotations

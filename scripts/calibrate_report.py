@@ -6,9 +6,10 @@ For each ``--case NAME MODEL DATA`` (``MODEL`` a checkpoint directory, a hand-wr
 section of ``BENCHMARKS.md`` (between ``<!-- BEGIN calibration -->`` and ``<!-- END calibration -->``)
 with the logged consumption rate and session length against the simulated ones, before and after.
 
-Example (after training the user models)::
+The world is calibrated with the configuration of ``RecSim-World-v0`` (its own patience, no-choice
+steps as world events). Example (after training the user models)::
 
-    python scripts/calibrate_report.py \\
+    PYTHONPATH=. python scripts/calibrate_report.py \\
         --case ml-100k out/models/ml-100k out/data/ml-100k \\
         --case synthetic out/models/synthetic out/data/synthetic \\
         --case synthetic-world world out/data/synthetic
@@ -23,7 +24,7 @@ import platform
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -31,6 +32,7 @@ import torch
 
 from recsim_env.calibrate import CalibrationSettings, LoggingPolicy, calibrate, format_report
 from recsim_env.config import SimConfig
+from recsim_env.env import WORLD_LEAVE
 from recsim_env.factory import load_dataset, load_model
 from user_models.data.artifact import SequenceDataset
 from user_models.protocol import UserModel
@@ -115,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, model_path, data_path in args.cases:
         model, dataset = load(model_path, data_path, args.device)
+        config = SimConfig(slate_size=args.slate_size)
+        if model_path == "world":  # as in RecSim-World-v0: the world's own patience and no-choice events
+            config = replace(config, leave=WORLD_LEAVE, no_choice_event=True)
         start = time.perf_counter()
-        calibration = calibrate(model, dataset, SimConfig(slate_size=args.slate_size), settings)
+        calibration = calibrate(model, dataset, config, settings)
         seconds = time.perf_counter() - start
         calibration.save(args.out_dir / f"{name}.json")
         table = format_report(calibration)
