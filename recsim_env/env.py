@@ -181,10 +181,16 @@ def make_world_env(data: PathLike | SequenceDataset, device: torch.device | str 
     steps are world events (behavior 0, draining the world's patience) and the world's own end
     probability is the only leave hazard. Any :class:`RecSimEnv` argument can be passed.
     """
+    return RecSimEnv(**world_arguments(data, device, **kwargs))
+
+
+def world_arguments(data: PathLike | SequenceDataset, device: torch.device | str = "cpu", **kwargs: Any
+                    ) -> dict[str, Any]:
+    """The env arguments of ``RecSim-World-v0`` (shared by :func:`make_world_env` and the vector env)."""
     from user_models.synthetic import SyntheticWorld
 
     dataset = load_dataset(data)
     world = SyntheticWorld.from_dataset(dataset, torch.device(device))
     kwargs.setdefault("leave", WORLD_LEAVE)
     kwargs.setdefault("no_choice_event", True)
-    return RecSimEnv(model=world, data=dataset, device=device, **kwargs)
+    return {"model": world, "data": dataset, "device": device, **kwargs}

@@ -54,7 +54,7 @@ def load_model(model: PathLike | UserModel, device: torch.device, dataset: Seque
         from user_models.checkpoint import load_user_model
     except ImportError as exc:
         raise CheckpointError(f"{model}: cannot load checkpoints ({exc})") from None
-    return load_user_model(Path(model), device=device, dataset=dataset)
+    return cast(UserModel, load_user_model(Path(model), device=device, dataset=dataset))
 
 
 def check_compatible(model: UserModel, dataset: SequenceDataset) -> None:

@@ -37,7 +37,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from recsim_env.core import StepRecord
-from recsim_env.factory import build_env_core, load_dataset
+from recsim_env.env import world_arguments
+from recsim_env.factory import build_env_core
 from recsim_env.render_text import format_step
 from user_models.data.artifact import SequenceDataset
 from user_models.protocol import UserModel
@@ -255,8 +256,4 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
 def make_world_vector_env(num_envs: int, data: PathLike | SequenceDataset, device: torch.device | str = "cpu",
                           **kwargs: Any) -> RecSimVectorEnv:
     """``RecSim-World-v0`` as a vector env: the synthetic ground-truth world that generated ``data``."""
-    from user_models.synthetic import SyntheticWorld
-
-    dataset = load_dataset(data)
-    world = SyntheticWorld.from_dataset(dataset, torch.device(device))
-    return RecSimVectorEnv(num_envs, model=world, data=dataset, device=device, **kwargs)
+    return RecSimVectorEnv(num_envs, **world_arguments(data, device, **kwargs))

@@ -3,8 +3,9 @@
 Protocol (the same for every model, one harness): leave-last-out, the test split, full ranking over the
 whole catalogue, seen items NOT masked (the headline; the masked variant is printed too). Every model is
 trained on the same training events and early-stopped on the validation split. Prints a table and writes
-the ``user_model`` section of ``BENCHMARKS.md``: model, NDCG@10, HR@10, MRR, train time, parameters, with
-the command and the machine.
+one ``BENCHMARKS.md`` section per dataset (``user_model:ml-100k``, ``user_model:synthetic``; a run
+replaces only the sections of the datasets it ran): model, NDCG@10, HR@10, MRR, train time, parameters,
+with the command and the machine.
 
     python scripts/bench_user_model.py                   # both datasets, 2 threads
     python scripts/bench_user_model.py --skip-synthetic  # ml-100k only
@@ -21,7 +22,7 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,8 @@ from recsim_env.cli import main as recsim  # noqa: E402
 from user_models.baselines import GRUConfig, baseline_reports  # noqa: E402
 from user_models.data.artifact import SequenceDataset  # noqa: E402
 from user_models.evaluate import TransformerScorer, eval_examples, format_table, ranking_report  # noqa: E402
-from user_models.train import ML100K_TRAIN_PRESET, TrainConfig, train_user_model  # noqa: E402
-from user_models.transformer import ML100K_PRESET, TransformerConfig  # noqa: E402
+from user_models.train import TrainConfig, train_user_model  # noqa: E402
+from user_models.transformer import TransformerConfig  # noqa: E402
 
 SECTION = "user_model"
 
@@ -80,15 +81,14 @@ def run_case(case: Case, work: Path) -> list[dict[str, Any]]:
     rows = [{**ranking_report(TransformerScorer(model), test), "train_seconds": seconds,
              "parameters": model.n_parameters(), "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run}]
     rows += baseline_reports(case.dataset, "test", case.gru, case.train)
-    for row in rows:
-        row["dataset"] = case.name
     return rows
 
 
-def markdown(rows: list[dict[str, Any]], command: str, threads: int, cases: list[Case]) -> str:
+def markdown(rows: list[dict[str, Any]], command: str, threads: int, case: Case) -> str:
+    """The BENCHMARKS.md section of one dataset."""
     lines = [
-        f"<!-- BEGIN {SECTION} -->",
-        "## User model: Transformer vs Pop, Markov, GRU4Rec",
+        f"<!-- BEGIN {SECTION}:{case.name} -->",
+        f"## User model on {case.name}: Transformer vs Pop, Markov, GRU4Rec",
         "",
         "Leave-last-out **test** split, full ranking over the whole catalogue, **seen items not masked** "
         "(headline; `seen masked` = history items removed except the target). Train time = the whole "
@@ -103,23 +103,22 @@ def markdown(rows: list[dict[str, Any]], command: str, threads: int, cases: list
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['model']} | {r['ndcg@10']:.4f} | {r['hr@10']:.4f} | "
+        lines.append(f"| {case.name} | {r['model']} | {r['ndcg@10']:.4f} | {r['hr@10']:.4f} | "
                      f"{r['mrr']:.4f} | {r['seen_masked']['ndcg@10']:.4f} | {r['train_seconds']:.1f} | "
                      f"{r['parameters']:,} |")
     lines.append("")
-    for case in cases:
-        lines.append(f"- {case.name}: {case.dataset.n_users} users, {case.dataset.n_items} items, "
-                     f"{case.dataset.meta.n_interactions} events; Transformer `{asdict(case.model)}`, "
-                     f"training lr {case.train.lr}, batch {case.train.batch_size}, patience "
-                     f"{case.train.patience}; GRU4Rec `{asdict(case.gru)}`.")
-    lines.append(f"<!-- END {SECTION} -->")
+    lines.append(f"Dataset: {case.dataset.n_users} users, {case.dataset.n_items} items, "
+                 f"{case.dataset.meta.n_interactions} events. Transformer `{asdict(case.model)}`, training "
+                 f"lr {case.train.lr}, batch {case.train.batch_size}, at most {case.train.epochs} epochs, "
+                 f"patience {case.train.patience}; GRU4Rec `{asdict(case.gru)}` with the same training loop.")
+    lines.append(f"<!-- END {SECTION}:{case.name} -->")
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this script's section of ``path`` (between its markers), or append it."""
+def write_section(path: Path, name: str, section: str) -> None:
+    """Replace the section ``name`` of ``path`` (between its markers), or append it."""
     text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
+    begin, end = f"<!-- BEGIN {SECTION}:{name} -->", f"<!-- END {SECTION}:{name} -->"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head + section + rest.split(end, 1)[1]
@@ -151,23 +150,20 @@ def main() -> None:
         if not (args.ml100k / "ml-100k.inter").is_file():
             raise SystemExit(f"{args.ml100k}: no ml-100k.inter; set RECSIM_ML100K or pass --skip-ml100k")
         ml100k = prepare_ml100k(args.ml100k, args.work)
-        cases.append(Case("ml-100k", ml100k, ML100K_PRESET, replace(ML100K_TRAIN_PRESET, seed=args.seed),
-                          GRUConfig(max_len=ML100K_PRESET.max_len)))
+        cases.append(Case("ml-100k", ml100k, TransformerConfig(), TrainConfig(seed=args.seed), GRUConfig()))
     if not args.skip_synthetic:
         synthetic = prepare_synthetic(args.work, args.synthetic_users, args.synthetic_events, args.seed)
         cases.append(Case("synthetic", synthetic, TransformerConfig(), TrainConfig(seed=args.seed),
                           GRUConfig()))
-    rows: list[dict[str, Any]] = []
-    for case in cases:
-        case_rows = run_case(case, args.work)
-        print(f"\n== {case.name}")
-        print(format_table(case_rows))
-        print(format_table(case_rows, masked=True))
-        print("train seconds: " + ", ".join(f"{r['model']} {r['train_seconds']:.1f}" for r in case_rows))
-        rows += case_rows
     command = "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    write_section(args.benchmarks, markdown(rows, command, args.threads, cases))
-    print(f"\nwrote the {SECTION} section of {args.benchmarks}")
+    for case in cases:
+        rows = run_case(case, args.work)
+        print(f"\n== {case.name}")
+        print(format_table(rows))
+        print(format_table(rows, masked=True))
+        print("train seconds: " + ", ".join(f"{r['model']} {r['train_seconds']:.1f}" for r in rows))
+        write_section(args.benchmarks, case.name, markdown(rows, command, args.threads, case))
+        print(f"wrote the {SECTION}:{case.name} section of {args.benchmarks}")
 
 
 if __name__ == "__main__":

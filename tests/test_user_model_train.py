@@ -42,30 +42,43 @@ def test_lr_schedule_warms_up_then_decays():
 def test_training_learns_is_deterministic_and_resumes_exactly(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     ds = cyclic_dataset()
-    model_a, result = train_user_model(ds, tmp_path / "a", MODEL, config(12))
+    model_a, result = train_user_model(ds, tmp_path / "a", MODEL, config(8))
     report = ranking_report(TransformerScorer(model_a), eval_examples(ds, "test"))
     assert report["hr@5"] > 0.9  # the +1 walk is learnt
     assert result.history[-1]["loss"] < result.history[0]["loss"]
-    model_b, _ = train_user_model(ds, tmp_path / "b", MODEL, config(12))
+    model_b, _ = train_user_model(ds, tmp_path / "b", MODEL, config(8))
     for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-    # interrupted during epoch 6, then resumed: the same weights as the uninterrupted run
+    # interrupted during epoch 4, then resumed: the same weights as the uninterrupted run
     calls = []
 
     def interrupted_report(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 6:
+        if len(calls) == 4:
             raise KeyboardInterrupt
         return ranking_report(*args, **kwargs)
 
     with monkeypatch.context() as patch:
         patch.setattr(train_module, "ranking_report", interrupted_report)
         with pytest.raises(KeyboardInterrupt):
-            train_user_model(ds, tmp_path / "c", MODEL, config(12))
-    model_c, resumed = train_user_model(ds, tmp_path / "c", MODEL, config(12), resume=True)
-    assert resumed.epochs_run == 12
+            train_user_model(ds, tmp_path / "c", MODEL, config(8))
+    model_c, resumed = train_user_model(ds, tmp_path / "c", MODEL, config(8), resume=True)
+    assert resumed.epochs_run == 8
     for (name, a), c in zip(model_a.state_dict().items(), model_c.state_dict().values(), strict=True):
         assert torch.equal(a, c), name
     loaded = load_user_model(tmp_path / "a", dataset=ds)
     h = history_from_sequences(eval_examples(ds, "test").history, MODEL.max_len)
     assert torch.equal(loaded.all_item_logits(loaded.encode(h)), model_a.all_item_logits(model_a.encode(h)))
+
+
+def test_sampled_softmax_learns_and_early_stopping_stops(tmp_path):
+    torch.set_num_threads(1)
+    ds = cyclic_dataset()
+    # a catalogue "too large" for the full softmax: 6 uniform negatives per batch instead of 10 items
+    sampled = config(8, full_softmax_max_items=5, sampled_negatives=6)
+    model, _ = train_user_model(ds, tmp_path / "s", MODEL, sampled)
+    assert ranking_report(TransformerScorer(model), eval_examples(ds, "test"))["hr@5"] > 0.9
+    # lr 0: validation never improves after the first epoch, so patience 2 stops after epoch 3
+    _, result = train_user_model(ds, tmp_path / "e", MODEL, TrainConfig(epochs=50, lr=0.0, patience=2,
+                                                                         batch_size=16, progress=False))
+    assert (result.best_epoch, result.epochs_run) == (1, 3)

@@ -21,8 +21,6 @@ from typing import Any
 
 from user_models.errors import InputError
 
-PRESETS = ("default", "ml-100k")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("user-model", help="train, evaluate and inspect the learned user model")
@@ -35,9 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    train.add_argument("--preset", choices=PRESETS, default="default",
-                       help="model and training defaults; ml-100k = the tuned MovieLens-100k setting")
-    model = train.add_argument_group("model flags (override the preset)")
+    model = train.add_argument_group("model flags (defaults: the benchmarked configuration)")
     model.add_argument("--dim", type=int)
     model.add_argument("--layers", type=int)
     model.add_argument("--heads", type=int)
@@ -79,11 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _configs(args: argparse.Namespace) -> tuple[Any, Any]:
-    from user_models.train import ML100K_TRAIN_PRESET, TrainConfig
-    from user_models.transformer import ML100K_PRESET, TransformerConfig
+    from user_models.train import TrainConfig
+    from user_models.transformer import TransformerConfig
 
-    model_config = ML100K_PRESET if args.preset == "ml-100k" else TransformerConfig()
-    train_config = ML100K_TRAIN_PRESET if args.preset == "ml-100k" else TrainConfig()
+    model_config, train_config = TransformerConfig(), TrainConfig()
     flags = {k: v for k, v in vars(args).items() if v is not None}
     try:
         model_config = replace(model_config, **{f.name: flags[f.name] for f in fields(model_config)
