@@ -1,7 +1,7 @@
 """Write simulated sessions as a Minari dataset, for offline RL libraries.
 
 Minari's ``DataCollector`` wrapper needs jax; this module builds Minari's ``EpisodeBuffer`` objects
-directly from :class:`~recsim_env.rollout.RolledEpisode` and hands them to
+directly from the benchmark loop's :class:`~recsim_env.benchmark.Transitions` and hands them to
 ``minari.create_dataset_from_buffers``. The dataset is stored in Minari's ``arrow`` format (pyarrow is
 already a dependency; no h5py needed) under ``$MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``),
 and ``minari.load_dataset(dataset_id)`` reads it back.
@@ -13,6 +13,7 @@ the dataset description.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from recsim_env.rollout import RolledEpisode
+from recsim_env.benchmark import EnvSettings, Transitions
 from user_models.errors import InputError
 
 
@@ -65,7 +66,7 @@ def common_numeric_infos(infos: Sequence[dict[str, Any]]) -> tuple[dict[str, Any
 
 
 def episode_buffers(
-    episodes: Sequence[RolledEpisode], observation_space: gym.Space, action_space: gym.Space
+    episodes: Sequence[Transitions], observation_space: gym.Space, action_space: gym.Space
 ) -> tuple[list[Any], list[str]]:
     """Minari ``EpisodeBuffer`` objects for ``episodes`` and the info keys that could not be stored."""
     from minari.data_collector.episode_buffer import EpisodeBuffer
@@ -78,7 +79,7 @@ def episode_buffers(
         buffers.append(
             EpisodeBuffer(
                 id=i,
-                seed=ep.seed,
+                options={"population_seed": ep.seed, "row": ep.row},
                 observations=_stack(observation_space, ep.observations),
                 actions=_stack(action_space, ep.actions),
                 rewards=ep.rewards.tolist(),
@@ -91,7 +92,7 @@ def episode_buffers(
 
 
 def write_minari_dataset(
-    episodes: Sequence[RolledEpisode],
+    episodes: Sequence[Transitions],
     dataset_id: str,
     observation_space: gym.Space,
     action_space: gym.Space,
@@ -157,6 +158,66 @@ def write_minari_dataset(
             description=description,
             data_format="arrow",
         )
+
+
+def env_spec_for(model: str, data: str, settings: EnvSettings, device: str) -> gym.envs.registration.EnvSpec:
+    """The env id's spec with the run's arguments, so ``dataset.recover_environment()`` rebuilds it.
+
+    ``RecSim-v0`` for a learned model, ``RecSim-World-v0`` for ``--model world`` (the ground truth).
+    """
+    import recsim_env  # noqa: F401  (registers the ids)
+    from recsim_env.benchmark import WORLD_MODEL
+
+    kwargs = {"data": data, "device": device, **settings.kwargs()}
+    if model == WORLD_MODEL:
+        return dataclasses.replace(gym.spec("RecSim-World-v0"), kwargs=kwargs)
+    return dataclasses.replace(gym.spec("RecSim-v0"), kwargs={"model": model, **kwargs})
+
+
+def export_minari(
+    model: str,
+    data: str,
+    policy: str,
+    n_episodes: int,
+    dataset_id: str,
+    settings: EnvSettings,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    overwrite: bool = False,
+) -> Any:
+    """Run ``policy`` on ``n_episodes`` users of the population of ``seed`` and write a Minari dataset.
+
+    The episodes come from the benchmark's loop (:func:`recsim_env.benchmark.run_episodes`), so they are
+    the same users, random streams and actions as a benchmark run with that seed. Each episode's
+    metadata holds ``options = {"population_seed", "row"}``, which identify its user.
+    """
+    from recsim_env.benchmark import build_policy, build_simulator, policy_label, run_episodes
+
+    _require_minari()
+    sim = build_simulator(model, data, settings, n_episodes, device)
+    run = run_episodes(
+        sim.core,
+        sim.adapter,
+        build_policy(policy, sim, seed, None),
+        seed,
+        policy_name=policy_label(policy),
+        record_transitions=True,
+    )
+    description = (
+        f"recsim-env sessions of policy {policy_label(policy)!r} on model {model!r}, data {data!r}, "
+        f"population seed {seed}; env settings {json.dumps(settings.to_json())}."
+    )
+    return write_minari_dataset(
+        run.transitions,
+        dataset_id,
+        sim.adapter.observation_space,
+        sim.adapter.action_space,
+        env_spec=env_spec_for(model, data, settings, device),
+        algorithm_name=policy_label(policy),
+        description=description,
+        overwrite=overwrite,
+    )
 
 
 def _json_kwargs(spec: gym.envs.registration.EnvSpec) -> bool:

@@ -1,80 +1,56 @@
-"""Minari round trip: rollouts written with episode buffers read back by ``minari.load_dataset``."""
+"""Minari round trip: benchmark episodes written as episode buffers, read back by ``minari.load_dataset``."""
 
 import numpy as np
 import pytest
+import torch
 
-from recsim_env.rollout import episode_seeds, rollouts
-from tests.toy_env import RandomSlatePolicy, ToySlateEnv
-from user_models.errors import InputError
+pytest.importorskip("recsim_env.core", reason="needs the simulation core (branch core)")
+pytest.importorskip("agents.policy", reason="needs the baselines (branch agents)")
 
-minari = pytest.importorskip(
-    "minari", reason="Minari export needs the optional extra: pip install 'recsim-env[minari]'"
-)
+from recsim_env.benchmark import EnvSettings, build_policy, build_simulator, run_episodes  # noqa: E402
+from user_models.errors import InputError  # noqa: E402
+
+minari = pytest.importorskip("minari", reason="needs the optional extra: pip install 'recsim-env[minari]'")
+handwritten = pytest.importorskip("user_models.handwritten")
+testing = pytest.importorskip("recsim_env.testing")
 
 
 def test_round_trip(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     from recsim_env.minari_export import write_minari_dataset
 
-    env = ToySlateEnv()
-    episodes = list(rollouts(env, RandomSlatePolicy(0), episode_seeds(3, 5)))
-    write_minari_dataset(
-        episodes,
-        "recsim/toy-random-v0",
-        env.observation_space,
-        env.action_space,
-        algorithm_name="random",
-        description="toy",
-    )
-    data = minari.load_dataset("recsim/toy-random-v0")
+    torch.set_num_threads(1)
+    user = handwritten.clickbait_user()
+    testing.logged_dataset(user, n_users=8).save(tmp_path / "data")
+    sim = build_simulator(user, tmp_path / "data", EnvSettings(slate_size=2, max_steps=8), n_users=5)
+    policy = build_policy("random", sim, 0, None)
+    run = run_episodes(sim.core, sim.adapter, policy, seed=2, record_transitions=True)
+    episodes = run.transitions
+    obs_space, act_space = sim.adapter.observation_space, sim.adapter.action_space
+    write_minari_dataset(episodes, "recsim/test-random-v0", obs_space, act_space, algorithm_name="random",
+                         description="test")
+    data = minari.load_dataset("recsim/test-random-v0")
     assert data.total_episodes == 5
-    assert data.total_steps == sum(ep.length for ep in episodes)
-    assert "Info keys not stored" in data.storage.metadata["description"]
-    for ep, back in zip(episodes, data.iterate_episodes(), strict=True):
-        np.testing.assert_array_equal(
-            back.observations["items"], np.stack([o["items"] for o in ep.observations])
-        )
+    assert data.total_steps == sum(ep.length for ep in episodes) == sum(ep.length for ep in run.episodes)
+    for ep, summary, back in zip(episodes, run.episodes, data.iterate_episodes(), strict=True):
+        for key in obs_space.spaces:
+            np.testing.assert_array_equal(back.observations[key], np.stack([o[key] for o in ep.observations]))
+            assert all(obs_space[key].contains(o[key]) for o in ep.observations)
         np.testing.assert_array_equal(back.actions, np.stack(ep.actions))
-        np.testing.assert_allclose(back.rewards, ep.rewards)
-        np.testing.assert_array_equal(back.terminations, ep.terminations)
-        np.testing.assert_array_equal(back.truncations, ep.truncations)
-        np.testing.assert_allclose(back.infos["patience"], [i["patience"] for i in ep.infos])
-        assert "item" not in back.infos  # absent from the reset info, so not stored per observation
+        np.testing.assert_allclose(back.rewards, summary.rewards)
+        np.testing.assert_array_equal(back.infos["item"][1:], summary.chosen)
+        assert back.terminations[-1] or back.truncations[-1]
+        assert not (back.terminations[:-1] | back.truncations[:-1]).any()
+        # The last observation holds the last step's choice at the end of the history.
+        if summary.chosen[-1]:
+            assert back.observations["items"][-1][-1] == summary.chosen[-1]
 
     with pytest.raises(InputError, match="already exists"):
-        write_minari_dataset(
-            episodes,
-            "recsim/toy-random-v0",
-            env.observation_space,
-            env.action_space,
-            algorithm_name="random",
-            description="toy",
-        )
-    write_minari_dataset(
-        episodes[:2],
-        "recsim/toy-random-v0",
-        env.observation_space,
-        env.action_space,
-        algorithm_name="random",
-        description="toy",
-        overwrite=True,
-    )
-    assert minari.load_dataset("recsim/toy-random-v0").total_episodes == 2
+        write_minari_dataset(episodes, "recsim/test-random-v0", obs_space, act_space, algorithm_name="random",
+                             description="test")
+    write_minari_dataset(episodes[:2], "recsim/test-random-v0", obs_space, act_space, algorithm_name="random",
+                         description="test", overwrite=True)
+    assert minari.load_dataset("recsim/test-random-v0").total_episodes == 2
     with pytest.raises(InputError, match="not a Minari id"):
-        write_minari_dataset(
-            episodes,
-            "bad id!",
-            env.observation_space,
-            env.action_space,
-            algorithm_name="random",
-            description="toy",
-        )
-
-
-def test_same_seeds_same_rollouts():
-    env = ToySlateEnv()
-    a = list(rollouts(env, RandomSlatePolicy(1), episode_seeds(0, 4)))
-    b = list(rollouts(env, RandomSlatePolicy(1), episode_seeds(0, 4)))
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x.rewards, y.rewards)
-        np.testing.assert_array_equal(np.stack(x.actions), np.stack(y.actions))
+        write_minari_dataset(episodes, "bad id!", obs_space, act_space, algorithm_name="random",
+                             description="test")

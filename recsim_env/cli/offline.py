@@ -1,0 +1,121 @@
+"""Offline evaluation commands: ``recsim benchmark``, ``ope``, ``fidelity`` and ``export-minari``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from user_models.errors import InputError
+
+
+def _add_simulator_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        required=True,
+        help="user-model checkpoint directory, or 'world' for a synthetic dataset's ground truth",
+    )
+    p.add_argument("--data", required=True, help="the dataset directory the model was trained on")
+    p.add_argument(
+        "--env-config",
+        type=Path,
+        default=None,
+        help="YAML of RecSimEnv settings (slate_size, max_steps, reward: {...}, ...)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device of the simulation (default: cpu)")
+
+
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from recsim_env.benchmark import EnvSettings
+
+    return EnvSettings.from_yaml(args.env_config) if args.env_config is not None else EnvSettings()
+
+
+def _policies(text: str) -> tuple[str, ...]:
+    names = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not names:
+        raise InputError("--policies: give a comma-separated list, e.g. random,popular,greedy,oracle")
+    return names
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "benchmark",
+        help="compare policies offline with common random numbers; metrics with 95%% CIs",
+        description="Run policies x seeds x a fixed evaluation population of simulated users (every policy "
+        "meets the same users and random streams) and write results.csv/json/md, PNG plots, "
+        "per-episode metrics and replayable trajectories to --out.",
+    )
+    _add_simulator_args(p)
+    p.add_argument(
+        "--policies",
+        required=True,
+        type=_policies,
+        help="comma-separated: random, popular, greedy, oracle, epsilon, linucb, mmr or agent dirs",
+    )
+    p.add_argument("--episodes", type=int, default=200, help="users per seed (default 200)")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    p.add_argument("--base-seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument(
+        "--save-trajectories",
+        type=int,
+        default=3,
+        help="episodes per policy saved for `recsim visualize --replay` (default 3)",
+    )
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser(
+        "export-minari",
+        help="write a policy's simulated sessions as a Minari dataset",
+        description="Run --policy on --episodes simulated users and write them as the Minari dataset "
+        "--dataset-id under $MINARI_DATASETS_PATH (needs the 'minari' extra).",
+    )
+    _add_simulator_args(p)
+    p.add_argument("--policy", required=True, help="a baseline name or a saved agent directory")
+    p.add_argument("--episodes", type=int, default=100, help="episodes to write (default 100)")
+    p.add_argument("--dataset-id", required=True, help="Minari id, e.g. recsim/ml100k-random-v0")
+    p.add_argument("--seed", type=int, default=0, help="population seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that id")
+    p.set_defaults(func=_export_minari)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from recsim_env.benchmark import BenchmarkConfig, run_benchmark
+
+    config = BenchmarkConfig(
+        policies=args.policies,
+        episodes=args.episodes,
+        seeds=args.seeds,
+        base_seed=args.base_seed,
+        save_trajectories=args.save_trajectories,
+        n_resamples=args.resamples,
+        device=args.device,
+    )
+    paths = run_benchmark(args.model, args.data, config, _settings(args), args.out)
+    print((args.out / "results.md").read_text())
+    print(f"wrote {len(paths)} files to {args.out}")
+    return 0
+
+
+def _export_minari(args: argparse.Namespace) -> int:
+    from recsim_env.minari_export import export_minari
+
+    if args.episodes < 1:
+        raise InputError(f"--episodes must be >= 1, got {args.episodes}")
+    dataset = export_minari(
+        args.model,
+        args.data,
+        args.policy,
+        args.episodes,
+        args.dataset_id,
+        _settings(args),
+        seed=args.seed,
+        device=args.device,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"wrote Minari dataset {args.dataset_id!r}: {dataset.total_episodes} episodes, "
+        f"{dataset.total_steps} steps; read it with minari.load_dataset({args.dataset_id!r})"
+    )
+    return 0
