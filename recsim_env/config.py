@@ -1,0 +1,279 @@
+"""Frozen configuration of the simulation core: choice, leave, reward, population, candidates.
+
+Every free parameter of the user dynamics that the logs cannot teach the Transformer lives here, with its
+default and the reason for it. :func:`recsim_env.calibrate.calibrate` fits the three parameters that
+the logs *can* pin down (temperature, no-choice logit, end-logit offset) and returns a
+:class:`Calibration`, which :meth:`Calibration.apply` writes into a :class:`SimConfig`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from user_models.errors import InputError
+
+RepeatPolicy = Literal["allow", "penalise", "mask"]
+PopulationKind = Literal["dataset", "generated"]
+REPEAT_POLICIES: tuple[str, ...] = ("allow", "penalise", "mask")
+POPULATION_KINDS: tuple[str, ...] = ("dataset", "generated")
+CALIBRATION_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ChoiceConfig:
+    """Multinomial logit over the slate plus a "no choice" option (RecSim's convention).
+
+    ``P(item i) = exp(l_i / temperature) / (sum_j exp(l_j / temperature) + exp(no_choice_logit))`` over
+    the shown slots, where ``l`` are the user model's item logits (minus ``repeat_penalty`` for items in
+    the user's recent history under the ``penalise`` repeat policy).
+
+    Attributes:
+        temperature: Divides the model's logits; > 1 makes users less selective. Calibrated.
+        no_choice_logit: Utility of choosing nothing; higher means fewer consumptions. Calibrated.
+        repeat: What happens when a slate holds an item already in the user's recent history:
+            ``allow`` (treated like any item), ``penalise`` (its logit drops by ``repeat_penalty``) or
+            ``mask`` (it cannot be chosen, and ``action_masks`` hides it).
+        repeat_penalty: Logit penalty under ``penalise``. Default 2.0: a repeat is ~7x less attractive.
+    """
+
+    temperature: float = 1.0
+    no_choice_logit: float = 0.0
+    repeat: RepeatPolicy = "penalise"
+    repeat_penalty: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check(self.temperature > 0, f"choice temperature must be > 0, got {self.temperature}")
+        _check(self.repeat in REPEAT_POLICIES, f"repeat policy must be one of {REPEAT_POLICIES}, got "
+               f"{self.repeat!r}")
+        _check(self.repeat_penalty >= 0, f"repeat_penalty must be >= 0, got {self.repeat_penalty}")
+
+
+@dataclass(frozen=True)
+class LeaveConfig:
+    """When a simulated user ends the session: the learned end probability combined with patience.
+
+    Patience ``p`` (in [0, 1], starts at ``initial_patience``) models what logs cannot show, the user's
+    tolerance for bad recommendations. Each step it changes by
+
+    - ``-no_choice_drain`` when the user chose nothing,
+    - ``high_value_refill * v - low_value_drain * (1 - v)`` when the user responded with behavior ``b``,
+      where ``v = (b - 1) / (n_behaviors - 1)`` is the behavior's engagement value in [0, 1]
+      (``v = 1`` when there is a single behavior),
+
+    then is clipped to [0, 1]. The leave probability of the step is
+
+    ``1 - (1 - learned) * (1 - (1 - p) ** sharpness)``, with
+    ``learned = sigmoid(logit(end_prob) + end_logit_offset)`` after a consumption and 0 after a
+    no-choice step (the model's end probability speaks about the last *event*; a no-choice step adds
+    none). An exhausted user (``p = 0``) always leaves; a fully patient one leaves only as the logs say.
+
+    Attributes:
+        initial_patience: Patience of a new user.
+        no_choice_drain: Patience lost on a step where nothing was chosen.
+        low_value_drain: Patience lost on a response of the lowest engagement.
+        high_value_refill: Patience gained on a response of the highest engagement.
+        sharpness: Exponent of the impatience hazard ``(1 - p) ** sharpness``; larger means users
+            tolerate a partly drained patience longer.
+        end_logit_offset: Added to the learned end probability's logit. Calibrated so that simulated
+            session lengths match the logged ones.
+    """
+
+    initial_patience: float = 1.0
+    no_choice_drain: float = 0.1
+    low_value_drain: float = 0.05
+    high_value_refill: float = 0.05
+    sharpness: float = 4.0
+    end_logit_offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.initial_patience <= 1.0, f"initial_patience must be in [0, 1], got "
+               f"{self.initial_patience}")
+        for name in ("no_choice_drain", "low_value_drain", "high_value_refill"):
+            value = getattr(self, name)
+            _check(0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
+        _check(self.sharpness > 0, f"sharpness must be > 0, got {self.sharpness}")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """The reward of a step: a weight per behavior, plus optional diversity bonus and no-choice penalty.
+
+    ``reward = behavior_weights[b - 1]`` when the user responded with behavior ``b``, ``-no_choice_penalty``
+    when nothing was chosen, plus ``diversity_weight`` times the slate's intra-list diversity (mean
+    pairwise cosine distance of the shown items' embeddings, in [0, 2]).
+
+    Attributes:
+        behavior_weights: One weight per behavior id ``1..n_behaviors``. Default (None): ``b / n_behaviors``,
+            so any consumption is worth something and the most engaged behavior is worth 1.
+        no_choice_penalty: Subtracted when the user chooses nothing (default 0).
+        diversity_weight: Weight of the slate-diversity bonus (default 0: off).
+    """
+
+    behavior_weights: tuple[float, ...] | None = None
+    no_choice_penalty: float = 0.0
+    diversity_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.no_choice_penalty >= 0, f"no_choice_penalty must be >= 0, got {self.no_choice_penalty}")
+        _check(self.diversity_weight >= 0, f"diversity_weight must be >= 0, got {self.diversity_weight}")
+
+    def weights(self, n_behaviors: int) -> tuple[float, ...]:
+        """The weight of each behavior id ``1..n_behaviors``."""
+        if self.behavior_weights is None:
+            return tuple((b + 1) / n_behaviors for b in range(n_behaviors))
+        if len(self.behavior_weights) != n_behaviors:
+            raise InputError(
+                f"reward behavior_weights has {len(self.behavior_weights)} entries, the model has "
+                f"{n_behaviors} behaviors"
+            )
+        return tuple(float(w) for w in self.behavior_weights)
+
+
+@dataclass(frozen=True)
+class PopulationConfig:
+    """Where simulated users come from.
+
+    Attributes:
+        kind: ``dataset``: each user starts from a prefix of a real user's *training-split* history
+            (validation and test events are never used). ``generated``: the model samples a warm-up
+            history itself, item by item, through the user protocol.
+        min_prefix: Shortest starting history (events).
+        max_prefix: Longest starting history (events); dataset users shorter than this start from their
+            whole training history.
+    """
+
+    kind: PopulationKind = "dataset"
+    min_prefix: int = 1
+    max_prefix: int = 50
+
+    def __post_init__(self) -> None:
+        _check(self.kind in POPULATION_KINDS, f"population kind must be one of {POPULATION_KINDS}, got "
+               f"{self.kind!r}")
+        _check(1 <= self.min_prefix <= self.max_prefix, f"population prefix range must satisfy 1 <= min "
+               f"<= max, got [{self.min_prefix}, {self.max_prefix}]")
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """The candidates the env retrieves each step in the ``candidates`` action mode.
+
+    ``n_candidates`` distinct items: a fraction ``nearest`` of them nearest (by dot product of item
+    embeddings) to the mean of the user's recent *visible* history, a fraction ``popular`` sampled by
+    training-split popularity, the rest uniformly at random. Retrieval uses only what a real
+    recommender sees (the history and the catalogue), never the simulated user's hidden state.
+    """
+
+    n_candidates: int = 20
+    nearest: float = 0.5
+    popular: float = 0.25
+
+    def __post_init__(self) -> None:
+        _check(self.n_candidates >= 1, f"n_candidates must be >= 1, got {self.n_candidates}")
+        _check(0 <= self.nearest and 0 <= self.popular and self.nearest + self.popular <= 1,
+               f"candidate fractions must be >= 0 and sum to <= 1, got nearest={self.nearest}, "
+               f"popular={self.popular}")
+
+    def counts(self) -> tuple[int, int, int]:
+        """Numbers of (nearest, popular, random) candidates."""
+        nearest = round(self.n_candidates * self.nearest)
+        popular = min(round(self.n_candidates * self.popular), self.n_candidates - nearest)
+        return nearest, popular, self.n_candidates - nearest - popular
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything the simulation core needs besides the user model and the dataset.
+
+    Attributes:
+        slate_size: Items shown per step (k).
+        max_steps: Steps after which an episode is truncated.
+        history_len: Recent events kept per user for observations and repeat detection.
+        gap_seconds: Seconds between simulated steps, passed to the model as the event gap. None: the
+            dataset's median within-session gap (unknown, -1, without timestamps).
+        candidates: Candidate retrieval; None when the action mode does not use candidates.
+    """
+
+    slate_size: int = 5
+    max_steps: int = 100
+    history_len: int = 50
+    gap_seconds: float | None = None
+    choice: ChoiceConfig = field(default_factory=ChoiceConfig)
+    leave: LeaveConfig = field(default_factory=LeaveConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    population: PopulationConfig = field(default_factory=PopulationConfig)
+    candidates: CandidateConfig | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.slate_size >= 1, f"slate_size must be >= 1, got {self.slate_size}")
+        _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        _check(self.history_len >= 1, f"history_len must be >= 1, got {self.history_len}")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The fitted choice and leave parameters, with the before/after report; saved as JSON.
+
+    Attributes:
+        temperature: Choice temperature (see :class:`ChoiceConfig`).
+        no_choice_logit: Utility of choosing nothing.
+        end_logit_offset: Offset of the learned session-end logit (see :class:`LeaveConfig`).
+        dataset_fingerprint: Fingerprint of the dataset the calibration was fitted on.
+        report: Logged targets and simulated statistics before and after (free-form, for people).
+    """
+
+    temperature: float
+    no_choice_logit: float
+    end_logit_offset: float
+    dataset_fingerprint: str = ""
+    report: dict[str, Any] = field(default_factory=dict)
+    format_version: int = CALIBRATION_FORMAT_VERSION
+
+    def apply(self, config: SimConfig) -> SimConfig:
+        """``config`` with the calibrated parameters written in."""
+        return replace(
+            config,
+            choice=replace(config.choice, temperature=self.temperature, no_choice_logit=self.no_choice_logit),
+            leave=replace(config.leave, end_logit_offset=self.end_logit_offset),
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the calibration as JSON (temporary file, then rename)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        os.replace(tmp, target)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Calibration:
+        """Read a calibration JSON written by :meth:`save`."""
+        source = Path(path)
+        try:
+            data = json.loads(source.read_text())
+        except FileNotFoundError:
+            raise InputError(f"{source}: calibration file not found; run `recsim env calibrate`") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{source}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        if data.get("format_version") != CALIBRATION_FORMAT_VERSION:
+            raise InputError(f"{source}: calibration format version {data.get('format_version')!r}, "
+                             f"expected {CALIBRATION_FORMAT_VERSION}")
+        try:
+            return cls(
+                temperature=float(data["temperature"]),
+                no_choice_logit=float(data["no_choice_logit"]),
+                end_logit_offset=float(data["end_logit_offset"]),
+                dataset_fingerprint=str(data.get("dataset_fingerprint", "")),
+                report=dict(data.get("report", {})),
+            )
+        except KeyError as exc:
+            raise InputError(f"{source}: missing key {exc.args[0]!r}") from None
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)

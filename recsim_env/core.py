@@ -1,0 +1,444 @@
+"""The one batched simulation core: all user dynamics, for N users at once, on any torch device.
+
+Every environment view (the single :class:`~recsim_env.env.RecSimEnv`, the vector env, the SB3 adapter)
+drives this class; none re-implements a step. A step follows RecSim's order:
+
+1. **slate**: ``[N, k]`` item ids; 0 is an empty slot, and a repeated item within one slate shows nothing
+   in its later slots (a wasted position).
+2. **choice**: multinomial logit over the shown items' model logits plus "no choice"
+   (:func:`~recsim_env.choice.choice_probabilities`). *Repeats* (items in the user's recent history of
+   ``history_len`` events) follow the repeat policy: allowed, penalised or masked.
+3. **response**: the chosen item's behavior is sampled from :meth:`UserModel.behavior_probs`.
+4. **state update**: the chosen item, behavior and gap are appended to the user model's state
+   (a KV-cache step). A *no-choice step appends nothing*: logs only hold consumptions, so the model has
+   never seen a "non-event"; the time that passes is carried into the next event's gap instead.
+5. **reward**: per-behavior weight, diversity bonus, no-choice penalty (:class:`RewardConfig`).
+6. **leave**: patience update, then the hazard of :class:`LeaveConfig`; leaving terminates the episode,
+   reaching ``max_steps`` truncates it.
+7. **observation**: the recent-history buffer is updated and, in the candidates mode, new candidates are
+   retrieved.
+
+Randomness comes only from :attr:`SimulationCore.generator`; per step it draws, in this order, N
+uniforms for the choice, N for the behavior, N for leaving, then the candidates' noise, so equal seeds
+give equal trajectories on CPU. There is no Python loop over users. :meth:`SimulationCore.reset` can
+reset only some rows (a reset is a Transformer prefill, so finished rows alone pay for it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from recsim_env.choice import choice_probabilities, choice_utilities, sample_categorical
+from recsim_env.config import SimConfig
+from recsim_env.population import Population
+from user_models.errors import InputError
+from user_models.protocol import History, UserModel, UserState
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """Everything that happened in one batched step; ``[N]`` or ``[N, ...]`` tensors on the device.
+
+    Inactive rows (see :meth:`SimulationCore.step`) have no choice, zero reward and no change.
+    """
+
+    slate: torch.Tensor
+    """``[N, k]`` items actually shown (0 = empty slot, including repeated items within the slate)."""
+    choice_probs: torch.Tensor
+    """``[N, k + 1]`` choice probabilities of each slot; the last column is "no choice"."""
+    position: torch.Tensor
+    """``[N]`` chosen slot, -1 for no choice."""
+    item: torch.Tensor
+    """``[N]`` chosen item, 0 for no choice."""
+    behavior: torch.Tensor
+    """``[N]`` behavior id of the response, 0 for no choice."""
+    behavior_probs: torch.Tensor
+    """``[N, n_behaviors]`` response distribution of the chosen item (zeros for no choice)."""
+    reward: torch.Tensor
+    """``[N]`` float reward."""
+    end_prob: torch.Tensor
+    """``[N]`` the user model's learned session-end probability after the state update."""
+    leave_prob: torch.Tensor
+    """``[N]`` the leave hazard actually applied (learned end probability combined with patience)."""
+    patience: torch.Tensor
+    """``[N]`` patience after this step's update."""
+    terminated: torch.Tensor
+    """``[N]`` bool: the user left."""
+    truncated: torch.Tensor
+    """``[N]`` bool: the episode reached ``max_steps`` without the user leaving."""
+    active: torch.Tensor
+    """``[N]`` bool: the row was stepped."""
+    step: torch.Tensor
+    """``[N]`` steps taken in the episode, this one included."""
+    episode_return: torch.Tensor
+    """``[N]`` sum of the episode's rewards so far."""
+    history_items: torch.Tensor
+    """``[N, H]`` recent items after the step, right-aligned (most recent last, 0 = padding)."""
+    history_behaviors: torch.Tensor
+    """``[N, H]`` behaviors of ``history_items``."""
+
+    def row(self, i: int) -> StepSnapshot:
+        """Row ``i`` copied to the host: what a renderer or an ``info`` dict needs, frozen in time."""
+        values: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)[i].detach().cpu().numpy()
+            values[f.name] = value.item() if value.ndim == 0 else value
+        return StepSnapshot(**values)
+
+
+@dataclass(frozen=True)
+class StepSnapshot:
+    """One row of a :class:`StepRecord` on the host (numpy arrays and Python scalars)."""
+
+    slate: np.ndarray
+    choice_probs: np.ndarray
+    position: int
+    item: int
+    behavior: int
+    behavior_probs: np.ndarray
+    reward: float
+    end_prob: float
+    leave_prob: float
+    patience: float
+    terminated: bool
+    truncated: bool
+    active: bool
+    step: int
+    episode_return: float
+    history_items: np.ndarray
+    history_behaviors: np.ndarray
+
+    def as_info(self) -> dict[str, Any]:
+        """The response as a Gymnasium ``info`` dict (the full step, history included)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class SimulationCore:
+    """N simulated users as tensors on the user model's device; see the module docstring for a step.
+
+    Args:
+        model: The user model (any :class:`~user_models.protocol.UserModel`).
+        population: Source of new users' starting histories.
+        config: Dynamics, reward and sizes.
+        n_users: Batch size N.
+        popularity: ``[n_items + 1]`` training-split event counts (candidate retrieval).
+        gap_seconds: Seconds between simulated steps (negative: unknown).
+    """
+
+    def __init__(
+        self,
+        model: UserModel,
+        population: Population,
+        config: SimConfig,
+        n_users: int,
+        popularity: torch.Tensor,
+        gap_seconds: float,
+    ) -> None:
+        if n_users < 1:
+            raise InputError(f"n_users must be >= 1, got {n_users}")
+        n_items, k = model.n_items, config.slate_size
+        if k > n_items:
+            raise InputError(f"slate_size {k} exceeds the catalogue ({n_items} items)")
+        if config.candidates is not None and not k <= config.candidates.n_candidates <= n_items:
+            raise InputError(f"n_candidates must be in [slate_size={k}, n_items={n_items}], got "
+                             f"{config.candidates.n_candidates}")
+        self.model = model
+        self.population = population
+        self.config = config
+        self.n_users = n_users
+        self.device = model.device
+        self.gap_seconds = gap_seconds
+        self.generator = torch.Generator(device=self.device)
+        self.behavior_names = tuple(model.behaviors)
+        nb = len(self.behavior_names)
+        weights = config.reward.weights(nb)
+        self._reward_of = torch.tensor([0.0 - config.reward.no_choice_penalty, *weights], device=self.device)
+        value = torch.arange(nb + 1, device=self.device, dtype=torch.float32)
+        value = (value - 1) / (nb - 1) if nb > 1 else torch.ones(nb + 1, device=self.device)
+        leave = config.leave
+        gain = leave.high_value_refill * value - leave.low_value_drain * (1 - value)
+        gain[0] = -leave.no_choice_drain
+        self._patience_gain = gain
+        embeddings = model.item_embeddings().float().to(self.device)
+        self._embeddings = embeddings
+        self._unit_embeddings = torch.nn.functional.normalize(embeddings, dim=1)
+        self._log_popularity = torch.log1p(popularity.float().to(self.device))
+        k_range = torch.arange(k, device=self.device)
+        self._earlier_slot = k_range[None, :] < k_range[:, None]
+        """``[k, k]``: slot ``j`` comes before slot ``i``."""
+        self.user_state: UserState | None = None
+        H = config.history_len
+        zeros = torch.zeros(n_users, device=self.device)
+        self.patience = zeros.clone()
+        self.steps = torch.zeros(n_users, dtype=torch.long, device=self.device)
+        self.episode_return = zeros.clone()
+        self.since_event = torch.ones(n_users, device=self.device)
+        self.history_items = torch.zeros(n_users, H, dtype=torch.long, device=self.device)
+        self.history_behaviors = torch.zeros_like(self.history_items)
+        self.history_lengths = torch.zeros(n_users, dtype=torch.long, device=self.device)
+        self.candidates: torch.Tensor | None = None
+        self.last_record: StepRecord | None = None
+
+    # --- sizes ------------------------------------------------------------------------------------
+    @property
+    def n_items(self) -> int:
+        return self.model.n_items
+
+    @property
+    def n_behaviors(self) -> int:
+        return len(self.behavior_names)
+
+    @property
+    def slate_size(self) -> int:
+        return self.config.slate_size
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self._embeddings.shape[1])
+
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        """Bounds of any step's reward under the reward config."""
+        cfg = self.config.reward
+        weights = self._reward_of.tolist()
+        return min(0.0, *weights), max(0.0, *weights) + 2.0 * cfg.diversity_weight
+
+    def manual_seed(self, seed: int) -> None:
+        """Re-seed the core's generator (all randomness of resets and steps flows from it)."""
+        self.generator.manual_seed(seed)
+
+    # --- reset ------------------------------------------------------------------------------------
+    def reset(self, rows: torch.Tensor | None = None) -> None:
+        """Start new users in every row, or only where ``rows`` (``[N]`` bool) is set.
+
+        The first call must reset every row. Rows not selected keep their users untouched.
+        """
+        if rows is None:
+            history = self.population.sample(self.n_users, self.generator)
+            self.user_state = self.model.encode(history)
+            rows = torch.ones(self.n_users, dtype=torch.bool, device=self.device)
+        else:
+            if self.user_state is None:
+                raise RuntimeError("reset every row (rows=None) before resetting some")
+            n = int(rows.sum())
+            if n == 0:
+                return
+            history = self.population.sample(n, self.generator)
+            self.user_state = self.model.reset_rows(self.user_state, rows, history)
+        # Out of place (index_put, not []=): step records handed out earlier keep their values.
+        index = (rows.nonzero()[:, 0],)
+        items, behaviors = _right_align(history, self.config.history_len)
+        self.history_items = self.history_items.index_put(index, items)
+        self.history_behaviors = self.history_behaviors.index_put(index, behaviors)
+        self.history_lengths = self.history_lengths.index_put(
+            index, history.lengths.clamp(max=self.config.history_len))
+        self.patience = self.patience.index_put(index, torch.tensor(self.config.leave.initial_patience,
+                                                                    device=self.device))
+        self.steps = self.steps.index_put(index, torch.tensor(0, device=self.device))
+        self.episode_return = self.episode_return.index_put(index, torch.tensor(0.0, device=self.device))
+        self.since_event = self.since_event.index_put(index, torch.tensor(1.0, device=self.device))
+        if self.config.candidates is not None:
+            fresh = self._retrieve_candidates()
+            self.candidates = fresh if self.candidates is None else torch.where(
+                rows[:, None], fresh, self.candidates)
+
+    # --- step -------------------------------------------------------------------------------------
+    def step(self, slate: torch.Tensor, active: torch.Tensor | None = None) -> StepRecord:
+        """Show ``slate`` (``[N, k]`` int64 item ids, 0 = empty slot) to every row where ``active``.
+
+        Item ids must lie in ``[0, n_items]`` (the env adapters validate user input). Inactive rows (for
+        vector envs that reset finished rows on the next call) are left unchanged.
+        """
+        if self.user_state is None:
+            raise RuntimeError("call reset() before step()")
+        cfg, model, gen = self.config, self.model, self.generator
+        n, k = self.n_users, cfg.slate_size
+        if active is None:
+            active = torch.ones(n, dtype=torch.bool, device=self.device)
+        slate = self.dedupe(slate.to(self.device, torch.long))
+        shown = slate > 0
+        safe = torch.where(shown, slate, 1)
+
+        # choice
+        probs = choice_probabilities(self.choice_utilities(safe), shown, cfg.choice.no_choice_logit)
+        pick = sample_categorical(probs, gen)
+        chose = (pick < k) & active
+        slot = pick.clamp(max=k - 1)
+        item = torch.where(chose, safe.gather(1, slot[:, None])[:, 0], 0)
+
+        # response
+        behavior_probs = model.behavior_probs(self.user_state, torch.where(chose, item, 1)[:, None])[:, 0]
+        behavior_probs = behavior_probs.float() * chose[:, None]
+        sampled = sample_categorical(behavior_probs + (~chose)[:, None].float(), gen) + 1
+        behavior = torch.where(chose, sampled, 0)
+
+        # state update
+        gap = self.since_event * self.gap_seconds if self.gap_seconds >= 0 else -self.since_event
+        self.user_state = model.step(self.user_state, item, behavior, gap, chose)
+        self.since_event = torch.where(chose, 1.0, self.since_event + active.float())
+        self._append_history(item, behavior, chose)
+
+        # reward
+        reward = self._reward_of[behavior] * active
+        if cfg.reward.diversity_weight > 0:
+            reward = reward + cfg.reward.diversity_weight * self.slate_diversity(slate) * active
+
+        # leave
+        self.patience = torch.where(active, (self.patience + self._patience_gain[behavior]).clamp(0.0, 1.0),
+                                    self.patience)
+        end_prob = model.end_prob(self.user_state).float()
+        leave_prob = self.leave_probability(end_prob, self.patience, chose)
+        leave_draw = torch.rand(n, generator=gen, device=self.device)
+        terminated = active & (leave_draw < leave_prob)
+        self.steps = self.steps + active.long()
+        truncated = active & ~terminated & (self.steps >= cfg.max_steps)
+        self.episode_return = self.episode_return + reward
+
+        # observation
+        if cfg.candidates is not None:
+            assert self.candidates is not None
+            self.candidates = torch.where(active[:, None], self._retrieve_candidates(), self.candidates)
+        record = StepRecord(
+            slate=slate, choice_probs=probs, position=torch.where(chose, pick, -1), item=item,
+            behavior=behavior, behavior_probs=behavior_probs, reward=reward, end_prob=end_prob,
+            leave_prob=torch.where(active, leave_prob, 0.0), patience=self.patience, terminated=terminated,
+            truncated=truncated, active=active, step=self.steps, episode_return=self.episode_return,
+            history_items=self.history_items, history_behaviors=self.history_behaviors,
+        )
+        self.last_record = record
+        return record
+
+    def leave_probability(self, end_prob: torch.Tensor, patience: torch.Tensor, chose: torch.Tensor
+                          ) -> torch.Tensor:
+        """The leave hazard of :class:`~recsim_env.config.LeaveConfig` (``[N]``)."""
+        leave = self.config.leave
+        eps = 1e-6
+        p = end_prob.clamp(eps, 1 - eps)
+        learned = torch.sigmoid(torch.log(p) - torch.log1p(-p) + leave.end_logit_offset) * chose
+        impatience = (1.0 - patience).clamp(0.0, 1.0) ** leave.sharpness
+        return 1.0 - (1.0 - learned) * (1.0 - impatience)
+
+    # --- helpers shared by the env views -----------------------------------------------------------
+    def dedupe(self, slate: torch.Tensor) -> torch.Tensor:
+        """``slate`` with every repeat of an item in a later slot replaced by 0 (an empty slot)."""
+        same = slate[:, :, None] == slate[:, None, :]
+        duplicate = (same & self._earlier_slot).any(dim=2) & (slate > 0)
+        return slate.masked_fill(duplicate, 0)
+
+    def repeated(self, items: torch.Tensor) -> torch.Tensor:
+        """``[N, m]`` bool: each item (``[N, m]``) is in the row's recent history."""
+        return ((items[:, :, None] == self.history_items[:, None, :]) & (items[:, :, None] > 0)).any(dim=2)
+
+    @property
+    def history_mask(self) -> torch.Tensor:
+        """``[N, H]`` bool: which history slots hold a real event (right-aligned)."""
+        H = self.config.history_len
+        return torch.arange(H, device=self.device)[None, :] >= (H - self.history_lengths)[:, None]
+
+    def choice_utilities(self, items: torch.Tensor) -> torch.Tensor:
+        """``[N, m]`` each row's choice utility for ``[N, m]`` items (ids >= 1): tempered model logits,
+        adjusted by the repeat policy (privileged; oracle and myopic policies use it)."""
+        assert self.user_state is not None
+        choice = self.config.choice
+        return choice_utilities(self.model.item_logits(self.user_state, items), self.repeated(items),
+                                choice.temperature, choice.repeat, choice.repeat_penalty)
+
+    def catalogue(self) -> torch.Tensor:
+        """``[N, n_items]`` every item id ``1..n_items`` for every row (an expanded view)."""
+        return torch.arange(1, self.n_items + 1, device=self.device).expand(self.n_users, -1)
+
+    def catalogue_logits(self) -> torch.Tensor:
+        """``[N, n_items]`` the user model's logits for every item ``1..n_items`` (privileged)."""
+        assert self.user_state is not None
+        return self.model.item_logits(self.user_state, self.catalogue()).float()
+
+    def user_state_vector(self) -> torch.Tensor:
+        """``[N, d + 2]`` the privileged user state: expected next-item embedding, patience, end prob.
+
+        The expected embedding is the mean of the item embeddings weighted by the user model's
+        next-item distribution over the whole catalogue; it summarises the hidden preferences in a
+        model-independent way (any :class:`UserModel` provides logits and embeddings).
+        """
+        assert self.user_state is not None
+        weights = torch.softmax(self.catalogue_logits(), dim=1)
+        expected = weights @ self._embeddings[1:]
+        end = self.model.end_prob(self.user_state).float()
+        return torch.cat([expected, self.patience[:, None], end[:, None]], dim=1)
+
+    def user_state_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Elementwise bounds of :meth:`user_state_vector` (a convex mix of embeddings, two probabilities)."""
+        low = self._embeddings[1:].min(dim=0).values.cpu().numpy()
+        high = self._embeddings[1:].max(dim=0).values.cpu().numpy()
+        return np.concatenate([low, [0.0, 0.0]]), np.concatenate([high, [1.0, 1.0]])
+
+    def nearest_items(self, vectors: torch.Tensor, k: int) -> torch.Tensor:
+        """``[N, k]`` the items whose embeddings have the largest dot product with each ``[N, d]`` row."""
+        scores = vectors.float() @ self._embeddings[1:].T
+        return scores.topk(k, dim=1).indices + 1
+
+    def slate_diversity(self, slate: torch.Tensor) -> torch.Tensor:
+        """``[N]`` mean pairwise cosine distance of the shown items (0 with fewer than two)."""
+        e = self._unit_embeddings[slate]
+        shown = (slate > 0).float()
+        pair = shown[:, :, None] * shown[:, None, :]
+        pair = pair * (1 - torch.eye(slate.shape[1], device=self.device))
+        distance = (1.0 - e @ e.transpose(1, 2)) * pair
+        return distance.sum(dim=(1, 2)) / pair.sum(dim=(1, 2)).clamp(min=1.0)
+
+    # --- internals --------------------------------------------------------------------------------
+    def _append_history(self, item: torch.Tensor, behavior: torch.Tensor, chose: torch.Tensor) -> None:
+        shifted_items = torch.cat([self.history_items[:, 1:], item[:, None]], dim=1)
+        shifted_behaviors = torch.cat([self.history_behaviors[:, 1:], behavior[:, None]], dim=1)
+        self.history_items = torch.where(chose[:, None], shifted_items, self.history_items)
+        self.history_behaviors = torch.where(chose[:, None], shifted_behaviors, self.history_behaviors)
+        self.history_lengths = (self.history_lengths + chose.long()).clamp(max=self.config.history_len)
+
+    def _retrieve_candidates(self) -> torch.Tensor:
+        """``[N, C]`` distinct candidates: nearest to the visible history, popular, random.
+
+        Items already in the recent history are taken last unless the repeat policy is ``allow``.
+        """
+        assert self.config.candidates is not None
+        n_near, n_pop, n_rand = self.config.candidates.counts()
+        n, gen = self.n_users, self.generator
+        exclude = torch.zeros(n, self.n_items + 1, device=self.device)
+        exclude[:, 0] = float("-inf")
+        if self.config.choice.repeat != "allow":
+            exclude.scatter_(1, self.history_items, -1e29)
+            exclude[:, 0] = float("-inf")
+        parts = []
+        if n_near:
+            mask = self.history_mask.float()
+            query = (self._embeddings[self.history_items] * mask[:, :, None]).sum(1)
+            query = query / mask.sum(1, keepdim=True).clamp(min=1.0)
+            scores = query @ self._embeddings.T + exclude
+            parts.append(scores.topk(n_near, dim=1).indices)
+        for count, log_weight in ((n_pop, self._log_popularity), (n_rand, None)):
+            if not count:
+                continue
+            taken = torch.cat(parts, dim=1) if parts else None
+            if taken is not None:
+                exclude = exclude.scatter(1, taken, -1e30)
+            uniform = torch.rand(n, self.n_items + 1, generator=gen, device=self.device).clamp_(min=1e-12)
+            gumbel = -torch.log(-torch.log(uniform))
+            keys = gumbel + exclude + (0.0 if log_weight is None else log_weight)
+            parts.append(keys.topk(count, dim=1).indices)
+        return torch.cat(parts, dim=1)
+
+
+def _right_align(history: History, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last ``width`` events of each row, right-aligned (most recent last, zeros before)."""
+    lengths = history.lengths
+    index = lengths[:, None] - width + torch.arange(width, device=lengths.device)[None, :]
+    valid = index >= 0
+    index = index.clamp(min=0, max=max(history.items.shape[1] - 1, 0))
+    if history.items.shape[1] == 0:
+        zeros = torch.zeros(len(lengths), width, dtype=torch.long, device=lengths.device)
+        return zeros, zeros.clone()
+    items = torch.where(valid, history.items.gather(1, index), 0)
+    behaviors = torch.where(valid, history.behaviors.gather(1, index), 0)
+    return items, behaviors

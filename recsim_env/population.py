@@ -1,0 +1,143 @@
+"""Where simulated users come from: prefixes of real training histories, or histories the model samples.
+
+A population turns "give me ``n`` new users" into a :class:`~user_models.protocol.History` batch that
+the user model prefills into a state. Sampling runs on the model's device with an explicit generator.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from recsim_env.choice import sample_categorical
+from recsim_env.config import PopulationConfig
+from user_models.data.artifact import SequenceDataset
+from user_models.errors import InputError
+from user_models.protocol import History, UserModel
+
+
+class Population(Protocol):
+    """A source of new simulated users."""
+
+    def sample(self, n: int, generator: torch.Generator) -> History:
+        """``n`` starting histories (right-padded, on the model's device)."""
+        ...
+
+
+class DatasetPopulation:
+    """Users start from a prefix of a real user's training-split history.
+
+    Only :meth:`SequenceDataset.train_sequences` is read, so validation and test events never reach
+    the simulator. A user is drawn uniformly among those with at least ``min_prefix`` training events;
+    the prefix length is uniform in ``[min_prefix, min(max_prefix, training length)]``.
+    """
+
+    def __init__(self, dataset: SequenceDataset, config: PopulationConfig, device: torch.device) -> None:
+        train = dataset.train_sequences()
+        lengths = train.lengths
+        eligible = np.flatnonzero(lengths >= config.min_prefix)
+        if eligible.size == 0:
+            raise InputError(
+                f"dataset {dataset.meta.name!r}: no user has {config.min_prefix} training events "
+                f"(longest: {int(lengths.max(initial=0))}); lower the population's min_prefix"
+            )
+        self.config = config
+        self.device = device
+        self._users = torch.as_tensor(eligible, dtype=torch.long, device=device)
+        self._starts = torch.as_tensor(train.offsets[:-1], dtype=torch.long, device=device)
+        self._lengths = torch.as_tensor(lengths, dtype=torch.long, device=device)
+        self._items = torch.as_tensor(train.items.astype(np.int64), device=device)
+        self._behaviors = torch.as_tensor(train.behaviors.astype(np.int64), device=device)
+        self._gaps = torch.as_tensor(_gaps(train.timestamps, train.offsets), device=device)
+
+    def sample(self, n: int, generator: torch.Generator) -> History:
+        cfg = self.config
+        pick = torch.randint(len(self._users), (n,), generator=generator, device=self.device)
+        users = self._users[pick]
+        longest = self._lengths[users].clamp(max=cfg.max_prefix)
+        u = torch.rand(n, generator=generator, device=self.device)
+        span = (longest - cfg.min_prefix + 1).float()
+        lengths = cfg.min_prefix + (u * span).long().clamp(max=(longest - cfg.min_prefix))
+        pos = torch.arange(cfg.max_prefix, device=self.device)
+        valid = pos[None, :] < lengths[:, None]
+        index = (self._starts[users][:, None] + pos[None, :]).clamp(max=len(self._items) - 1)
+        items = torch.where(valid, self._items[index], 0)
+        behaviors = torch.where(valid, self._behaviors[index], 0)
+        gaps = torch.where(valid, self._gaps[index], -1.0)
+        return History(items, behaviors, gaps, lengths)
+
+
+class GeneratedPopulation:
+    """Users whose warm-up history the model samples itself, event by event, through the protocol.
+
+    Starting from an empty history, each event's item is drawn from the softmax of the model's logits
+    over the whole catalogue and its behavior from :meth:`UserModel.behavior_probs`; the warm-up length
+    is uniform in ``[min_prefix, max_prefix]``. Costs ``max_prefix`` full-catalogue steps per reset.
+    """
+
+    def __init__(self, model: UserModel, config: PopulationConfig, gap_seconds: float) -> None:
+        self.model = model
+        self.config = config
+        self.gap_seconds = gap_seconds
+        self._catalogue = torch.arange(1, model.n_items + 1, device=model.device)
+
+    def sample(self, n: int, generator: torch.Generator) -> History:
+        cfg, model, device = self.config, self.model, self.model.device
+        u = torch.rand(n, generator=generator, device=device)
+        lengths = cfg.min_prefix + (u * (cfg.max_prefix - cfg.min_prefix + 1)).long().clamp(
+            max=cfg.max_prefix - cfg.min_prefix)
+        empty = torch.zeros(n, cfg.max_prefix, dtype=torch.long, device=device)
+        gaps = torch.full((n, cfg.max_prefix), -1.0, device=device)
+        state = model.encode(History(empty, empty, gaps, torch.zeros(n, dtype=torch.long, device=device)))
+        items, behaviors = empty.clone(), empty.clone()
+        catalogue = self._catalogue.expand(n, -1)
+        for t in range(cfg.max_prefix):
+            probs = torch.softmax(model.item_logits(state, catalogue).float(), dim=1)
+            item = sample_categorical(probs, generator) + 1
+            behavior = sample_categorical(model.behavior_probs(state, item[:, None])[:, 0].float(),
+                                          generator) + 1
+            active = t < lengths
+            gap = torch.full((n,), self.gap_seconds if t > 0 else -1.0, device=device)
+            state = model.step(state, item, behavior, gap, active)
+            items[:, t] = torch.where(active, item, 0)
+            behaviors[:, t] = torch.where(active, behavior, 0)
+            gaps[:, t] = torch.where(active, gap, -1.0)
+        return History(items, behaviors, gaps, lengths)
+
+
+def make_population(
+    config: PopulationConfig, dataset: SequenceDataset, model: UserModel, gap_seconds: float
+) -> Population:
+    """The population ``config.kind`` names."""
+    if config.kind == "dataset":
+        return DatasetPopulation(dataset, config, model.device)
+    return GeneratedPopulation(model, config, gap_seconds)
+
+
+def item_popularity(dataset: SequenceDataset) -> np.ndarray:
+    """``[n_items + 1]`` event counts per item over the training split (index 0, padding, is 0)."""
+    train = dataset.train_sequences()
+    return np.bincount(train.items, minlength=dataset.n_items + 1).astype(np.float64)
+
+
+def median_session_gap(dataset: SequenceDataset) -> float:
+    """Median seconds between consecutive events of one session (training split); -1 without times."""
+    seqs = dataset.train_sequences()
+    if seqs.timestamps is None:
+        return -1.0
+    gaps = _gaps(seqs.timestamps, seqs.offsets)
+    inside = gaps[(gaps >= 0) & (gaps < dataset.meta.session_gap_seconds)]
+    return float(np.median(inside)) if inside.size else -1.0
+
+
+def _gaps(timestamps: np.ndarray | None, offsets: np.ndarray) -> np.ndarray:
+    """Seconds since each event's predecessor of the same user; -1 for first events or without times."""
+    n = int(offsets[-1])
+    if timestamps is None:
+        return np.full(n, -1.0, dtype=np.float32)
+    gaps = np.empty(n, dtype=np.float32)
+    gaps[1:] = np.diff(timestamps).astype(np.float32)
+    gaps[offsets[:-1][offsets[:-1] < n]] = -1.0
+    return gaps

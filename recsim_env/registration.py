@@ -1,0 +1,41 @@
+"""Gymnasium registration of the recsim-env ids (run on ``import recsim_env``).
+
+- ``RecSim-v0``: the learned simulator with default dynamics.
+- ``RecSim-LongTerm-v0``: the same with impatient users (:data:`LONG_TERM_KWARGS`), where the myopic
+  policy that maximises the immediate choice probability is not optimal (tested).
+- ``RecSim-World-v0``: the synthetic ground-truth world as the users (``data`` = a synthetic dataset).
+
+The vector env (issue 5) adds ``vector_entry_point`` to these registrations in :func:`register_envs`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gymnasium.envs.registration import register, registry
+
+from recsim_env.config import LeaveConfig
+
+ENV_ENTRY_POINT = "recsim_env.env:RecSimEnv"
+VECTOR_ENTRY_POINT: str | None = None
+"""Set by the vector env issue to its ``RecSimVectorEnv`` entry point."""
+
+LONG_TERM_KWARGS: dict[str, Any] = {
+    "max_steps": 200,
+    "leave": LeaveConfig(no_choice_drain=0.2, low_value_drain=0.15, high_value_refill=0.1, sharpness=2.0),
+}
+"""Impatient users: a low-engagement response costs 0.15 patience, a high-engagement one refills 0.1,
+choosing nothing costs 0.2, and the impatience hazard ``(1 - p) ** 2`` bites early. Sessions are long
+only for users who keep getting what they value, so engagement, not clicks, pays."""
+
+
+def register_envs() -> None:
+    """Register the ids above (idempotent)."""
+    specs: dict[str, dict[str, Any]] = {
+        "RecSim-v0": {"entry_point": ENV_ENTRY_POINT},
+        "RecSim-LongTerm-v0": {"entry_point": ENV_ENTRY_POINT, "kwargs": LONG_TERM_KWARGS},
+        "RecSim-World-v0": {"entry_point": "recsim_env.env:make_world_env"},
+    }
+    for env_id, spec in specs.items():
+        if env_id not in registry:
+            register(id=env_id, vector_entry_point=VECTOR_ENTRY_POINT, disable_env_checker=False, **spec)

@@ -1,0 +1,170 @@
+"""The simulation core against hand-computed numbers, with the hand-written user (no training)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from recsim_env.choice import choice_probabilities, choice_utilities, sample_categorical
+from recsim_env.config import ChoiceConfig, LeaveConfig, PopulationConfig, RewardConfig, SimConfig
+from recsim_env.factory import build_core
+from recsim_env.testing import logged_dataset
+from user_models.errors import InputError
+from user_models.handwritten import clickbait_user
+
+
+@pytest.fixture(scope="module")
+def user():
+    return clickbait_user(5)
+
+
+@pytest.fixture(scope="module")
+def dataset(user):
+    return logged_dataset(user, n_users=30, seed=1)
+
+
+def make_core(user, dataset, n=8, seed=0, **changes):
+    config = SimConfig(**{"slate_size": 3, "history_len": 6, **changes})
+    core = build_core(user, dataset, config, n_users=n)
+    core.manual_seed(seed)
+    core.reset()
+    return core
+
+
+def test_choice_probabilities_by_hand(user, dataset):
+    # Items 1 (clickbait, logit 2) and 6 (quality, logit 0) and an empty slot; temperature 2,
+    # no-choice logit 0.5, genre bonus 0.5 for the last item's genre, repeats allowed.
+    core = make_core(user, dataset, choice=ChoiceConfig(temperature=2.0, no_choice_logit=0.5, repeat="allow"))
+    slate = torch.tensor([[1, 6, 0]]).expand(8, -1)
+    record = core.step(slate)
+    for row in range(8):
+        snap = record.row(row)
+        # recover the pre-step last item: it is the history's last item unless this step appended one
+        prev = snap.history_items[-2] if snap.position >= 0 else snap.history_items[-1]
+        bonus_click = 0.5 if 1 <= prev <= 5 else 0.0
+        bonus_quality = 0.5 if prev >= 6 else 0.0
+        e1, e6, none = math.exp((2 + bonus_click) / 2), math.exp((0 + bonus_quality) / 2), math.exp(0.5)
+        total = e1 + e6 + none
+        np.testing.assert_allclose(snap.choice_probs, [e1 / total, e6 / total, 0.0, none / total], rtol=1e-5)
+
+
+def test_repeat_policies_by_hand():
+    logits = torch.tensor([[1.0, 1.0]])
+    repeated = torch.tensor([[True, False]])
+    shown = torch.tensor([[True, True]])
+    for policy, expected_u0 in (("allow", 1.0), ("penalise", 1.0 - 2.0), ("mask", float("-inf"))):
+        u = choice_utilities(logits, repeated, 1.0, policy, 2.0)
+        probs = choice_probabilities(u, shown, 0.0)[0]
+        e0, e1, none = math.exp(expected_u0), math.e, 1.0
+        total = e0 + e1 + none
+        np.testing.assert_allclose(probs.numpy(), [e0 / total, e1 / total, none / total], rtol=1e-6)
+
+
+def test_sampling_follows_probabilities():
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.tensor([[0.2, 0.0, 0.5, 0.3]]).expand(20000, -1)
+    counts = torch.bincount(sample_categorical(probs, gen), minlength=4).float() / 20000
+    assert counts[1] == 0
+    np.testing.assert_allclose(counts.numpy(), [0.2, 0.0, 0.5, 0.3], atol=0.015)
+
+
+def test_response_reward_and_leave_by_hand(user, dataset):
+    leave = LeaveConfig(initial_patience=1.0, no_choice_drain=0.3, low_value_drain=0.1, high_value_refill=0.2,
+                        sharpness=2.0, end_logit_offset=math.log(3.0))
+    reward = RewardConfig(behavior_weights=(0.25, 2.0), no_choice_penalty=0.5)
+    core = make_core(user, dataset, n=64, leave=leave, reward=reward)
+    record = core.step(torch.tensor([[1, 2, 3]]).expand(64, -1))
+    chose = record.position >= 0
+    # behavior distribution of clickbait items: (0.9, 0.1)
+    assert torch.allclose(record.behavior_probs[chose], torch.tensor([0.9, 0.1]))
+    expected_reward = torch.tensor([-0.5, 0.25, 2.0])[record.behavior]
+    assert torch.allclose(record.reward, expected_reward)
+    expected_patience = torch.tensor([0.7, 0.9, 1.0])[record.behavior]
+    assert torch.allclose(record.patience, expected_patience)
+    # learned part: end prob 0.05 with odds x3 -> 0.15 / 1.1; impatience (1 - p) ** 2
+    learned = torch.where(chose, torch.tensor(0.15 / 1.10), torch.tensor(0.0))
+    expected_leave = 1 - (1 - learned) * (1 - (1 - expected_patience) ** 2)
+    assert torch.allclose(record.leave_prob, expected_leave, atol=1e-5)
+    assert chose.any() and (~chose).any()
+
+
+def test_duplicates_and_empty_slots_show_nothing(user, dataset):
+    core = make_core(user, dataset, n=2)
+    record = core.step(torch.tensor([[3, 3, 0], [4, 5, 4]]))
+    assert record.slate.tolist() == [[3, 0, 0], [4, 5, 0]]
+    assert (record.choice_probs[0, 1:3] == 0).all() and record.choice_probs[1, 2] == 0
+    torch.testing.assert_close(record.choice_probs.sum(1), torch.ones(2))
+
+
+def test_same_seed_same_trajectory_and_other_seed_differs(user, dataset):
+    def run(seed):
+        core = make_core(user, dataset, n=16, seed=seed, population=PopulationConfig(max_prefix=8))
+        gen = torch.Generator().manual_seed(5)
+        out = []
+        for _ in range(15):
+            slate = torch.randint(0, user.n_items + 1, (16, 3), generator=gen)
+            r = core.step(slate)
+            out.append(torch.stack([r.item, r.behavior, r.terminated.long()]))
+            core.reset(r.terminated | r.truncated)
+        return torch.stack(out)
+
+    assert torch.equal(run(0), run(0))
+    assert not torch.equal(run(0), run(1))
+
+
+def test_reset_only_touches_selected_rows(user, dataset):
+    core = make_core(user, dataset, n=6, seed=3)
+    for _ in range(3):
+        core.step(torch.tensor([[6, 7, 8]]).expand(6, -1))
+    before = {name: getattr(core, name).clone() for name in ("history_items", "patience", "steps")}
+    logits_before = core.catalogue_logits()
+    rows = torch.tensor([True, False, False, True, False, False])
+    core.reset(rows)
+    for name, old in before.items():
+        assert torch.equal(getattr(core, name)[~rows], old[~rows]), name
+    assert (core.steps[rows] == 0).all() and (core.patience[rows] == 1.0).all()
+    assert torch.equal(core.catalogue_logits()[~rows], logits_before[~rows])
+
+
+def test_inactive_rows_are_untouched(user, dataset):
+    core = make_core(user, dataset, n=4)
+    active = torch.tensor([True, False, True, False])
+    history = core.history_items.clone()
+    record = core.step(torch.tensor([[1, 2, 3]]).expand(4, -1), active=active)
+    assert (record.reward[~active] == 0).all() and (record.position[~active] == -1).all()
+    assert torch.equal(core.history_items[~active], history[~active])
+    assert core.steps.tolist() == [1, 0, 1, 0]
+
+
+def test_dataset_population_uses_training_split_only(user):
+    ds = logged_dataset(user, n_users=20, seed=2)
+    config = SimConfig(population=PopulationConfig(min_prefix=1, max_prefix=500))
+    core = build_core(user, ds, config, n_users=64)
+    core.manual_seed(0)
+    history = core.population.sample(64, core.generator)
+    train = ds.train_sequences()
+    for row in range(64):
+        n = int(history.lengths[row])
+        prefix = history.items[row, :n].tolist()
+        assert any(train.user(u)[0][:n].tolist() == prefix and len(train.user(u)[0]) >= n
+                   for u in range(ds.n_users))
+    assert int(history.lengths.max()) <= int(train.lengths.max())
+
+
+def test_generated_population_lengths_and_ids(user, dataset):
+    core = make_core(user, dataset, n=16, population=PopulationConfig(kind="generated", min_prefix=2,
+                                                                        max_prefix=5))
+    lengths = core.history_lengths
+    assert ((lengths >= 2) & (lengths <= 5)).all()
+    assert ((core.history_items >= 0) & (core.history_items <= user.n_items)).all()
+    assert (core.history_items[core.history_mask] > 0).all()
+
+
+def test_bad_configs_fail_clearly(user, dataset):
+    with pytest.raises(InputError, match="temperature"):
+        ChoiceConfig(temperature=0)
+    with pytest.raises(InputError, match="slate_size 11 exceeds"):
+        build_core(user, dataset, SimConfig(slate_size=11))
+    with pytest.raises(InputError, match="behavior_weights has 3"):
+        build_core(user, dataset, SimConfig(reward=RewardConfig(behavior_weights=(1, 2, 3))))
