@@ -1,0 +1,283 @@
+"""The synthetic ground-truth world: users whose interests drift with what they consume.
+
+The world is a :class:`~user_models.protocol.UserModel`, so the simulation core can run any policy in it
+exactly as in the learned simulator, and the organic logs that train the learned simulator are produced
+through the same methods (:mod:`user_models.synthetic.logs`).
+
+The model, with ``sigmoid`` the logistic function and every constant a field of
+:class:`~user_models.synthetic.config.SyntheticConfig`:
+
+- **Items** have a category, a unit vector ``v`` near their category's centroid, a *quality* ``q``
+  (standard normal), an *appeal* ``a`` correlated with quality by ``appeal_quality_corr`` and a price.
+- **Users** have an interest vector ``u`` in the same space (a new user: a favourite category's
+  centroid scaled by ``interest_init_scale`` plus noise) and a *patience* ``p``.
+- **Preference**: ``item_logit = affinity_scale * (u . v) + appeal_weight * a``.
+- **Funnel**: a chosen item is viewed; it is clicked with ``sigmoid(click_bias + click_affinity * u.v +
+  click_quality * q)``, carted given a click with the same form (``cart_*``) and bought given a cart with
+  ``sigmoid(buy_bias + buy_quality * q - buy_price * log(price / price_median))``.
+- **Drift**: after an event with behavior ``b`` on item ``v``, ``u <- u + drift_rates[b] * (v - u)``.
+- **Patience**: a session starts at ``patience_init`` (a gap of at least ``session_gap_seconds`` starts
+  a new session); each event adds ``patience_deltas[b]`` (negative for views and no response, positive
+  for carts and buys), clipped to ``[0, patience_max]``. After each event the session ends with
+  ``end_prob = sigmoid(end_bias - end_slope * p)``: users who get nothing they value leave.
+
+The state update is deterministic given the events, so :meth:`SyntheticWorld.encode` rebuilds a user's
+state by replaying their history from the population's prior mean interest. That is exact except for the
+unknown initial interest: its weight in ``u`` after the history is ``prod(1 - drift_rates[b_t])``, which
+decays geometrically with the number of events (patience is exact, it depends only on the events).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from user_models.data.artifact import SequenceDataset
+from user_models.errors import DatasetError
+from user_models.protocol import History
+from user_models.synthetic.config import BEHAVIORS, WORLD_VERSION, SyntheticConfig
+
+
+@dataclass
+class SyntheticState:
+    """Mutable per-row state of synthetic users (``step`` and ``reset_rows`` update it in place).
+
+    Attributes:
+        interest: ``[B, dim]`` float32 latent interest vectors.
+        patience: ``[B]`` float32 patience, in ``[0, patience_max]``.
+    """
+
+    interest: torch.Tensor
+    patience: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.interest.shape[0])
+
+    def rows(self, stop: int) -> SyntheticState:
+        """A view of the first ``stop`` rows; updates through it change this state."""
+        return SyntheticState(self.interest[:stop], self.patience[:stop])
+
+
+def derived_seeds(seed: int) -> tuple[int, int]:
+    """Independent seeds for the world's construction and for its logs, both derived from ``seed``."""
+    world, logs = np.random.SeedSequence(seed).spawn(2)
+    return int(world.generate_state(1, np.uint64)[0]), int(logs.generate_state(1, np.uint64)[0])
+
+
+class SyntheticWorld:
+    """The ground-truth world as a batched :class:`~user_models.protocol.UserModel` on any torch device.
+
+    The world's items are built on the CPU from ``config.seed`` (so they are identical on every device)
+    and then moved to ``device``. All users' randomness comes from generators passed in.
+
+    Args:
+        config: the world's parameters; see :class:`SyntheticConfig`.
+        device: where the world's tensors live and its methods compute.
+
+    Attributes:
+        config: the parameters it was built from.
+        category_weights: ``[n_categories]`` share of items in each category, and the odds of it being a
+            new user's favourite.
+        centroids: ``[n_categories, dim]`` unit centroid of each category.
+        item_category: ``[n_items + 1]`` category index of each item (-1 for padding).
+        item_vectors: ``[n_items + 1, dim]`` unit item vectors (row 0, padding, is zero).
+        item_quality: ``[n_items + 1]`` quality (standard normal): drives the funnel, so satisfaction.
+        item_appeal: ``[n_items + 1]`` appeal: drives the choice; correlated with quality by
+            ``appeal_quality_corr``.
+        item_price: ``[n_items + 1]`` price (0 for padding).
+        prior_mean: ``[dim]`` the population's mean initial interest, where :meth:`encode` starts.
+    """
+
+    def __init__(self, config: SyntheticConfig, device: torch.device | str = "cpu") -> None:
+        self.config = config
+        self._device = torch.device(device)
+        c = config
+        g = torch.Generator().manual_seed(derived_seeds(c.seed)[0])
+        ranks = torch.arange(1, c.n_categories + 1, dtype=torch.float64)
+        weights = (ranks ** -c.category_zipf / (ranks ** -c.category_zipf).sum()).float()
+        centroids = _unit(torch.randn(c.n_categories, c.dim, generator=g))
+        # Every category gets at least one item; the rest follow the category weights; ids are shuffled.
+        extra = torch.multinomial(weights, c.n_items - c.n_categories, replacement=True, generator=g)
+        cats = torch.cat([torch.arange(c.n_categories), extra])[torch.randperm(c.n_items, generator=g)]
+        noise = torch.randn(c.n_items, c.dim, generator=g) * (c.item_spread / math.sqrt(c.dim))
+        vectors = _unit(centroids[cats] + noise)
+        quality = torch.randn(c.n_items, generator=g)
+        rho = c.appeal_quality_corr
+        appeal = rho * quality + math.sqrt(1.0 - rho * rho) * torch.randn(c.n_items, generator=g)
+        price = torch.exp(math.log(c.price_median) + c.price_sigma * torch.randn(c.n_items, generator=g))
+        price = torch.clamp(torch.round(price * 100) / 100, min=0.01)
+
+        def padded(values: torch.Tensor, pad: float) -> torch.Tensor:
+            row = torch.full((1, *values.shape[1:]), pad, dtype=values.dtype)
+            return torch.cat([row, values]).to(self._device)
+
+        self.item_category = padded(cats, -1)
+        self.item_vectors = padded(vectors, 0.0)
+        self.item_quality = padded(quality, 0.0)
+        self.item_appeal = padded(appeal, 0.0)
+        self.item_price = padded(price, 0.0)
+        self._log_price_rel = padded(torch.log(price / c.price_median), 0.0)
+        self.centroids = centroids.to(self._device)
+        self.category_weights = weights.to(self._device)
+        self.prior_mean = c.interest_init_scale * (self.category_weights @ self.centroids)
+        # The preference logit is affine in the interest: logit = interest . (affinity_scale * v) + bias,
+        # with the padding item's bias -inf so that it is never preferred.
+        self._logit_vectors = c.affinity_scale * self.item_vectors
+        self._logit_bias = c.appeal_weight * self.item_appeal
+        self._logit_bias[0] = -math.inf
+        self._drift = torch.tensor((0.0, *c.drift_rates), device=self._device)
+        self._patience_delta = torch.tensor(c.patience_deltas, device=self._device)
+
+    # --- protocol properties ------------------------------------------------------------------------
+    @property
+    def n_items(self) -> int:
+        return self.config.n_items
+
+    @property
+    def behaviors(self) -> tuple[str, ...]:
+        return BEHAVIORS
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def category_names(self) -> tuple[str, ...]:
+        """``cat_00``, ``cat_01``, ...: category ``k``'s name in datasets."""
+        width = max(2, len(str(self.config.n_categories - 1)))
+        return tuple(f"cat_{k:0{width}d}" for k in range(self.config.n_categories))
+
+    # --- users --------------------------------------------------------------------------------------
+    def sample_users(self, n: int, generator: torch.Generator) -> SyntheticState:
+        """``n`` fresh users from the prior, with their true random initial interests, at a session start.
+
+        Draws on ``generator``'s device, then moves the state to the world's device.
+        """
+        c = self.config
+        dev = generator.device
+        favourite = torch.multinomial(self.category_weights.to(dev), n, replacement=True, generator=generator)
+        noise = torch.randn(n, c.dim, generator=generator, device=dev)
+        noise *= c.interest_init_noise / math.sqrt(c.dim)
+        interest = c.interest_init_scale * self.centroids.to(dev)[favourite] + noise
+        return SyntheticState(interest.to(self._device), self._fresh_patience(n))
+
+    def prior_state(self, n: int) -> SyntheticState:
+        """``n`` users at the population's mean interest and a session start (what :meth:`encode` replays
+        from)."""
+        return SyntheticState(self.prior_mean.expand(n, -1).clone(), self._fresh_patience(n))
+
+    def _fresh_patience(self, n: int) -> torch.Tensor:
+        return torch.full((n,), self.config.patience_init, device=self._device)
+
+    # --- protocol methods ---------------------------------------------------------------------------
+    def encode(self, history: History) -> SyntheticState:
+        """Replay each row's events from :meth:`prior_state` (a loop over positions, not users).
+
+        Exact except for the unknown initial interest, whose weight decays geometrically; see the module
+        docstring. Rows of length 0 get the prior state.
+        """
+        history = history.to(self._device)
+        state = self.prior_state(history.batch_size)
+        positions = torch.arange(history.items.shape[1], device=self._device)
+        active = positions[None, :] < history.lengths[:, None]
+        for t in range(int(history.lengths.max()) if history.batch_size else 0):
+            self.step(state, history.items[:, t], history.behaviors[:, t], history.gaps[:, t], active[:, t])
+        return state
+
+    def step(
+        self,
+        state: SyntheticState,
+        items: torch.Tensor,
+        behaviors: torch.Tensor,
+        gaps: torch.Tensor,
+        active: torch.Tensor,
+    ) -> SyntheticState:
+        """Apply one event per active row, in place: session restart, patience change, interest drift.
+
+        A gap of at least ``session_gap_seconds`` first restarts the session (patience back to
+        ``patience_init``); a negative (unknown) gap continues it. Behavior 0 ("no response": the user was
+        shown ``items`` and took none) drains patience by ``patience_deltas[0]`` and moves no interest.
+        """
+        c = self.config
+        new_session = gaps >= c.session_gap_seconds
+        patience = torch.where(new_session, torch.full_like(state.patience, c.patience_init), state.patience)
+        patience = torch.clamp(patience + self._patience_delta[behaviors], 0.0, c.patience_max)
+        rate = self._drift[behaviors][:, None]
+        interest = state.interest + rate * (self.item_vectors[items] - state.interest)
+        state.patience.copy_(torch.where(active, patience, state.patience))
+        state.interest.copy_(torch.where(active[:, None], interest, state.interest))
+        return state
+
+    def reset_rows(self, state: SyntheticState, rows: torch.Tensor, history: History) -> SyntheticState:
+        """Replace the rows where ``rows`` is set by users encoded from ``history`` (in row order)."""
+        fresh = self.encode(history)
+        state.interest[rows] = fresh.interest
+        state.patience[rows] = fresh.patience
+        return state
+
+    def item_logits(self, state: SyntheticState, items: torch.Tensor) -> torch.Tensor:
+        """``[B, k]`` true preference logits; item 0 (padding, no item) gets ``-inf``."""
+        affinity_term = torch.einsum("bd,bkd->bk", state.interest, self._logit_vectors[items])
+        return affinity_term + self._logit_bias[items]
+
+    def catalogue_logits(self, state: SyntheticState) -> torch.Tensor:
+        """``[B, n_items + 1]`` :meth:`item_logits` of every item (column = item id, column 0 ``-inf``).
+
+        The same numbers as ``item_logits(state, all ids)`` but one matrix product instead of a
+        ``[B, n_items, dim]`` gather; organic browsing samples from it.
+        """
+        return torch.addmm(self._logit_bias, state.interest, self._logit_vectors.T)
+
+    def behavior_probs(self, state: SyntheticState, items: torch.Tensor) -> torch.Tensor:
+        """``[B, k, 4]`` the funnel: P(view only), P(click, no cart), P(cart, no buy), P(buy)."""
+        c = self.config
+        affinity = torch.einsum("bd,bkd->bk", state.interest, self.item_vectors[items])
+        quality = self.item_quality[items]
+        p_click = torch.sigmoid(c.click_bias + c.click_affinity * affinity + c.click_quality * quality)
+        p_cart = torch.sigmoid(c.cart_bias + c.cart_affinity * affinity + c.cart_quality * quality)
+        p_buy = torch.sigmoid(c.buy_bias + c.buy_quality * quality - c.buy_price * self._log_price_rel[items])
+        return torch.stack(
+            [1 - p_click, p_click * (1 - p_cart), p_click * p_cart * (1 - p_buy), p_click * p_cart * p_buy],
+            dim=-1,
+        )
+
+    def end_prob(self, state: SyntheticState) -> torch.Tensor:
+        """``[B]`` P(the session ends after the last event) ``= sigmoid(end_bias - end_slope * patience)``."""
+        return torch.sigmoid(self.config.end_bias - self.config.end_slope * state.patience)
+
+    def item_embeddings(self) -> torch.Tensor:
+        """``[n_items + 1, dim]`` the true item vectors (row 0 = padding = zero)."""
+        return self.item_vectors
+
+    # --- datasets -----------------------------------------------------------------------------------
+    @classmethod
+    def from_dataset(cls, ds: SequenceDataset, device: torch.device | str = "cpu") -> SyntheticWorld:
+        """Rebuild the exact world that generated a synthetic dataset (from ``meta.extra``).
+
+        Raises:
+            DatasetError: the dataset was not made by :func:`~user_models.synthetic.synthesize_dataset`,
+                by another world version, or its items do not match the rebuilt world.
+        """
+        where = ds.path or ds.meta.name
+        extra = ds.meta.extra
+        if "synthetic_config" not in extra:
+            raise DatasetError(f"{where}: not a synthetic dataset (no synthetic_config in meta.json extra)")
+        version = extra.get("synthetic_world_version")
+        if version != WORLD_VERSION:
+            raise DatasetError(
+                f"{where}: synthetic world version {version!r}, this recsim-env builds version "
+                f"{WORLD_VERSION}; run `recsim data synth` again"
+            )
+        world = cls(SyntheticConfig.from_dict(extra["synthetic_config"]), device)
+        names = np.array(world.category_names)[world.item_category[1:].cpu().numpy()]
+        if ds.n_items != world.n_items or not np.array_equal(ds.items["category"].to_numpy(), names):
+            raise DatasetError(f"{where}: items do not match the synthetic world rebuilt from its config")
+        return world
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
