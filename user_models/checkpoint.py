@@ -1,0 +1,149 @@
+"""Saving and loading a trained :class:`~user_models.transformer.UserTransformer` (no pickle).
+
+A checkpoint directory holds
+
+- ``model.safetensors``: the weights;
+- ``vocab.json``: the item vocabulary (raw id of item ``1..n_items``) and the behavior names;
+- ``config.json``: format version, the :class:`~user_models.transformer.TransformerConfig`, catalogue
+  size, the dataset's name and fingerprint, the sha256 of the two files above and a training summary.
+
+Each file is written to a temporary name and renamed; ``config.json`` goes last, so a directory whose
+``config.json`` names the right hashes is complete. :func:`load_user_model` checks all of it and raises
+:class:`~user_models.errors.CheckpointError` with the file and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from user_models.data.artifact import SequenceDataset, file_sha256
+from user_models.errors import CheckpointError
+from user_models.transformer import TransformerConfig, UserTransformer
+
+FORMAT_VERSION = 1
+"""Bumped whenever the layout or the meaning of a checkpoint file changes; loading another fails."""
+
+WEIGHTS, VOCAB, CONFIG = "model.safetensors", "vocab.json", "config.json"
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (temporary file, then rename)."""
+    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write ``tensors`` as safetensors to ``path`` atomically."""
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _write_atomic(path, lambda tmp: save_file(contiguous, str(tmp)))
+
+
+def save_user_model(model: UserTransformer, path: str | os.PathLike[str], dataset: SequenceDataset,
+                    training: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (trained on ``dataset``) as a checkpoint directory at ``path``."""
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    if model.n_items != dataset.n_items or model.behaviors != dataset.behaviors:
+        raise CheckpointError(f"{root}: model and dataset {dataset.meta.name!r} disagree on the vocabulary")
+    save_tensors(root / WEIGHTS, model.state_dict())
+    raw_ids = dataset.items.sort("item")["raw_id"].to_list()
+    write_json(root / VOCAB, {"items": raw_ids, "behaviors": list(model.behaviors)})
+    write_json(root / CONFIG, {
+        "format_version": FORMAT_VERSION,
+        "kind": "user_transformer",
+        "model": asdict(model.config),
+        "n_items": model.n_items,
+        "behaviors": list(model.behaviors),
+        "dataset": {"name": dataset.meta.name, "fingerprint": dataset.fingerprint},
+        "sha256": {WEIGHTS: file_sha256(root / WEIGHTS), VOCAB: file_sha256(root / VOCAB)},
+        "training": training or {},
+    })
+    return root
+
+
+def read_checkpoint_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The validated ``config.json`` of the checkpoint at ``path`` (version and file hashes checked)."""
+    root = Path(path)
+    config_path = root / CONFIG
+    if not config_path.is_file():
+        raise CheckpointError(f"{root}: not a user-model checkpoint (no {CONFIG}); train one first")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{config_path}: invalid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path}: expected a JSON object")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{config_path}: checkpoint format version {version!r}, this recsim-env reads version "
+            f"{FORMAT_VERSION}; train the model again"
+        )
+    for key in ("model", "n_items", "behaviors", "dataset", "sha256"):
+        if key not in config:
+            raise CheckpointError(f"{config_path}: missing key {key!r}")
+    for name in (WEIGHTS, VOCAB):
+        file = root / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing")
+        if file_sha256(file) != config["sha256"].get(name):
+            raise CheckpointError(f"{file}: corrupt or modified (sha256 differs from {CONFIG})")
+    return config
+
+
+def load_user_model(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                    dataset: SequenceDataset | None = None) -> UserTransformer:
+    """Load a checkpoint as a ready-to-use :class:`UserTransformer` in eval mode on ``device``.
+
+    Args:
+        path: checkpoint directory written by :func:`save_user_model` (or ``recsim user-model train``).
+        device: where the model's tensors live.
+        dataset: when given, the checkpoint must have been trained on it (same fingerprint, vocabulary).
+
+    Raises:
+        CheckpointError: missing or corrupt files, another format version, another dataset.
+    """
+    root = Path(path)
+    config = read_checkpoint_config(root)
+    known = {f.name for f in fields(TransformerConfig)}
+    try:
+        model_config = TransformerConfig(**{k: v for k, v in config["model"].items() if k in known})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{root / CONFIG}: invalid model config ({exc})") from None
+    behaviors = tuple(config["behaviors"])
+    if dataset is not None:
+        fingerprint = config["dataset"].get("fingerprint")
+        if fingerprint != dataset.fingerprint:
+            raise CheckpointError(
+                f"{root}: trained on dataset {config['dataset'].get('name')!r} (fingerprint "
+                f"{str(fingerprint)[:12]}), not on {dataset.meta.name!r} ({dataset.fingerprint[:12]})"
+            )
+        if config["n_items"] != dataset.n_items or behaviors != dataset.behaviors:
+            raise CheckpointError(f"{root}: vocabulary differs from dataset {dataset.meta.name!r}")
+    try:
+        weights = load_file(str(root / WEIGHTS))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{root / WEIGHTS}: cannot read ({exc})") from None
+    model = UserTransformer(model_config, int(config["n_items"]), behaviors)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{root / WEIGHTS}: weights do not fit the config ({first})") from None
+    return model.to(device).eval()

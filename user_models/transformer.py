@@ -1,0 +1,365 @@
+"""The learned user: a causal pre-LN Transformer over a user's events, with incremental inference.
+
+Each event is one token: item embedding + behavior embedding + time-gap bucket embedding + a learned
+position counted from the first event of the row's window (rows are right padded, so position ``t`` of a
+cached row is always slot ``t`` of its cache). Three heads read the last hidden state ``h``:
+
+- next item: ``h · e_item + b_item`` over the whole catalogue, tied to the input item embeddings;
+- behavior given item: ``P(behavior | history, item)`` from an MLP over ``[h, e_item]``;
+- session end: ``P(the last event ended its session | history)``.
+
+:class:`UserTransformer` implements :class:`user_models.protocol.UserModel`. Its state
+(:class:`TransformerState`) is a preallocated per-layer key/value cache with one write position per row,
+because rows start, reset and slide independently. A row holds at most ``max_len`` events; when a full
+row receives an event it *slides*: the model re-encodes its most recent ``max_len // 2`` events (one
+batched prefill over the sliding rows) and appends the new one, so the window stays bounded and the
+re-encoding cost is amortised over ``max_len // 2`` steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from user_models.protocol import History
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Architecture of :class:`UserTransformer` (the catalogue and behaviors come from the dataset).
+
+    The defaults are sized for 2 CPU cores; :data:`ML100K_PRESET` is the tuned MovieLens-100k setting.
+    """
+
+    dim: int = 64
+    """Width of every token and hidden vector."""
+    layers: int = 2
+    heads: int = 2
+    max_len: int = 50
+    """Events a row attends over; longer histories keep their most recent events."""
+    dropout: float = 0.2
+    """Dropout on embeddings, attention weights and residual branches during training."""
+    gap_buckets: int = 32
+    """Time-gap buckets: 0 = unknown (no timestamps, or a user's first event), then
+    ``1 + floor(log2(1 + seconds))`` capped at ``gap_buckets - 1``."""
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.max_len < 2:
+            raise ValueError(f"max_len must be at least 2, got {self.max_len}")
+        if self.gap_buckets < 2:
+            raise ValueError(f"gap_buckets must be at least 2, got {self.gap_buckets}")
+
+
+ML100K_PRESET = TransformerConfig(dim=64, layers=2, heads=2, max_len=200, dropout=0.5)
+"""The configuration that meets the MovieLens-100k target (see ``scripts/bench_user_model.py``)."""
+
+
+def gap_bucket(gaps: torch.Tensor, n_buckets: int) -> torch.Tensor:
+    """Log-scaled time-gap bucket ids: 0 for negative (unknown) gaps, else ``1 + floor(log2(1 + s))``."""
+    known = gaps >= 0
+    b = torch.floor(torch.log2(1.0 + gaps.clamp(min=0).float())).long() + 1
+    return torch.where(known, b.clamp(max=n_buckets - 1), torch.zeros_like(b))
+
+
+class _Block(nn.Module):
+    """Pre-LN Transformer block whose attention is supplied by the caller (causal or cached)."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        d = config.dim
+        self.heads = config.heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.dropout = nn.Dropout(config.dropout)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values ``[B, heads, T, head_dim]`` of ``x`` ``[B, T, d]``."""
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return q, k, v
+
+    def finish(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """Residual updates from the attention output ``[B, heads, T, head_dim]`` and the MLP."""
+        b, t, d = x.shape
+        x = x + self.dropout(self.proj(attended.transpose(1, 2).reshape(b, t, d)))
+        return x + self.dropout(self.mlp(self.ln2(x)))
+
+
+@dataclass
+class TransformerState:
+    """Incremental state of a batch of rows: the window of events and its key/value cache.
+
+    Attributes:
+        keys, values: ``[layers, B, heads, max_len, head_dim]``; slot ``t`` holds the row's event ``t``.
+        items, behaviors, gap_buckets: ``[B, max_len]`` the window's events (kept to re-encode on slide).
+        lengths: ``[B]`` events in each row's window (0..max_len).
+        hidden: ``[B, dim]`` final hidden state after each row's last event (zeros for an empty row).
+    """
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    items: torch.Tensor
+    behaviors: torch.Tensor
+    gap_buckets: torch.Tensor
+    lengths: torch.Tensor
+    hidden: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.lengths.shape[0])
+
+
+class UserTransformer(nn.Module):
+    """Causal Transformer user model; see the module docstring. Implements ``UserModel``.
+
+    Args:
+        config: architecture.
+        n_items: catalogue size (item ids ``1..n_items``, 0 = padding).
+        behaviors: behavior names, lowest engagement first (ids ``1..len(behaviors)``).
+    """
+
+    def __init__(self, config: TransformerConfig, n_items: int, behaviors: tuple[str, ...]) -> None:
+        super().__init__()
+        if n_items < 1 or not behaviors:
+            raise ValueError(f"need at least one item and one behavior, got {n_items} and {behaviors}")
+        self.config = config
+        self._n_items = n_items
+        self._behaviors = tuple(behaviors)
+        d = config.dim
+        self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
+        self.behavior_emb = nn.Embedding(len(behaviors) + 1, d, padding_idx=0)
+        self.gap_emb = nn.Embedding(config.gap_buckets, d)
+        self.pos_emb = nn.Embedding(config.max_len, d)
+        self.emb_dropout = nn.Dropout(config.dropout)
+        self.blocks: nn.ModuleList = nn.ModuleList(_Block(config) for _ in range(config.layers))
+        self.norm = nn.LayerNorm(d)
+        self.item_bias = nn.Parameter(torch.zeros(n_items + 1))
+        self.behavior_head = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, len(behaviors)))
+        self.end_head = nn.Linear(d, 1)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+
+    # --- protocol properties ----------------------------------------------------------------------
+    @property
+    def n_items(self) -> int:
+        return self._n_items
+
+    @property
+    def behaviors(self) -> tuple[str, ...]:
+        return self._behaviors
+
+    @property
+    def device(self) -> torch.device:
+        return self.item_bias.device
+
+    def _layers(self) -> list[_Block]:
+        return [b for b in self.blocks if isinstance(b, _Block)]
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --- full forward (training, prefill, reference) ----------------------------------------------
+    def _embed(self, items: torch.Tensor, behaviors: torch.Tensor, buckets: torch.Tensor,
+               positions: torch.Tensor) -> torch.Tensor:
+        x = self.item_emb(items) + self.behavior_emb(behaviors) + self.gap_emb(buckets)
+        return self.emb_dropout(x + self.pos_emb(positions))
+
+    def _encode_tokens(self, items: torch.Tensor, behaviors: torch.Tensor, buckets: torch.Tensor
+                       ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Causal forward over right-padded ``[B, T]`` tokens: final hidden ``[B, T, d]``, per-layer k/v."""
+        positions = torch.arange(items.shape[1], device=items.device)
+        x = self._embed(items, behaviors, buckets, positions)
+        p = self.config.dropout if self.training else 0.0
+        kv = []
+        for block in self._layers():
+            q, k, v = block.project(x)
+            x = block.finish(x, F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True))
+            kv.append((k, v))
+        return self.norm(x), kv
+
+    def forward(self, history: History) -> torch.Tensor:
+        """Hidden states ``[B, L, d]`` after every event of right-padded ``history`` (``L <= max_len``).
+
+        Position ``t``'s state has seen events ``0..t`` only; positions past a row's length are padding.
+        """
+        if history.items.shape[1] > self.config.max_len:
+            width = history.items.shape[1]
+            raise ValueError(f"history of width {width} exceeds max_len {self.config.max_len}")
+        buckets = gap_bucket(history.gaps, self.config.gap_buckets)
+        return self._encode_tokens(history.items, history.behaviors, buckets)[0]
+
+    def catalogue_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[..., n_items + 1]`` next-item logits of hidden states ``[..., d]`` (column 0 = padding)."""
+        return hidden @ self.item_emb.weight.T + self.item_bias
+
+    def _item_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits ``[..., k]`` of ``items`` ``[..., k]`` for hidden ``[..., d]``."""
+        return (hidden.unsqueeze(-2) * self.item_emb(items)).sum(-1) + self.item_bias[items]
+
+    def behavior_logits(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``[..., k, n_behaviors]`` behavior logits for hidden ``[..., d]`` and items ``[..., k]``."""
+        e = self.item_emb(items)
+        h = hidden.unsqueeze(-2).expand_as(e)
+        return self.behavior_head(torch.cat([h, e], dim=-1))
+
+    def end_logit(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[...]`` session-end logit for hidden ``[..., d]``."""
+        return self.end_head(hidden).squeeze(-1)
+
+    # --- incremental inference (UserModel protocol) -----------------------------------------------
+    def empty_state(self, batch_size: int) -> TransformerState:
+        """A state of ``batch_size`` rows with no events (preallocated cache)."""
+        c, dev = self.config, self.device
+        cache = (c.layers, batch_size, c.heads, c.max_len, c.dim // c.heads)
+        dtype = self.item_bias.dtype
+        zeros_long = torch.zeros(batch_size, c.max_len, dtype=torch.long, device=dev)
+        return TransformerState(
+            keys=torch.zeros(cache, dtype=dtype, device=dev),
+            values=torch.zeros(cache, dtype=dtype, device=dev),
+            items=zeros_long, behaviors=zeros_long.clone(), gap_buckets=zeros_long.clone(),
+            lengths=torch.zeros(batch_size, dtype=torch.long, device=dev),
+            hidden=torch.zeros(batch_size, c.dim, dtype=dtype, device=dev),
+        )
+
+    @torch.no_grad()
+    def encode(self, history: History) -> TransformerState:
+        """Prefill: the state of each row after its last ``max_len`` events."""
+        state = self.empty_state(history.batch_size)
+        self._load_rows(state, torch.arange(history.batch_size, device=self.device), history.to(self.device))
+        return state
+
+    @torch.no_grad()
+    def reset_rows(self, state: TransformerState, rows: torch.Tensor, history: History) -> TransformerState:
+        """Replace the rows where ``rows`` is set by users encoded from ``history`` (in row order)."""
+        index = rows.nonzero().squeeze(1)
+        if history.batch_size != index.numel():
+            raise ValueError(f"reset of {index.numel()} rows got a history of {history.batch_size} rows")
+        self._load_rows(state, index, history.to(self.device))
+        return state
+
+    def _load_rows(self, state: TransformerState, index: torch.Tensor, history: History) -> None:
+        """Write the last ``max_len`` events of each ``history`` row into state rows ``index``."""
+        max_len = self.config.max_len
+        lengths = history.lengths.clamp(max=max_len)
+        start = history.lengths - lengths
+        cols = start[:, None] + torch.arange(max_len, device=self.device)[None, :]
+        valid = torch.arange(max_len, device=self.device)[None, :] < lengths[:, None]
+        width = history.items.shape[1]
+        cols = cols.clamp(max=max(width - 1, 0))
+
+        def window(x: torch.Tensor, fill: float) -> torch.Tensor:
+            if width == 0:
+                return torch.full((x.shape[0], max_len), fill, dtype=x.dtype, device=self.device)
+            return torch.where(valid, x.gather(1, cols), torch.full_like(cols, fill, dtype=x.dtype))
+
+        items = window(history.items, 0)
+        behaviors = window(history.behaviors, 0)
+        buckets = torch.where(valid, gap_bucket(window(history.gaps, -1.0), self.config.gap_buckets), 0)
+        self._prefill(state, index, items, behaviors, buckets, lengths)
+
+    def _prefill(self, state: TransformerState, index: torch.Tensor, items: torch.Tensor,
+                 behaviors: torch.Tensor, buckets: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Encode windows ``[R, max_len]`` (first ``lengths`` valid) into state rows ``index``."""
+        state.items[index] = items
+        state.behaviors[index] = behaviors
+        state.gap_buckets[index] = buckets
+        state.lengths[index] = lengths
+        state.keys[:, index] = 0
+        state.values[:, index] = 0
+        state.hidden[index] = 0
+        width = int(lengths.max()) if lengths.numel() else 0
+        if width == 0:
+            return
+        hidden, kv = self._encode_tokens(items[:, :width], behaviors[:, :width], buckets[:, :width])
+        valid = (torch.arange(width, device=self.device)[None, :] < lengths[:, None])[:, None, :, None]
+        for layer, (k, v) in enumerate(kv):
+            state.keys[layer, index, :, :width] = torch.where(valid, k, 0)
+            state.values[layer, index, :, :width] = torch.where(valid, v, 0)
+        last = (lengths - 1).clamp(min=0)
+        h = hidden[torch.arange(len(index), device=self.device), last]
+        state.hidden[index] = torch.where((lengths > 0)[:, None], h, 0)
+
+    @torch.no_grad()
+    def step(self, state: TransformerState, items: torch.Tensor, behaviors: torch.Tensor,
+             gaps: torch.Tensor, active: torch.Tensor) -> TransformerState:
+        """Append one event to each active row (sliding full rows first); inactive rows are untouched."""
+        c = self.config
+        rows = active.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return state
+        full = rows[state.lengths[rows] >= c.max_len]
+        if full.numel():
+            keep = c.max_len // 2
+            items_, behaviors_, buckets_ = (self._shift(x[full], keep)
+                                            for x in (state.items, state.behaviors, state.gap_buckets))
+            kept = torch.full((full.numel(),), keep, dtype=torch.long, device=self.device)
+            self._prefill(state, full, items_, behaviors_, buckets_, kept)
+        pos = state.lengths[rows]
+        item, behavior = items[rows].long(), behaviors[rows].long()
+        bucket = gap_bucket(gaps[rows], c.gap_buckets)
+        state.items[rows, pos] = item
+        state.behaviors[rows, pos] = behavior
+        state.gap_buckets[rows, pos] = bucket
+        x = self._embed(item[:, None], behavior[:, None], bucket[:, None], pos[:, None])
+        mask = (torch.arange(c.max_len, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
+        for layer, block in enumerate(self._layers()):
+            q, k, v = block.project(x)
+            state.keys[layer, rows, :, pos] = k[:, :, 0]
+            state.values[layer, rows, :, pos] = v[:, :, 0]
+            attended = F.scaled_dot_product_attention(q, state.keys[layer, rows], state.values[layer, rows],
+                                                      attn_mask=mask)
+            x = block.finish(x, attended)
+        state.hidden[rows] = self.norm(x)[:, 0]
+        state.lengths[rows] = pos + 1
+        return state
+
+    @staticmethod
+    def _shift(x: torch.Tensor, keep: int) -> torch.Tensor:
+        """The last ``keep`` columns of full windows ``x`` moved to the front, zeros after."""
+        out = torch.zeros_like(x)
+        out[:, :keep] = x[:, -keep:]
+        return out
+
+    @torch.no_grad()
+    def item_logits(self, state: TransformerState, items: torch.Tensor) -> torch.Tensor:
+        """``[B, k]`` next-item preference logits for ``items`` ``[B, k]``."""
+        return self._item_scores(state.hidden, items.long())
+
+    @torch.no_grad()
+    def all_item_logits(self, state: TransformerState) -> torch.Tensor:
+        """``[B, n_items + 1]`` logits over the whole catalogue (column 0 = padding, never a choice)."""
+        logits = self.catalogue_logits(state.hidden)
+        logits[:, 0] = -math.inf
+        return logits
+
+    @torch.no_grad()
+    def behavior_probs(self, state: TransformerState, items: torch.Tensor) -> torch.Tensor:
+        """``[B, k, n_behaviors]`` P(behavior | history, the user picks the item)."""
+        return self.behavior_logits(state.hidden, items.long()).softmax(-1)
+
+    @torch.no_grad()
+    def end_prob(self, state: TransformerState) -> torch.Tensor:
+        """``[B]`` P(the row's last event ended its session | history)."""
+        return torch.sigmoid(self.end_logit(state.hidden))
+
+    def item_embeddings(self) -> torch.Tensor:
+        """``[n_items + 1, dim]`` input/output item vectors (row 0 = padding)."""
+        return self.item_emb.weight.detach()
