@@ -341,6 +341,28 @@ class SequenceDataset:
         """Each user's events minus the validation and test events (leave-last-out training data)."""
         return self.sequences.truncate(2)
 
+    def temporal_split(self, cutoff: int | None = None) -> tuple[Sequences, SplitView]:
+        """Global temporal split at ``cutoff`` (default ``meta.temporal_cutoff``).
+
+        Training data is every user's events strictly before the cutoff (a prefix, since events are in
+        time order). The test examples are, for each user with events on both sides, the first event at
+        or after the cutoff given everything before it; users entirely after the cutoff are cold-start
+        and are left out. Deterministic: no sampling.
+        """
+        seqs = self.sequences
+        cutoff = self.meta.temporal_cutoff if cutoff is None else cutoff
+        if seqs.timestamps is None or cutoff is None:
+            raise DatasetError(f"{self.meta.name}: no timestamps, so no temporal split; use leave_last_out")
+        before = np.concatenate([[0], np.cumsum(seqs.timestamps < cutoff)])
+        n_before = before[seqs.offsets[1:]] - before[seqs.offsets[:-1]]
+        train = seqs.truncate(seqs.lengths - n_before)
+        users = np.flatnonzero((n_before > 0) & (n_before < seqs.lengths))
+        target_idx = seqs.offsets[users] + n_before[users]
+        history = _subset(train, users)
+        view = SplitView(users, history, seqs.items[target_idx], seqs.behaviors[target_idx],
+                         seqs.timestamps[target_idx])
+        return train, view
+
 
 def _subset(seqs: Sequences, users: np.ndarray) -> Sequences:
     lengths = seqs.lengths[users]

@@ -1,0 +1,498 @@
+"""The ingestion pipeline: raw log -> validate -> clean -> map ids & behaviors -> sessionize -> dataset.
+
+One path for every input format (readers only rename columns, see :mod:`user_models.data.readers`):
+
+1. **read**: only the mapped columns are materialised (Polars scans the file lazily, so a file larger
+   than memory works as long as those columns fit: about 40 bytes per event while parsing).
+2. **missing user or item**: rows without a user or item id (and rows without an event/rating value when
+   the data has them) are dropped.
+3. **unparsable timestamps**: empty or unparsable times are dropped or, under the ``error`` policy,
+   reported with their line. Numbers are unix time; the unit is detected from the largest magnitude
+   (< 1e11 seconds, < 1e14 milliseconds, < 1e17 microseconds, else nanoseconds; 1e11 s is the year 5138
+   and 1e11 ms is 1973) or set with ``time_unit``. Strings that are not numbers are ISO-8601 (``T`` or
+   space between date and time, optional fraction, ``Z`` or ``+hh:mm`` offset, or a date alone);
+   times without an offset are UTC. Everything is stored as whole unix seconds (floored).
+4. **events outside the vocabulary**: dropped or, under ``error``, reported.
+5. **exact duplicates**: rows equal in user, item, time and event/rating keep their first occurrence.
+   Without timestamps a repeat cannot be told from a re-consumption, so nothing is removed.
+6. **k-core**: users with fewer than ``min_user_events`` events and items with fewer than
+   ``min_item_events`` are removed, repeatedly, until every remaining user and item qualifies.
+
+Every step is a :class:`~user_models.data.artifact.CleaningStep` in ``meta.json``; a step that leaves
+nothing raises :class:`~user_models.errors.DatasetError` naming it.
+
+Ids are assigned in the sort order of the raw ids (numerically when every id is an integer, else as
+strings), so the same input always gives the same ids: items ``1..n`` (0 is padding), users ``0..m-1``.
+A user's events are ordered by time, ties by file order (MovieLens has many ratings per second), and a
+new session starts after an inactivity gap longer than ``session_gap_seconds``; without time every user
+is one session. User ids are replaced by a keyed hash (HMAC-SHA256, 16 hex digits) under a salt that is
+random per run and never stored, unless the caller gives one (stable pseudonyms across runs) or asks
+to keep the raw ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from tqdm.auto import tqdm
+
+from user_models.data.artifact import CleaningStep, DatasetMeta, SequenceDataset, file_sha256
+from user_models.data.readers import RawItems, RawLog
+from user_models.errors import DatasetError, InputError
+
+Policy = Literal["drop", "error"]
+TimeUnit = Literal["auto", "s", "ms", "us", "ns"]
+
+DEFAULT_RATING_THRESHOLDS = (2.5, 3.5)
+"""Ratings below 2.5 are "dislike", below 3.5 "neutral", the rest "like" (1-5 stars: 1-2 / 3 / 4-5)."""
+DEFAULT_RATING_BEHAVIORS = ("dislike", "neutral", "like")
+SINGLE_BEHAVIOR = "interact"
+"""The one behavior of logs that carry neither events nor ratings."""
+
+_UNIT_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_ISO_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How a raw log becomes a dataset. Every default is documented in ``docs/data_formats.md``.
+
+    Attributes:
+        name: dataset name stored in the metadata.
+        behaviors: event names from lowest to highest engagement (e.g. ``view, click, cart, buy``), or the
+            names of the rating levels. None: events ordered by decreasing frequency (the commonest event
+            is the lowest engagement), ratings named ``dislike, neutral, like``.
+        rating_thresholds: ascending cut points; a rating ``r`` gets level ``#{t : r >= t}``.
+        min_user_events: k-core threshold for users (1 disables it).
+        min_item_events: k-core threshold for items (1 disables it).
+        session_gap_seconds: inactivity longer than this starts a new session.
+        bad_timestamps: ``drop`` (count and remove) or ``error`` (stop at the first one).
+        unknown_events: ``drop`` or ``error`` for events outside ``behaviors``.
+        time_unit: unit of numeric timestamps; ``auto`` detects it from the magnitude.
+        keep_raw_ids: store raw user ids instead of pseudonyms.
+        salt: HMAC key for the pseudonyms; None draws a random one that is never stored.
+        temporal_test_fraction: the global temporal cutoff is the timestamp at the ``1 - f`` quantile
+            (lower interpolation, so a real event time); events at or after it form the temporal test
+            split (a bit more than ``f`` when times tie).
+    """
+
+    name: str = "dataset"
+    behaviors: tuple[str, ...] | None = None
+    rating_thresholds: tuple[float, ...] = DEFAULT_RATING_THRESHOLDS
+    min_user_events: int = 5
+    min_item_events: int = 5
+    session_gap_seconds: float = 1800.0
+    bad_timestamps: Policy = "drop"
+    unknown_events: Policy = "drop"
+    time_unit: TimeUnit = "auto"
+    keep_raw_ids: bool = False
+    salt: str | None = None
+    temporal_test_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.min_user_events < 1 or self.min_item_events < 1:
+            raise InputError("--min-user-events and --min-item-events must be at least 1")
+        if not self.session_gap_seconds > 0:
+            raise InputError(f"session gap must be positive, got {self.session_gap_seconds}")
+        if not 0 < self.temporal_test_fraction < 1:
+            raise InputError(f"temporal test fraction must be in (0, 1), got {self.temporal_test_fraction}")
+        if list(self.rating_thresholds) != sorted(set(self.rating_thresholds)) or not self.rating_thresholds:
+            raise InputError(f"rating thresholds must be strictly ascending, got {self.rating_thresholds}")
+        if self.behaviors is not None:
+            if len(set(self.behaviors)) != len(self.behaviors) or not all(self.behaviors):
+                raise InputError(f"behavior names must be distinct and non-empty, got {self.behaviors}")
+            if len(self.behaviors) > 127:
+                raise InputError(f"at most 127 behaviors, got {len(self.behaviors)}")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``30m``, ``2h``, ``1d`` or a bare number of seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise InputError(f"invalid duration {text!r}; use a number with a unit s, m, h or d (e.g. 30m)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+
+
+def prepare(
+    log: RawLog,
+    config: PrepareConfig = PrepareConfig(),
+    items: RawItems | None = None,
+    progress: bool = False,
+) -> SequenceDataset:
+    """Turn a raw log (and optional item metadata) into a validated :class:`SequenceDataset`.
+
+    Args:
+        log: the events, as returned by :func:`~user_models.data.readers.read_log`.
+        config: cleaning, vocabulary, session and privacy settings.
+        items: item metadata joined on the raw item id; items absent from it get null metadata.
+        progress: show a progress bar over the pipeline stages (stderr).
+
+    Raises:
+        InputError: a bad value under the ``error`` policy, a non-numeric rating, or a step that removes
+            every event (the message names the file, line, column and value, or the step).
+    """
+    with _stages(progress) as stage:
+        stage("read")
+        frame = _read(log)
+        if frame.height == 0:
+            raise DatasetError(f"{log.path}: no data rows")
+        report = _Report(log, frame.height)
+        input_counts = {"events": frame.height, "users": frame["user"].n_unique(),
+                        "items": frame["item"].n_unique()}
+
+        stage("clean")
+        frame = _drop_missing(frame, report)
+        frame = frame.with_columns(_canonical_ids(frame["user"]), _canonical_ids(frame["item"]))
+        frame, time_unit = _parse_timestamps(frame, log, config, report)
+        frame, behaviors, behavior_source, order = _map_behaviors(frame, log, config, report)
+        frame = _drop_duplicates(frame, report)
+
+        stage("k-core")
+        frame = _k_core(frame, config, report)
+
+        stage("ids & sessions")
+        frame = frame.with_columns(
+            (pl.col("user").rank("dense") - 1).cast(pl.Int32).alias("user_id"),
+            pl.col("item").rank("dense").cast(pl.Int32).alias("item_id"),
+        )
+        interactions = _sessionize(frame, config.session_gap_seconds)
+        users = _users_table(frame, config)
+        items_table, item_match = _items_table(frame, items)
+
+        stage("metadata")
+        sources = [_source(path, frame_rows) for path, frame_rows in ((log.path, report.rows_read),)]
+        if items is not None:
+            sources.append(_source(items.path, items.frame.height))
+        has_time = "timestamp" in frame.columns
+        meta = DatasetMeta(
+            name=config.name,
+            behaviors=behaviors,
+            n_users=0, n_items=0, n_interactions=0, n_sessions=0,  # stamped by from_frames
+            has_timestamps=has_time,
+            behavior_source=behavior_source,
+            session_gap_seconds=config.session_gap_seconds,
+            temporal_cutoff=_temporal_cutoff(interactions, config) if has_time else None,
+            rating_thresholds=config.rating_thresholds if behavior_source == "ratings" else None,
+            sources=tuple(sources),
+            cleaning=tuple(report.steps),
+            extra={
+                "input_counts": input_counts,
+                "columns": log.columns,
+                "time_unit": time_unit,
+                "behavior_order": order,
+                "user_keys": _user_key_note(config),
+                "temporal_test_fraction": config.temporal_test_fraction,
+                **({"item_metadata": item_match} if item_match else {}),
+            },
+        )
+        return SequenceDataset.from_frames(interactions, items_table, users, meta)
+
+
+# --- stages ---------------------------------------------------------------------------------------------
+class _Report:
+    """Collects cleaning steps and refuses a step that empties the dataset."""
+
+    def __init__(self, log: RawLog, rows_read: int) -> None:
+        self.log = log
+        self.rows_read = rows_read
+        self.steps: list[CleaningStep] = []
+
+    def add(self, step: str, before: int, after: int, detail: str = "", hint: str = "") -> None:
+        self.steps.append(CleaningStep(step, before, after, detail))
+        if after == 0:
+            raise DatasetError(f"{self.log.path}: step '{step}' removed all {before} remaining events"
+                               f"{' (' + detail + ')' if detail else ''}{'; ' + hint if hint else ''}")
+
+
+@contextmanager
+def _stages(progress: bool) -> Iterator[Any]:
+    names = 5
+    with tqdm(total=names, desc="prepare", unit="stage", disable=not progress, leave=False) as bar:
+        started = False
+
+        def stage(name: str) -> None:
+            nonlocal started
+            if started:
+                bar.update(1)
+            started = True
+            bar.set_postfix_str(name)
+
+        yield stage
+        bar.update(1)
+
+
+def _read(log: RawLog) -> pl.DataFrame:
+    try:
+        frame = log.frame.collect(engine="streaming")
+    except pl.exceptions.NoDataError:
+        raise InputError(f"{log.path}: file is empty") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        text = str(exc).strip().splitlines()
+        raise InputError(f"{log.path}: cannot read ({text[0] if text else type(exc).__name__})") from None
+    # Later steps keep the first of equal rows and break time ties by file order: rows in file order.
+    return frame if frame["row"].is_sorted() else frame.sort("row")
+
+
+def _is_missing(col: str, dtype: pl.DataType) -> pl.Expr:
+    expr = pl.col(col).is_null()
+    if dtype == pl.String:
+        expr = expr | (pl.col(col).str.strip_chars() == "")
+    elif dtype.is_float():
+        expr = expr | pl.col(col).is_nan()
+    return expr
+
+
+def _drop_missing(frame: pl.DataFrame, report: _Report) -> pl.DataFrame:
+    checked = [c for c in ("user", "item", "event", "rating") if c in frame.columns]
+    flags = frame.select(_is_missing(c, frame.schema[c]).alias(c) for c in checked)
+    counts = {c: int(flags[c].sum()) for c in checked}
+    any_missing = flags.select(pl.any_horizontal(checked)).to_series()
+    out = frame.filter(~any_missing)
+    detail = ", ".join(f"{report.log.columns[c]}: {n}" for c, n in counts.items() if n)
+    report.add("missing user or item", frame.height, out.height, detail)
+    return out
+
+
+def _canonical_ids(ids: pl.Series) -> pl.Series:
+    """Integers when every id is an integer literal (so they sort numerically), else stripped strings."""
+    if ids.dtype.is_integer():
+        return ids.cast(pl.Int64)
+    text = ids.cast(pl.String).str.strip_chars()
+    as_int = text.cast(pl.Int64, strict=False)
+    if as_int.null_count() == 0 and (as_int.cast(pl.String) == text).all():
+        return as_int
+    return text
+
+
+def _parse_timestamps(
+    frame: pl.DataFrame, log: RawLog, config: PrepareConfig, report: _Report
+) -> tuple[pl.DataFrame, str | None]:
+    if "timestamp" not in frame.columns:
+        return frame, None
+    raw = frame["timestamp"]
+    seconds, unit = _to_unix_seconds(raw, config.time_unit)
+    bad = seconds.is_null()
+    n_bad = int(bad.sum())
+    if n_bad and config.bad_timestamps == "error":
+        first = frame.filter(bad).row(0, named=True)
+        raise InputError(
+            f"{log.path}: {log.where(first['row'])}, column {log.columns['timestamp']!r}: cannot parse "
+            f"timestamp {first['timestamp']!r} (expected unix seconds/milliseconds or ISO-8601); pass "
+            "--bad-timestamps drop to skip such rows"
+        )
+    out = frame.with_columns(seconds.alias("timestamp")).filter(~bad)
+    report.add("unparsable timestamps", frame.height, out.height,
+               f"{n_bad} empty or unparsable in {log.columns['timestamp']!r}" if n_bad else "")
+    return out, unit
+
+
+def _to_unix_seconds(raw: pl.Series, unit: TimeUnit) -> tuple[pl.Series, str]:
+    """Whole unix seconds (Int64, null where unparsable) and a description of the detected format."""
+    if raw.dtype == pl.Date:
+        return raw.cast(pl.Datetime("ms")).dt.epoch("s"), "date"
+    if isinstance(raw.dtype, pl.Datetime):
+        return raw.dt.epoch("s"), "datetime"
+    if raw.dtype == pl.String:
+        text = raw.str.strip_chars()
+        numbers = text.cast(pl.Float64, strict=False)
+        if numbers.null_count() == text.null_count() or unit != "auto":
+            raw = numbers
+        else:
+            norm = text.str.replace(r"^(\d{4}-\d\d-\d\d)[T ]", "${1} ").str.replace(r"Z$", "+00:00")
+            parsed = pl.select(pl.coalesce(
+                [norm.str.to_datetime(fmt, strict=False, time_zone="UTC") for fmt in _ISO_FORMATS]
+            )).to_series()
+            return parsed.dt.epoch("s"), "iso-8601"
+    if not raw.dtype.is_numeric():
+        return pl.Series(raw.name, [None] * len(raw), dtype=pl.Int64), f"unsupported type {raw.dtype}"
+    values = raw.cast(pl.Float64)
+    values = values.set(~values.is_finite(), None)
+    if unit == "auto":
+        top = values.abs().max()
+        magnitude = float(top) if isinstance(top, int | float) else 0.0
+        unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
+    seconds = (values / _UNIT_DIVISOR[unit]).floor().cast(pl.Int64)
+    return seconds, f"unix {unit}"
+
+
+def _map_behaviors(
+    frame: pl.DataFrame, log: RawLog, config: PrepareConfig, report: _Report
+) -> tuple[pl.DataFrame, tuple[str, ...], Literal["events", "ratings", "none"], str]:
+    if "event" in frame.columns:
+        events = frame["event"].cast(pl.String).str.strip_chars()
+        if config.behaviors is not None:
+            vocab, order = config.behaviors, "given"
+        else:
+            counts = events.value_counts(sort=True).sort(["count", "event"], descending=[True, False])
+            vocab, order = tuple(counts["event"].to_list()), "by decreasing frequency"
+        ids = events.replace_strict(vocab, list(range(1, len(vocab) + 1)), default=None, return_dtype=pl.Int8)
+        unknown = ids.is_null()
+        n_unknown = int(unknown.sum())
+        if n_unknown and config.unknown_events == "error":
+            first = frame.filter(unknown).row(0, named=True)
+            raise InputError(
+                f"{log.path}: {log.where(first['row'])}, column {log.columns['event']!r}: unknown event "
+                f"{first['event']!r} (vocabulary: {', '.join(vocab)}); add it to --behaviors or pass "
+                "--unknown-events drop"
+            )
+        dropped = events.filter(unknown).value_counts(sort=True).head(5)
+        detail = ", ".join(f"{e!r}: {n}" for e, n in dropped.iter_rows())
+        out = frame.with_columns(ids.alias("behavior")).filter(~unknown)
+        report.add("events outside the vocabulary", frame.height, out.height, detail,
+                   hint=f"the vocabulary is {', '.join(vocab)}")
+        return out, vocab, "events", order
+    if "rating" in frame.columns:
+        return _map_ratings(frame, log, config)
+    names = config.behaviors or (SINGLE_BEHAVIOR,)
+    if len(names) != 1:
+        raise InputError(f"{log.path}: --behaviors names {len(names)} behaviors but the log has no event or "
+                         "rating column (map one with --event-col or --rating-col)")
+    return frame.with_columns(pl.lit(1, dtype=pl.Int8).alias("behavior")), names, "none", "single"
+
+
+def _map_ratings(
+    frame: pl.DataFrame, log: RawLog, config: PrepareConfig
+) -> tuple[pl.DataFrame, tuple[str, ...], Literal["ratings"], str]:
+    thresholds = config.rating_thresholds
+    if config.behaviors is not None:
+        names = config.behaviors
+    elif len(thresholds) == len(DEFAULT_RATING_BEHAVIORS) - 1:
+        names = DEFAULT_RATING_BEHAVIORS
+    else:
+        raise InputError(f"{len(thresholds)} rating thresholds make {len(thresholds) + 1} levels: name them "
+                         "with --behaviors")
+    if len(names) != len(thresholds) + 1:
+        raise InputError(f"{len(thresholds)} rating thresholds make {len(thresholds) + 1} levels, but "
+                         f"--behaviors names {len(names)}: {', '.join(names)}")
+    raw = frame["rating"]
+    if raw.dtype == pl.String:
+        rating = raw.str.strip_chars().cast(pl.Float64, strict=False)
+    elif raw.dtype.is_numeric():
+        rating = raw.cast(pl.Float64)
+    else:
+        raise InputError(f"{log.path}: column {log.columns['rating']!r} has type {raw.dtype}, "
+                         "expected numbers")
+    bad = rating.is_null() | rating.is_nan()
+    if bad.any():
+        first = frame.filter(bad).row(0, named=True)
+        raise InputError(f"{log.path}: {log.where(first['row'])}, column {log.columns['rating']!r}: value "
+                         f"{first['rating']!r} is not a number")
+    level = pl.sum_horizontal([(pl.col("rating") >= t).cast(pl.Int8) for t in thresholds]) + 1
+    out = frame.with_columns(rating.alias("rating")).with_columns(level.cast(pl.Int8).alias("behavior"))
+    return out, names, "ratings", "rating thresholds"
+
+
+def _drop_duplicates(frame: pl.DataFrame, report: _Report) -> pl.DataFrame:
+    if "timestamp" not in frame.columns:
+        report.add("exact duplicates", frame.height, frame.height, "skipped: no timestamps, repeats are kept")
+        return frame
+    key = [c for c in ("user", "item", "timestamp", "event", "rating") if c in frame.columns]
+    out = frame.filter(pl.struct(key).is_first_distinct())
+    report.add("exact duplicates", frame.height, out.height)
+    return out
+
+
+def _k_core(frame: pl.DataFrame, config: PrepareConfig, report: _Report) -> pl.DataFrame:
+    """Iteratively drop users and items below their minimum count (on dense codes, with bincount)."""
+    ku, ki = config.min_user_events, config.min_item_events
+    users = (frame["user"].rank("dense") - 1).to_numpy().astype(np.int64)
+    items = (frame["item"].rank("dense") - 1).to_numpy().astype(np.int64)
+    n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
+    keep = np.ones(len(users), dtype=bool)
+    rounds = 0
+    while True:
+        user_count = np.bincount(users[keep], minlength=n_users)
+        item_count = np.bincount(items[keep], minlength=n_items)
+        ok = keep & (user_count[users] >= ku) & (item_count[items] >= ki)
+        if ok.sum() == keep.sum():
+            break
+        keep = ok
+        rounds += 1
+    out = frame.filter(pl.Series(keep))
+    kept_users = int(np.count_nonzero(user_count >= ku)) if keep.any() else 0
+    kept_items = int(np.count_nonzero(item_count >= ki)) if keep.any() else 0
+    detail = (f"min {ku} per user, {ki} per item, {rounds} rounds; users {n_users} -> {kept_users}, "
+              f"items {n_items} -> {kept_items}")
+    report.add("k-core", frame.height, out.height, detail,
+               hint="lower --min-user-events / --min-item-events")
+    return out
+
+
+def _sessionize(frame: pl.DataFrame, gap_seconds: float) -> pl.DataFrame:
+    """Order each user's events (time, then file order) and number positions and sessions."""
+    has_time = "timestamp" in frame.columns
+    order = ["user_id", "timestamp", "row"] if has_time else ["user_id", "row"]
+    frame = frame.sort(order)
+    user = frame["user_id"].to_numpy()
+    n = len(user)
+    starts = np.empty(n, dtype=bool)
+    starts[0] = True
+    np.not_equal(user[1:], user[:-1], out=starts[1:])
+    first_index = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    position = np.arange(n) - first_index
+    if has_time:
+        ts = frame["timestamp"].to_numpy()
+        new_session = starts.copy()
+        new_session[1:] |= np.diff(ts) > gap_seconds
+        global_session = np.cumsum(new_session) - 1
+        session = global_session - global_session[first_index]
+        timestamp = pl.Series("timestamp", ts, dtype=pl.Int64)
+    else:
+        session = np.zeros(n, dtype=np.int64)
+        timestamp = pl.Series("timestamp", [None] * n, dtype=pl.Int64)
+    return pl.DataFrame({
+        "user": frame["user_id"], "item": frame["item_id"], "behavior": frame["behavior"],
+        "timestamp": timestamp, "session": session.astype(np.int32), "position": position.astype(np.int32),
+    })
+
+
+def _users_table(frame: pl.DataFrame, config: PrepareConfig) -> pl.DataFrame:
+    users = frame.select("user_id", "user").unique("user_id").sort("user_id")
+    raw = users["user"].cast(pl.String).to_list()
+    if config.keep_raw_ids:
+        keys = raw
+    else:
+        salt = (config.salt.encode() if config.salt is not None else secrets.token_bytes(32))
+        keys = [hmac.new(salt, r.encode(), hashlib.sha256).hexdigest()[:16] for r in raw]
+    return pl.DataFrame({"user": users["user_id"], "user_key": keys})
+
+
+def _user_key_note(config: PrepareConfig) -> str:
+    if config.keep_raw_ids:
+        return "raw ids (--keep-raw-ids)"
+    salt = "a salt given by the user" if config.salt is not None else "a random salt"
+    return f"HMAC-SHA256 of the raw id under {salt}, first 16 hex digits; the salt is not stored"
+
+
+def _items_table(frame: pl.DataFrame, items: RawItems | None) -> tuple[pl.DataFrame, dict[str, Any]]:
+    table = frame.select(pl.col("item_id").alias("item"), pl.col("item").cast(pl.String).alias("raw_id"))
+    table = table.unique("item").sort("item")
+    if items is None:
+        return table.with_columns(title=pl.lit(None, pl.String), category=pl.lit(None, pl.String),
+                                  price=pl.lit(None, pl.Float64)), {}
+    meta = items.frame.with_columns(_canonical_ids(items.frame["item"]).cast(pl.String).alias("raw_id"))
+    joined = table.join(meta.drop("item"), on="raw_id", how="left")
+    matched = int(joined["raw_id"].is_in(meta["raw_id"].implode()).sum())
+    return joined, {"path": str(items.path), "rows": items.frame.height, "matched_items": matched,
+                    "items_without_metadata": table.height - matched}
+
+
+def _temporal_cutoff(interactions: pl.DataFrame, config: PrepareConfig) -> int:
+    value = interactions["timestamp"].quantile(1 - config.temporal_test_fraction, interpolation="lower")
+    return int(value) if value is not None and not math.isnan(value) else 0
+
+
+def _source(path: Path, rows: int) -> dict[str, Any]:
+    return {"path": str(path), "sha256": file_sha256(path), "rows": rows}
