@@ -101,7 +101,9 @@ def candidate_settings(settings: EnvSettings) -> EnvSettings:
 class TargetPolicy:
     """A target's per-slot distribution over candidate positions, ``[N, k, C]``, for the current users."""
 
-    def __init__(self, name: str, sim: Simulator, popularity: np.ndarray, config: OPEConfig, seed: int) -> None:
+    def __init__(
+        self, name: str, sim: Simulator, popularity: np.ndarray, config: OPEConfig, seed: int
+    ) -> None:
         self.name = name
         self.popularity = popularity
         self.config = config
@@ -119,15 +121,20 @@ class TargetPolicy:
             return np.repeat(softmax(logits, self.config.target_temperature)[:, None, :], k, axis=1)
         from agents.policy import act
 
+        assert self.policy is not None
         masks = self.sim.adapter.action_masks().cpu().numpy()
-        actions, _ = act(self.policy, obs, None, np.ones(n, dtype=bool), deterministic=True, action_masks=masks)
+        actions, _ = act(
+            self.policy, obs, None, np.ones(n, dtype=bool), deterministic=True, action_masks=masks
+        )
         positions = np.asarray(actions).reshape(n, k)
         probs = np.zeros((n, k, c))
         np.put_along_axis(probs, positions[..., None], 1.0, axis=-1)
         return probs
 
 
-def logging_probs(obs: dict[str, np.ndarray], popularity: np.ndarray, k: int, config: OPEConfig) -> np.ndarray:
+def logging_probs(
+    obs: dict[str, np.ndarray], popularity: np.ndarray, k: int, config: OPEConfig
+) -> np.ndarray:
     """``[N, k, C]`` the logging policy's slot distributions over candidate positions."""
     candidates = obs["candidates"]
     soft = softmax(np.log1p(popularity[candidates]), config.logging_temperature)
@@ -224,7 +231,13 @@ def log_and_estimate(
 
 
 def run_ope(
-    model: Any, data: Any, settings: EnvSettings, config: OPEConfig, *, device: str = "cpu", progress: bool = True
+    model: Any,
+    data: Any,
+    settings: EnvSettings,
+    config: OPEConfig,
+    *,
+    device: str = "cpu",
+    progress: bool = True,
 ) -> list[OPERow]:
     """The full study: truths on a large population, then estimates over ``seeds`` independent logs."""
     from tqdm.auto import tqdm
@@ -243,8 +256,9 @@ def run_ope(
     targets = [TargetPolicy(name, log_sim, popularity, config, config.base_seed) for name in config.targets]
     estimates: dict[str, dict[str, list[float]]] = {name: {} for name in config.targets}
     for s in tqdm(range(config.seeds), desc="off-policy logs", disable=not progress):
-        for name, values in log_and_estimate(log_sim, targets, popularity, config, config.base_seed + s).items():
-            for estimator, value in values.items():
+        logged = log_and_estimate(log_sim, targets, popularity, config, config.base_seed + s)
+        for name, by_estimator in logged.items():
+            for estimator, value in by_estimator.items():
                 estimates[name].setdefault(estimator, []).append(value)
     rows = []
     for name in config.targets:
@@ -252,11 +266,20 @@ def run_ope(
         for estimator, values in estimates[name].items():
             v = np.asarray(values)
             bias = float(v.mean() - truth)
-            rows.append(OPERow(
-                target=name, estimator=estimator, truth=truth, truth_low=low, truth_high=high,
-                mean_estimate=float(v.mean()), bias=bias, rmse=float(np.sqrt(((v - truth) ** 2).mean())),
-                relative_bias=bias / abs(truth) if truth else float("nan"), n_seeds=int(v.size),
-            ))
+            rows.append(
+                OPERow(
+                    target=name,
+                    estimator=estimator,
+                    truth=truth,
+                    truth_low=low,
+                    truth_high=high,
+                    mean_estimate=float(v.mean()),
+                    bias=bias,
+                    rmse=float(np.sqrt(((v - truth) ** 2).mean())),
+                    relative_bias=bias / abs(truth) if truth else float("nan"),
+                    n_seeds=int(v.size),
+                )
+            )
     return rows
 
 
@@ -282,4 +305,3 @@ def ope_markdown(rows: list[OPERow], config: OPEConfig) -> str:
 
 def ope_json(rows: list[OPERow], config: OPEConfig, settings: EnvSettings) -> dict[str, Any]:
     return {"config": asdict(config), "env": settings.to_json(), "rows": [asdict(r) for r in rows]}
-
