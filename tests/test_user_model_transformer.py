@@ -15,6 +15,7 @@ def make_model(max_len: int = 8) -> UserTransformer:
     with torch.no_grad():  # break the zero init of biases so every term matters in the comparison
         model.item_bias.normal_()
         model.end_head.bias.normal_()
+        model.repeat_head.bias.fill_(-3.0)
     return model.eval()
 
 
@@ -43,7 +44,8 @@ def reference_outputs(model: UserTransformer, windows: list[list[tuple[int, int,
     last = hidden[torch.arange(len(windows)), (lengths - 1).clamp(min=0)]
     last = torch.where((lengths > 0)[:, None], last, 0)
     items = torch.arange(1, N_ITEMS + 1).expand(len(windows), -1)
-    return (model._item_scores(last, items), model.behavior_logits(last, items).softmax(-1),
+    seen = torch.tensor([[i in {e[0] for e in w} for i in range(1, N_ITEMS + 1)] for w in windows])
+    return (model.item_scores(last, items, seen), model.behavior_logits(last, items).softmax(-1),
             torch.sigmoid(model.end_logit(last)))
 
 

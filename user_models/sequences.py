@@ -138,3 +138,19 @@ def training_windows(seqs: Sequences, session_end: np.ndarray, max_len: int) -> 
     return TrainingWindows(
         history, torch.from_numpy(target_items), torch.from_numpy(target_behaviors), torch.from_numpy(ends)
     )
+
+
+def event_index(seqs: Sequences, keep: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Flat indices into ``seqs`` of the first ``keep[i]`` events of user ``rows[i]`` (all users if None)."""
+    starts = seqs.offsets[:-1] if rows is None else seqs.offsets[:-1][rows]
+    idx = _window_index(starts, keep, np.zeros_like(keep), int(keep.max(initial=0)))
+    return idx[idx >= 0]
+
+
+def take_users(seqs: Sequences, rows: np.ndarray) -> Sequences:
+    """The sequences of users ``rows`` (positions in ``seqs``), in that order."""
+    lengths = seqs.lengths[rows]
+    flat = event_index(seqs, lengths, rows)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ts = None if seqs.timestamps is None else seqs.timestamps[flat]
+    return Sequences(offsets, seqs.items[flat], seqs.behaviors[flat], ts)

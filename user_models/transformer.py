@@ -4,7 +4,9 @@ Each event is one token: item embedding + behavior embedding + time-gap bucket e
 position counted from the first event of the row's window (rows are right padded, so position ``t`` of a
 cached row is always slot ``t`` of its cache). Three heads read the last hidden state ``h``:
 
-- next item: ``h · e_item + b_item`` over the whole catalogue, tied to the input item embeddings;
+- next item: ``h · e_item + b_item`` over the whole catalogue, tied to the input item embeddings, plus a
+  learned repeat logit ``r(h)`` for items already in the window (users of some logs never repeat an
+  item, others often do: the data decides);
 - behavior given item: ``P(behavior | history, item)`` from an MLP over ``[h, e_item]``;
 - session end: ``P(the last event ended its session | history)``.
 
@@ -145,6 +147,7 @@ class UserTransformer(nn.Module):
         self.item_bias = nn.Parameter(torch.zeros(n_items + 1))
         self.behavior_head = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, len(behaviors)))
         self.end_head = nn.Linear(d, 1)
+        self.repeat_head = nn.Linear(d, 1)
         self.apply(self._init_weights)
 
     @staticmethod
@@ -206,13 +209,36 @@ class UserTransformer(nn.Module):
         buckets = gap_bucket(history.gaps, self.config.gap_buckets)
         return self._encode_tokens(history.items, history.behaviors, buckets)[0]
 
-    def catalogue_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``[..., n_items + 1]`` next-item logits of hidden states ``[..., d]`` (column 0 = padding)."""
-        return hidden @ self.item_emb.weight.T + self.item_bias
+    def catalogue_logits(self, hidden: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+        """``[..., n_items + 1]`` next-item logits of hidden states ``[..., d]`` (column 0 = padding).
 
-    def _item_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Logits ``[..., k]`` of ``items`` ``[..., k]`` for hidden ``[..., d]``."""
-        return (hidden.unsqueeze(-2) * self.item_emb(items)).sum(-1) + self.item_bias[items]
+        ``seen`` (``[..., n_items + 1]`` bool) marks items already in the window; they get the learned,
+        history-dependent repeat logit added (very negative on data where users never repeat an item).
+        """
+        logits = hidden @ self.item_emb.weight.T + self.item_bias
+        return logits if seen is None else logits + seen * self.repeat_logit(hidden).unsqueeze(-1)
+
+    def item_scores(self, hidden: torch.Tensor, items: torch.Tensor, seen: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        """Logits ``[..., k]`` of ``items`` ``[..., k]`` for hidden ``[..., d]``, as ``catalogue_logits``."""
+        logits = (hidden.unsqueeze(-2) * self.item_emb(items)).sum(-1) + self.item_bias[items]
+        return logits if seen is None else logits + seen * self.repeat_logit(hidden).unsqueeze(-1)
+
+    def repeat_logit(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[...]`` logit added to items the user already has in the window."""
+        return self.repeat_head(hidden).squeeze(-1)
+
+    @staticmethod
+    def first_positions(items: torch.Tensor, lengths: torch.Tensor, n_items: int) -> torch.Tensor:
+        """``[B, n_items + 1]`` first position of each item in right-padded ``items`` ``[B, L]``.
+
+        Items absent from a row get ``L`` (so ``first <= t`` means "seen by position t").
+        """
+        b, width = items.shape
+        positions = torch.arange(width, device=items.device).expand(b, -1)
+        positions = torch.where(positions < lengths[:, None], positions, width)
+        first = torch.full((b, n_items + 1), width, dtype=torch.long, device=items.device)
+        return first.scatter_reduce(1, items, positions, reduce="amin")
 
     def behavior_logits(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``[..., k, n_behaviors]`` behavior logits for hidden ``[..., d]`` and items ``[..., k]``."""
@@ -341,12 +367,16 @@ class UserTransformer(nn.Module):
     @torch.no_grad()
     def item_logits(self, state: TransformerState, items: torch.Tensor) -> torch.Tensor:
         """``[B, k]`` next-item preference logits for ``items`` ``[B, k]``."""
-        return self._item_scores(state.hidden, items.long())
+        items = items.long()
+        in_window = torch.arange(self.config.max_len, device=self.device)[None, :] < state.lengths[:, None]
+        seen = ((state.items[:, None, :] == items[:, :, None]) & in_window[:, None, :]).any(-1)
+        return self.item_scores(state.hidden, items, seen)
 
     @torch.no_grad()
     def all_item_logits(self, state: TransformerState) -> torch.Tensor:
         """``[B, n_items + 1]`` logits over the whole catalogue (column 0 = padding, never a choice)."""
-        logits = self.catalogue_logits(state.hidden)
+        first = self.first_positions(state.items, state.lengths, self.n_items)
+        logits = self.catalogue_logits(state.hidden, first < self.config.max_len)
         logits[:, 0] = -math.inf
         return logits
 

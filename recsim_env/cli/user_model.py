@@ -1,0 +1,202 @@
+"""``recsim user-model``: train, evaluate and inspect the Transformer user model and its baselines.
+
+```
+recsim user-model train --data DIR --out DIR [--epochs N] [--device cpu|cuda] [--seed S] [--resume]
+                        [model flags]
+recsim user-model eval --model DIR --data DIR [--split valid|test] [--json]
+recsim user-model baselines --data DIR [--split valid|test] [--json]
+recsim user-model profile --model DIR --data DIR --user ID [--top K]
+```
+
+``train`` also runs under ``torchrun --nproc_per_node=N -m recsim_env.cli user-model train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import fields, replace
+from typing import Any
+
+from user_models.errors import InputError
+
+PRESETS = ("default", "ml-100k")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("user-model", help="train, evaluate and inspect the learned user model")
+    sub = parser.add_subparsers(dest="user_model_command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train the Transformer user model on a prepared dataset")
+    train.add_argument("--data", required=True, help="dataset directory (recsim data prepare/synth)")
+    train.add_argument("--out", required=True, help="checkpoint directory to write")
+    train.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
+    train.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    train.add_argument("--preset", choices=PRESETS, default="default",
+                       help="model and training defaults; ml-100k = the tuned MovieLens-100k setting")
+    model = train.add_argument_group("model flags (override the preset)")
+    model.add_argument("--dim", type=int)
+    model.add_argument("--layers", type=int)
+    model.add_argument("--heads", type=int)
+    model.add_argument("--max-len", type=int)
+    model.add_argument("--dropout", type=float)
+    model.add_argument("--batch-size", type=int)
+    model.add_argument("--lr", type=float)
+    model.add_argument("--weight-decay", type=float)
+    model.add_argument("--patience", type=int)
+    model.add_argument("--label-smoothing", type=float)
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="next-item, behavior and session-end metrics of a trained model")
+    ev.add_argument("--model", required=True, help="checkpoint directory")
+    ev.add_argument("--data", required=True, help="the dataset it was trained on")
+    ev.add_argument("--split", choices=("valid", "test"), default="test")
+    ev.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    ev.add_argument("--plot", default=None, help="reliability PNG (default MODEL/reliability_SPLIT.png)")
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(func=_eval)
+
+    base = sub.add_parser("baselines", help="Pop, Markov and GRU4Rec on the same split and metrics")
+    base.add_argument("--data", required=True)
+    base.add_argument("--split", choices=("valid", "test"), default="test")
+    base.add_argument("--json", action="store_true")
+    base.add_argument("--epochs", type=int, default=None, help="GRU4Rec maximum epochs")
+    base.add_argument("--device", default="cpu")
+    base.add_argument("--seed", type=int, default=0)
+    base.add_argument("--no-progress", action="store_true")
+    base.set_defaults(func=_baselines)
+
+    prof = sub.add_parser("profile", help="a user's top categories from the model's next-item distribution")
+    prof.add_argument("--model", required=True)
+    prof.add_argument("--data", required=True)
+    prof.add_argument("--user", required=True, help="user key (users.parquet) or user index")
+    prof.add_argument("--top", type=int, default=5)
+    prof.set_defaults(func=_profile)
+
+
+def _configs(args: argparse.Namespace) -> tuple[Any, Any]:
+    from user_models.train import ML100K_TRAIN_PRESET, TrainConfig
+    from user_models.transformer import ML100K_PRESET, TransformerConfig
+
+    model_config = ML100K_PRESET if args.preset == "ml-100k" else TransformerConfig()
+    train_config = ML100K_TRAIN_PRESET if args.preset == "ml-100k" else TrainConfig()
+    flags = {k: v for k, v in vars(args).items() if v is not None}
+    try:
+        model_config = replace(model_config, **{f.name: flags[f.name] for f in fields(model_config)
+                                                if f.name in flags})
+    except ValueError as exc:
+        raise InputError(f"model flags: {exc}") from None
+    train_config = replace(train_config, **{f.name: flags[f.name] for f in fields(train_config)
+                                            if f.name in flags and f.name not in ("progress",)},
+                           progress=not args.no_progress)
+    if train_config.epochs < 1:
+        raise InputError(f"--epochs must be at least 1, got {train_config.epochs}")
+    return model_config, train_config
+
+
+def _train(args: argparse.Namespace) -> int:
+    from user_models.data.artifact import SequenceDataset
+    from user_models.train import train_user_model
+
+    model_config, train_config = _configs(args)
+    dataset = SequenceDataset.load(args.data)
+    model, result = train_user_model(dataset, args.out, model_config, train_config, resume=args.resume)
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(f"trained {model.n_parameters():,} parameters in {result.seconds:.1f} s "
+              f"({result.epochs_run} epochs, best epoch {result.best_epoch}); "
+              f"valid NDCG@10 {result.best_valid.get('ndcg@10', math.nan):.4f} "
+              f"({result.best_valid.get('ranking', '')}); checkpoint: {args.out}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from user_models.checkpoint import load_user_model
+    from user_models.data.artifact import SequenceDataset
+    from user_models.evaluate import (
+        TransformerScorer,
+        eval_examples,
+        format_table,
+        heads_report,
+        ranking_report,
+    )
+    from user_models.train import resolve_device
+
+    device = resolve_device(args.device)
+    dataset = SequenceDataset.load(args.data)
+    model = load_user_model(args.model, device, dataset)
+    examples = eval_examples(dataset, args.split)
+    plot = Path(args.plot) if args.plot else Path(args.model) / f"reliability_{args.split}.png"
+    report = {**ranking_report(TransformerScorer(model), examples, device),
+              **heads_report(model, examples, device, reliability_png=plot)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(format_table([report]))
+    print()
+    print(format_table([report], masked=True))
+    b, e = report["behavior"], report["session_end"]
+    print(f"\nbehavior given item ({', '.join(model.behaviors)}): accuracy {b['accuracy']:.4f} "
+          f"(majority class {b['majority_accuracy']:.4f}), macro-F1 {b['macro_f1']:.4f}, "
+          f"one-vs-rest AUC {b['auc_ovr']:.4f}")
+    print(f"session end: AUC {e['auc']:.4f}, log-loss {e['log_loss']:.4f}, ECE {e['ece']:.4f} "
+          f"(base rate {e['base_rate']:.4f}); reliability diagram: {plot}")
+    return 0
+
+
+def _baselines(args: argparse.Namespace) -> int:
+    from user_models.baselines import baseline_reports
+    from user_models.data.artifact import SequenceDataset
+    from user_models.evaluate import format_table
+    from user_models.train import TrainConfig
+
+    train_config = TrainConfig(seed=args.seed, device=args.device, progress=not args.no_progress)
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise InputError(f"--epochs must be at least 1, got {args.epochs}")
+        train_config = replace(train_config, epochs=args.epochs)
+    dataset = SequenceDataset.load(args.data)
+    reports = baseline_reports(dataset, args.split, train_config=train_config)
+    if args.json:
+        print(json.dumps({r["model"]: r for r in reports}, indent=2))
+        return 0
+    print(format_table(reports))
+    print()
+    print(format_table(reports, masked=True))
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from user_models.checkpoint import load_user_model
+    from user_models.data.artifact import SequenceDataset
+    from user_models.profile import InterestProfiler
+    from user_models.sequences import history_from_sequences, take_users
+
+    if args.top < 1:
+        raise InputError(f"--top must be at least 1, got {args.top}")
+    dataset = SequenceDataset.load(args.data)
+    model = load_user_model(args.model, "cpu", dataset)
+    keys = dataset.users["user_key"].to_list()
+    if args.user in keys:
+        user = keys.index(args.user)
+    elif args.user.isdigit() and int(args.user) < dataset.n_users:
+        user = int(args.user)
+    else:
+        raise InputError(f"--user {args.user!r}: no such user key or index (0..{dataset.n_users - 1})")
+    history = history_from_sequences(take_users(dataset.sequences, np.array([user])))
+    profiler = InterestProfiler(model, dataset.items)
+    print(f"user {user} ({keys[user]}), {int(history.lengths[0])} events; next-item interest by category:")
+    for name, p in profiler.profile(history, args.top)[0]:
+        print(f"  {name:<24} {p:.3f}")
+    return 0
