@@ -390,9 +390,9 @@ def build_simulator(
     model: Any, data: str | os.PathLike[str], settings: EnvSettings, n_users: int, device: str = "cpu"
 ) -> Simulator:
     """Load the dataset and user model once and build the batched core plus a matching one-env VecEnv."""
-    from agents.envs import SimulatorSpec
     from stable_baselines3.common.vec_env import DummyVecEnv
 
+    from agents.envs import SimulatorSpec
     from recsim_env.env import RecSimEnv
     from recsim_env.factory import build_env_core, load_dataset
 
@@ -423,43 +423,39 @@ def policy_label(name: str) -> str:
     return path.name if len(path.parts) > 1 or path.exists() else name
 
 
-def run_benchmark(
-    model: Any,
-    data: str | os.PathLike[str],
+def collect_runs(
+    sim: Simulator,
     config: BenchmarkConfig,
-    settings: EnvSettings,
-    out_dir: Path,
     *,
+    greedy_model: Path | None = None,
+    frame_builder: Any = None,
     progress: bool = True,
-) -> dict[str, Path]:
-    """Run every policy on every seed's population and write the reports; returns the files written.
+    desc: str = "benchmark",
+) -> dict[str, list[PolicyRun]]:
+    """Every policy of ``config`` on every seed's population of ``sim``, keyed by report name.
 
-    The Greedy baseline's recommender is trained from the logs once (seeded by ``base_seed``) and saved
-    under ``out_dir`` so every seed's Greedy policy uses the same one.
+    Args:
+        sim: the simulator (its core has one row per evaluation user).
+        config: policies, seeds and how many trajectories to keep.
+        greedy_model: where the Greedy baseline's recommender is saved after its first training, so
+            every seed (and every simulator sharing the path) uses the same one.
+        frame_builder: records the first ``config.save_trajectories`` episodes of the first seed.
+        progress: show a progress bar.
+        desc: the progress bar's label.
     """
     from tqdm.auto import tqdm
 
-    from recsim_env.render.snapshot import FrameBuilder, ItemCatalogue
-    from recsim_env.render.trajectory import write_trajectory
-    from recsim_env.report import paired_differences, summarize, write_reports
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sim = build_simulator(model, data, settings, config.episodes, config.device)
     labels = [policy_label(p) for p in config.policies]
     if len(set(labels)) != len(labels):
         raise InputError(f"--policies: two policies would share a report name ({', '.join(labels)})")
-    frame_builder = None
-    if config.save_trajectories:
-        frame_builder = FrameBuilder(sim.core, ItemCatalogue.from_dataset(sim.dataset))
-    greedy_model = out_dir / "greedy_recommender"
     runs: dict[str, list[PolicyRun]] = {label: [] for label in labels}
     seeds = [config.base_seed + s for s in range(config.seeds)]
-    bar = tqdm(total=len(seeds) * len(labels), desc="benchmark", unit="run", disable=not progress)
+    bar = tqdm(total=len(seeds) * len(labels), desc=desc, unit="run", disable=not progress)
     for seed in seeds:
         for name, label in zip(config.policies, labels, strict=True):
             bar.set_postfix_str(f"{label} seed {seed}")
             policy = build_policy(name, sim, seed, greedy_model)
-            save = config.save_trajectories if seed == seeds[0] else 0
+            save = config.save_trajectories if seed == seeds[0] and frame_builder is not None else 0
 
             def live(active: int, label: str = label, seed: int = seed) -> None:
                 bar.set_postfix_str(f"{label} seed {seed}: {active} users active")
@@ -478,7 +474,41 @@ def run_benchmark(
             )
             bar.update(1)
     bar.close()
+    return runs
 
+
+def run_benchmark(
+    model: Any,
+    data: str | os.PathLike[str],
+    config: BenchmarkConfig,
+    settings: EnvSettings,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Run every policy on every seed's population and write the reports; returns the files written.
+
+    The Greedy baseline's recommender is trained from the logs once (seeded by ``base_seed``) and saved
+    under ``out_dir`` so every seed's Greedy policy uses the same one.
+    """
+    from recsim_env.render.snapshot import FrameBuilder, ItemCatalogue
+    from recsim_env.render.trajectory import write_trajectory
+    from recsim_env.report import paired_differences, summarize, write_reports
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sim = build_simulator(model, data, settings, config.episodes, config.device)
+    frame_builder = None
+    if config.save_trajectories:
+        frame_builder = FrameBuilder(sim.core, ItemCatalogue.from_dataset(sim.dataset))
+    runs = collect_runs(
+        sim,
+        config,
+        greedy_model=out_dir / "greedy_recommender",
+        frame_builder=frame_builder,
+        progress=progress,
+    )
+    labels = list(runs)
+    seeds = [run.seed for run in runs[labels[0]]]
     catalogue = catalogue_of(sim.core, sim.dataset)
     episodes = {label: [ep for run in runs[label] for ep in run.episodes] for label in labels}
     keys = {
