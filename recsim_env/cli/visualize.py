@@ -167,10 +167,9 @@ def resolve_policy(name: str, env: Any, args: argparse.Namespace) -> Callable[[A
                              "provides agents.factory")
         env.action_space.seed(args.seed)
         return lambda obs: env.action_space.sample()
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
     from agents.envs import SimulatorSpec
     from agents.policy import act
+    from stable_baselines3.common.vec_env import DummyVecEnv
 
     venv = DummyVecEnv([lambda: env])  # the policy reads the spaces through it; we step env directly
     spec = SimulatorSpec(model=env.unwrapped.core.model, data=args.data, device=args.device)
