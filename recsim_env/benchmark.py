@@ -458,7 +458,7 @@ def collect_runs(
             save = config.save_trajectories if seed == seeds[0] and frame_builder is not None else 0
 
             def live(active: int, label: str = label, seed: int = seed) -> None:
-                bar.set_postfix_str(f"{label} seed {seed}: {active} users active")
+                bar.set_postfix_str(f"{label} seed {seed}: {active} users active", refresh=False)
 
             runs[label].append(
                 run_episodes(
