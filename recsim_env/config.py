@@ -59,9 +59,9 @@ class LeaveConfig:
     Patience ``p`` (in [0, 1], starts at ``initial_patience``) models what logs cannot show, the user's
     tolerance for bad recommendations. Each step it changes by
 
-    - ``-no_choice_drain`` when the user chose nothing,
-    - ``high_value_refill * v - low_value_drain * (1 - v)`` when the user responded with behavior ``b``,
-      where ``v = (b - 1) / (n_behaviors - 1)`` is the behavior's engagement value in [0, 1]
+    - ``-no_choice_drain * drain_scale`` when the user chose nothing,
+    - ``high_value_refill * v - low_value_drain * drain_scale * (1 - v)`` when the user responded with
+      behavior ``b``, where ``v = (b - 1) / (n_behaviors - 1)`` is the behavior's engagement value in [0, 1]
       (``v = 1`` when there is a single behavior),
 
     then is clipped to [0, 1]. The leave probability of the step is
@@ -80,6 +80,8 @@ class LeaveConfig:
             tolerate a partly drained patience longer.
         end_logit_offset: Added to the learned end probability's logit. Calibrated so that simulated
             session lengths match the logged ones.
+        drain_scale: Multiplies ``no_choice_drain`` and ``low_value_drain``. Calibrated (below 1) only
+            when patience alone ends sessions under the logging policy sooner than the logs do.
     """
 
     initial_patience: float = 1.0
@@ -88,8 +90,10 @@ class LeaveConfig:
     high_value_refill: float = 0.05
     sharpness: float = 4.0
     end_logit_offset: float = 0.0
+    drain_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        _check(0.0 <= self.drain_scale <= 1.0, f"drain_scale must be in [0, 1], got {self.drain_scale}")
         _check(0.0 <= self.initial_patience <= 1.0, f"initial_patience must be in [0, 1], got "
                f"{self.initial_patience}")
         for name in ("no_choice_drain", "low_value_drain", "high_value_refill"):
@@ -195,6 +199,10 @@ class SimConfig:
         gap_seconds: Seconds between simulated steps, passed to the model as the event gap. None: the
             dataset's median within-session gap (unknown, -1, without timestamps).
         candidates: Candidate retrieval; None when the action mode does not use candidates.
+        no_choice_event: Append a "no response" event (item 0, behavior 0) to the model state on a
+            no-choice step, and apply the model's end probability after it. Only for models that define
+            behavior 0, like the synthetic world (whose patience it drains); learned models have never
+            seen such events in logs, so the default (False) leaves their state untouched.
     """
 
     slate_size: int = 5
@@ -206,6 +214,7 @@ class SimConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     candidates: CandidateConfig | None = None
+    no_choice_event: bool = False
 
     def __post_init__(self) -> None:
         _check(self.slate_size >= 1, f"slate_size must be >= 1, got {self.slate_size}")
@@ -221,6 +230,7 @@ class Calibration:
         temperature: Choice temperature (see :class:`ChoiceConfig`).
         no_choice_logit: Utility of choosing nothing.
         end_logit_offset: Offset of the learned session-end logit (see :class:`LeaveConfig`).
+        drain_scale: Strength of patience drains (see :class:`LeaveConfig`).
         dataset_fingerprint: Fingerprint of the dataset the calibration was fitted on.
         report: Logged targets and simulated statistics before and after (free-form, for people).
     """
@@ -228,6 +238,7 @@ class Calibration:
     temperature: float
     no_choice_logit: float
     end_logit_offset: float
+    drain_scale: float = 1.0
     dataset_fingerprint: str = ""
     report: dict[str, Any] = field(default_factory=dict)
     format_version: int = CALIBRATION_FORMAT_VERSION
@@ -237,7 +248,7 @@ class Calibration:
         return replace(
             config,
             choice=replace(config.choice, temperature=self.temperature, no_choice_logit=self.no_choice_logit),
-            leave=replace(config.leave, end_logit_offset=self.end_logit_offset),
+            leave=replace(config.leave, end_logit_offset=self.end_logit_offset, drain_scale=self.drain_scale),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -267,6 +278,7 @@ class Calibration:
                 temperature=float(data["temperature"]),
                 no_choice_logit=float(data["no_choice_logit"]),
                 end_logit_offset=float(data["end_logit_offset"]),
+                drain_scale=float(data.get("drain_scale", 1.0)),
                 dataset_fingerprint=str(data.get("dataset_fingerprint", "")),
                 report=dict(data.get("report", {})),
             )

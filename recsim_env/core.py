@@ -12,6 +12,8 @@ drives this class; none re-implements a step. A step follows RecSim's order:
 4. **state update**: the chosen item, behavior and gap are appended to the user model's state
    (a KV-cache step). A *no-choice step appends nothing*: logs only hold consumptions, so the model has
    never seen a "non-event"; the time that passes is carried into the next event's gap instead.
+   (``SimConfig.no_choice_event`` appends a behavior-0 event for models that define one, like the
+   synthetic world.)
 5. **reward**: per-behavior weight, diversity bonus, no-choice penalty (:class:`RewardConfig`).
 6. **leave**: patience update, then the hazard of :class:`LeaveConfig`; leaving terminates the episode,
    reaching ``max_steps`` truncates it.
@@ -160,8 +162,9 @@ class SimulationCore:
         value = torch.arange(nb + 1, device=self.device, dtype=torch.float32)
         value = (value - 1) / (nb - 1) if nb > 1 else torch.ones(nb + 1, device=self.device)
         leave = config.leave
-        gain = leave.high_value_refill * value - leave.low_value_drain * (1 - value)
-        gain[0] = -leave.no_choice_drain
+        drain = leave.drain_scale
+        gain = leave.high_value_refill * value - leave.low_value_drain * drain * (1 - value)
+        gain[0] = -leave.no_choice_drain * drain
         self._patience_gain = gain
         embeddings = model.item_embeddings().float().to(self.device)
         self._embeddings = embeddings
@@ -206,6 +209,11 @@ class SimulationCore:
         cfg = self.config.reward
         weights = self._reward_of.tolist()
         return min(0.0, *weights), max(0.0, *weights) + 2.0 * cfg.diversity_weight
+
+    @property
+    def log_popularity(self) -> torch.Tensor:
+        """``[n_items + 1]`` ``log(1 + training-split event count)`` per item (index 0: padding)."""
+        return self._log_popularity
 
     def manual_seed(self, seed: int) -> None:
         """Re-seed the core's generator (all randomness of resets and steps flows from it)."""
@@ -278,7 +286,8 @@ class SimulationCore:
 
         # state update
         gap = self.since_event * self.gap_seconds if self.gap_seconds >= 0 else -self.since_event
-        self.user_state = model.step(self.user_state, item, behavior, gap, chose)
+        event = chose | (active & cfg.no_choice_event)
+        self.user_state = model.step(self.user_state, item, behavior, gap, event)
         self.since_event = torch.where(chose, 1.0, self.since_event + active.float())
         self._append_history(item, behavior, chose)
 
@@ -291,7 +300,7 @@ class SimulationCore:
         self.patience = torch.where(active, (self.patience + self._patience_gain[behavior]).clamp(0.0, 1.0),
                                     self.patience)
         end_prob = model.end_prob(self.user_state).float()
-        leave_prob = self.leave_probability(end_prob, self.patience, chose)
+        leave_prob = self.leave_probability(end_prob, self.patience, event)
         leave_draw = torch.rand(n, generator=gen, device=self.device)
         terminated = active & (leave_draw < leave_prob)
         self.steps = self.steps + active.long()
@@ -312,13 +321,14 @@ class SimulationCore:
         self.last_record = record
         return record
 
-    def leave_probability(self, end_prob: torch.Tensor, patience: torch.Tensor, chose: torch.Tensor
+    def leave_probability(self, end_prob: torch.Tensor, patience: torch.Tensor, event: torch.Tensor
                           ) -> torch.Tensor:
-        """The leave hazard of :class:`~recsim_env.config.LeaveConfig` (``[N]``)."""
+        """The leave hazard of :class:`~recsim_env.config.LeaveConfig` (``[N]``); the learned end
+        probability counts only where an event was appended (``event``)."""
         leave = self.config.leave
         eps = 1e-6
         p = end_prob.clamp(eps, 1 - eps)
-        learned = torch.sigmoid(torch.log(p) - torch.log1p(-p) + leave.end_logit_offset) * chose
+        learned = torch.sigmoid(torch.log(p) - torch.log1p(-p) + leave.end_logit_offset) * event
         impatience = (1.0 - patience).clamp(0.0, 1.0) ** leave.sharpness
         return 1.0 - (1.0 - learned) * (1.0 - impatience)
 

@@ -80,6 +80,8 @@ class RecSimEnv(gym.Env[Any, Any]):
       :mod:`recsim_env.config` (None: documented defaults).
     - ``calibration``: a :class:`Calibration` or its JSON (from ``recsim env calibrate``); overrides the
       choice temperature, no-choice logit and end-logit offset.
+    - ``no_choice_event`` (False): append a behavior-0 event on no-choice steps (models that define
+      one, like the synthetic world; see :class:`SimConfig`).
     - ``strict`` (False): raise on repeated items within a slate.
     - ``device`` ("cpu"): where a model loaded from a path runs.
     - ``render_mode``: None or ``"ansi"``.
@@ -105,6 +107,7 @@ class RecSimEnv(gym.Env[Any, Any]):
         leave: LeaveConfig | None = None,
         candidates: CandidateConfig | None = None,
         calibration: PathLike | Calibration | None = None,
+        no_choice_event: bool = False,
         strict: bool = False,
         device: torch.device | str = "cpu",
         render_mode: str | None = None,
@@ -116,7 +119,7 @@ class RecSimEnv(gym.Env[Any, Any]):
             model, data, n_users=1, slate_size=slate_size, action_mode=action_mode,
             observation_mode=observation_mode, max_steps=max_steps, history_len=history_len, reward=reward,
             population=population, choice=choice, leave=leave, candidates=candidates,
-            calibration=calibration, strict=strict, device=device,
+            calibration=calibration, no_choice_event=no_choice_event, strict=strict, device=device,
         )
         self.action_space = self.adapter.action_space
         self.observation_space = self.adapter.observation_space
@@ -164,11 +167,24 @@ class RecSimEnv(gym.Env[Any, Any]):
         return {key: value[0] for key, value in self.adapter.observe_numpy().items()}
 
 
+WORLD_LEAVE = LeaveConfig(no_choice_drain=0.0, low_value_drain=0.0, high_value_refill=0.0)
+"""The world has its own patience (drained by no-response and view events, refilled by carts and buys,
+and driving its session-end probability), so the core's patience is switched off in the world env."""
+
+
 def make_world_env(data: PathLike | SequenceDataset, device: torch.device | str = "cpu", **kwargs: Any
                    ) -> RecSimEnv:
-    """``RecSim-World-v0``: the ground-truth synthetic world that generated ``data`` as the users."""
+    """``RecSim-World-v0``: the ground-truth synthetic world that generated ``data`` as the users.
+
+    The users start, like in the learned simulator, from prefixes of the dataset's training histories
+    (the world replays them into its state), so a policy meets the same starting users in both. No-choice
+    steps are world events (behavior 0, draining the world's patience) and the world's own end
+    probability is the only leave hazard. Any :class:`RecSimEnv` argument can be passed.
+    """
     from user_models.synthetic import SyntheticWorld
 
     dataset = load_dataset(data)
     world = SyntheticWorld.from_dataset(dataset, torch.device(device))
+    kwargs.setdefault("leave", WORLD_LEAVE)
+    kwargs.setdefault("no_choice_event", True)
     return RecSimEnv(model=world, data=dataset, device=device, **kwargs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -22,7 +23,7 @@ from recsim_env.config import (
 )
 from recsim_env.core import SimulationCore
 from recsim_env.population import item_popularity, make_population, median_session_gap
-from recsim_env.spaces import SpaceAdapter
+from recsim_env.spaces import ACTION_MODES, SpaceAdapter
 from user_models.data.artifact import SequenceDataset
 from user_models.errors import CheckpointError, InputError
 from user_models.protocol import UserModel
@@ -38,9 +39,17 @@ def load_dataset(data: PathLike | SequenceDataset) -> SequenceDataset:
 
 
 def load_model(model: PathLike | UserModel, device: torch.device, dataset: SequenceDataset) -> UserModel:
-    """``model`` itself, or the checkpoint directory it names (loaded onto ``device``)."""
+    """``model`` itself, or the checkpoint directory it names (loaded onto ``device``).
+
+    A ``.json`` file is read as a hand-written user (:class:`~user_models.handwritten.HandwrittenUser`).
+    """
     if not isinstance(model, str | os.PathLike):
         return model
+    if Path(model).suffix == ".json":
+        from user_models.handwritten import HandwrittenUser
+
+        # Implementations narrow the protocol's state type to their own, which mypy calls a conflict.
+        return cast(UserModel, HandwrittenUser.load(model, device))
     try:
         from user_models.checkpoint import load_user_model
     except ImportError as exc:
@@ -106,6 +115,7 @@ def build_env_core(
     leave: LeaveConfig | None = None,
     candidates: CandidateConfig | None = None,
     calibration: PathLike | Calibration | None = None,
+    no_choice_event: bool = False,
     strict: bool = False,
     device: torch.device | str = "cpu",
 ) -> tuple[SimulationCore, SpaceAdapter]:
@@ -114,6 +124,8 @@ def build_env_core(
     Shared by the single env and the vector views, so one set of keyword arguments means the same
     simulator everywhere.
     """
+    if action_mode not in ACTION_MODES:
+        raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
     if action_mode == "candidates" and candidates is None:
         candidates = CandidateConfig()
     config = SimConfig(
@@ -125,6 +137,7 @@ def build_env_core(
         reward=reward or RewardConfig(),
         population=population or PopulationConfig(),
         candidates=candidates if action_mode == "candidates" else None,
+        no_choice_event=no_choice_event,
     )
     core = build_core(model, data, config, n_users=n_users, device=device, calibration=calibration)
     return core, SpaceAdapter(core, action_mode, observation_mode, strict=strict)

@@ -168,3 +168,18 @@ def test_bad_configs_fail_clearly(user, dataset):
         build_core(user, dataset, SimConfig(slate_size=11))
     with pytest.raises(InputError, match="behavior_weights has 3"):
         build_core(user, dataset, SimConfig(reward=RewardConfig(behavior_weights=(1, 2, 3))))
+
+
+def test_no_choice_steps_append_nothing_unless_asked(user, dataset):
+    empty = torch.zeros(4, 3, dtype=torch.long)  # nothing shown: a sure no-choice step
+    core = make_core(user, dataset, n=4)
+    end_before = user.end_prob(core.user_state).clone()
+    record = core.step(empty)
+    assert (record.position == -1).all() and torch.equal(record.end_prob, end_before)
+    # patience 1 - 0.1 (no-choice drain); the learned end does not count without an event
+    torch.testing.assert_close(record.leave_prob, torch.full((4,), 0.1**4))
+    world_like = make_core(user, dataset, n=4, no_choice_event=True)
+    record = world_like.step(empty)
+    # a behavior-0 event was appended: the hand-written user's end prob after behavior 0 is 0.02
+    torch.testing.assert_close(record.end_prob, torch.full((4,), 0.02))
+    torch.testing.assert_close(record.leave_prob, torch.full((4,), 1 - 0.98 * (1 - 0.1**4)))

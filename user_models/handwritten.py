@@ -8,13 +8,18 @@ the only state is the user's last event:
 - ``behavior_probs = behavior_table[item]`` (independent of the history),
 - ``end_prob = end_prob_after[last behavior]`` (index 0: no history yet).
 
-Item embeddings are one-hot genres. Tests use it to check the simulation core against hand-computed
+Item embeddings are one-hot genres. A user is saved as a small JSON file (``{"handwritten": {...}}``,
+see :meth:`HandwrittenUser.save`), which the env factory accepts wherever a checkpoint is expected. Tests
+use it to check the simulation core against hand-computed
 numbers, and the long-term configuration uses its "clickbait" catalogue (see :func:`clickbait_user`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -134,6 +139,27 @@ class HandwrittenUser:
 
     def item_embeddings(self) -> torch.Tensor:
         return self._embeddings
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the user as JSON (``{"handwritten": config}``)."""
+        target = Path(path)
+        target.write_text(json.dumps({"handwritten": asdict(self.config)}, indent=1) + "\n")
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: torch.device | str = "cpu") -> HandwrittenUser:
+        """Read a user written by :meth:`save`."""
+        source = Path(path)
+        try:
+            data = json.loads(source.read_text())["handwritten"]
+            config = HandwrittenConfig(
+                behaviors=tuple(data["behaviors"]), base_logits=tuple(data["base_logits"]),
+                genres=tuple(data["genres"]), behavior_table=tuple(tuple(r) for r in data["behavior_table"]),
+                end_prob_after=tuple(data["end_prob_after"]), genre_bonus=float(data["genre_bonus"]))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(f"{source}: not a hand-written user file ({type(exc).__name__}: {exc})"
+                             ) from None
+        return cls(config, device)
 
 
 def clickbait_user(n_each: int = 5, device: torch.device | str = "cpu") -> HandwrittenUser:

@@ -1,0 +1,375 @@
+"""Calibration: fit the choice temperature, the no-choice logit and the end-logit offset to the logs.
+
+What the logs say, and which parameter answers to it:
+
+1. **How sharply preferences decide the pick** -> ``temperature``. Temperature scaling (Guo et al.,
+   2017) of the model's next-item softmax over the whole catalogue on held-out (validation) events: the
+   temperature that maximises the likelihood of the logged next items (golden-section search on
+   ``log temperature``). The slate choice divides the same logits by it. (Scaling on slates with
+   negatives from a logging policy instead would be confounded by the negatives' distribution.)
+2. **How often a step leads to a consumption** -> ``no_choice_logit``. Logs hold consumptions, not
+   impressions, so a step is reconstructed from time: with ``delta`` the median within-session gap (the
+   simulator's step length), an event ``g`` seconds after the previous one of its session took
+   ``max(1, round(g / delta))`` steps. The logged *consumption rate* is events per step over the span
+   from a session's first to its last event. Without timestamps it must be given.
+3. **How many events a session holds** -> ``end_logit_offset`` (the learned end probability's offset in
+   the leave hazard), and ``drain_scale`` (the strength of patience) only when patience alone already
+   ends sessions sooner than the logs: then the offset sits at its floor (the learned end is off) and
+   the drains shrink until the logged session length is reached.
+
+(2) and (3) are fitted by simulating ``n_users`` users under the logging-like policy (slates drawn
+without replacement by training-split popularity, or from the user model's own next-item
+distribution) and measuring the simulated sessions *as the logs would show them*: only sessions with at
+least one consumption, their number of events, and events per step between the first and the last
+event. A probe run with the learned end switched off (offset at :data:`OFFSET_FLOOR`) decides which of the
+two sets the length. Each round then takes a Broyden (quasi-Newton) step on the logit error of the
+consumption rate and the log ratio of the session lengths, and the round with the smallest error is
+kept. Everything runs with fixed seeds, so a calibration is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import torch
+from tqdm.auto import tqdm
+
+from recsim_env.config import Calibration, SimConfig
+from recsim_env.core import SimulationCore
+from recsim_env.factory import build_core, check_compatible
+from recsim_env.population import median_session_gap
+from user_models.data.artifact import EvalSplit, SequenceDataset
+from user_models.errors import InputError
+from user_models.protocol import History, UserModel
+
+LoggingPolicy = Literal["popular", "model"]
+OFFSET_FLOOR = -8.0
+"""End-logit offset below which the learned end probability no longer matters (hazard x ~3e-4)."""
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """How to calibrate.
+
+    Attributes:
+        n_users: Simulated users per simulation round.
+        n_examples: Logged next-item examples used for temperature scaling.
+        temperature_split: Where those examples come from: ``valid`` (default; held-out events, as
+            temperature scaling prescribes; used for this one parameter only, never for users) or
+            ``train``.
+        rounds: Simulation rounds fitting the no-choice logit and the end-logit offset.
+        logging_policy: ``popular`` (slates sampled by training popularity) or ``model`` (sampled from
+            the user model's next-item distribution).
+        max_steps: Step cap of a simulated session (None: 20x the logged steps per session, >= 200).
+        target_consumption_rate: Overrides the logged consumption rate (required without timestamps).
+        seed: Seed of every random draw of the calibration.
+    """
+
+    n_users: int = 512
+    n_examples: int = 2048
+    rounds: int = 8
+    temperature_split: EvalSplit = "valid"
+    logging_policy: LoggingPolicy = "popular"
+    max_steps: int | None = None
+    target_consumption_rate: float | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """Sessions as logs show them (only sessions with at least one event).
+
+    Attributes:
+        events_per_session: Mean consumed events per session.
+        consumption_rate: Events per step between a session's first and last event.
+        steps_per_session: Mean steps from a session's first to its last event.
+        n_sessions: Sessions measured.
+        raw_consumption_rate: Simulation only: consumptions per step over all steps (None for logs).
+        empty_sessions: Simulation only: fraction of users who left without consuming anything.
+        truncated: Simulation only: fraction of sessions cut by the step cap.
+    """
+
+    events_per_session: float
+    consumption_rate: float
+    steps_per_session: float
+    n_sessions: int
+    raw_consumption_rate: float | None = None
+    empty_sessions: float | None = None
+    truncated: float | None = None
+
+
+def logged_stats(dataset: SequenceDataset, step_seconds: float,
+                 consumption_rate: float | None = None) -> SessionStats:
+    """Session statistics of the training split (see the module docstring for the step reconstruction)."""
+    inter = dataset.interactions
+    lengths = inter.group_by("user").agg(pl.len().alias("n"))
+    train = (inter.join(lengths, on="user").filter(pl.col("position") < pl.col("n") - 2)
+             .sort(["user", "position"]))
+    if train.height == 0:
+        raise InputError(f"dataset {dataset.meta.name!r}: no training events to calibrate on")
+    gap = pl.col("timestamp").diff().over(["user", "session"])
+    if dataset.meta.has_timestamps and step_seconds > 0 and consumption_rate is None:
+        steps_taken = (gap / step_seconds).round().clip(lower_bound=1)
+        step_count = pl.when(gap.is_null()).then(1).otherwise(steps_taken)
+        train = train.with_columns(step_count.alias("steps"))
+    else:
+        if consumption_rate is None:
+            raise InputError(f"dataset {dataset.meta.name!r} has no timestamps: the logged consumption rate "
+                             "cannot be reconstructed; pass a target consumption rate")
+        train = train.with_columns(pl.lit(1.0 / consumption_rate).alias("steps"))
+    sessions = train.group_by(["user", "session"]).agg(pl.len().alias("events"),
+                                                       (pl.col("steps").sum() - pl.col("steps").first()
+                                                        + 1).alias("steps"))
+    events = sessions["events"].to_numpy().astype(np.float64)
+    steps = sessions["steps"].to_numpy().astype(np.float64)
+    if consumption_rate is not None:
+        steps = 1 + (events - 1) / consumption_rate
+    return SessionStats(
+        events_per_session=float(events.mean()),
+        consumption_rate=float(events.sum() / steps.sum()),
+        steps_per_session=float(steps.mean()),
+        n_sessions=len(events),
+    )
+
+
+def logging_slates(core: SimulationCore, policy: LoggingPolicy, generator: torch.Generator) -> torch.Tensor:
+    """``[N, k]`` distinct items per row drawn without replacement (Gumbel top-k) by the logging policy."""
+    if policy == "popular":
+        log_weight = core.log_popularity[None, 1:].expand(core.n_users, -1)
+    elif policy == "model":
+        log_weight = torch.log_softmax(core.catalogue_logits(), dim=1)
+    else:
+        raise InputError(f"logging policy must be 'popular' or 'model', got {policy!r}")
+    uniform = torch.rand(log_weight.shape, generator=generator, device=core.device).clamp_(min=1e-12)
+    keys = log_weight - torch.log(-torch.log(uniform))
+    return keys.topk(core.slate_size, dim=1).indices + 1
+
+
+def simulate_sessions(core: SimulationCore, policy: LoggingPolicy, seed: int) -> SessionStats:
+    """Run one session per row of ``core`` under the logging policy and measure it like the logs."""
+    n, device = core.n_users, core.device
+    core.manual_seed(seed)
+    policy_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    core.reset()
+    alive = torch.ones(n, dtype=torch.bool, device=device)
+    events = torch.zeros(n, device=device)
+    first = torch.full((n,), -1.0, device=device)
+    last = torch.full((n,), -1.0, device=device)
+    steps = torch.zeros(n, device=device)
+    truncated = torch.zeros(n, dtype=torch.bool, device=device)
+    for t in range(core.config.max_steps):
+        record = core.step(logging_slates(core, policy, policy_gen), active=alive)
+        chose = record.position >= 0
+        events += chose.float()
+        first = torch.where(chose & (first < 0), float(t), first)
+        last = torch.where(chose, float(t), last)
+        steps += alive.float()
+        truncated |= record.truncated
+        alive &= ~(record.terminated | record.truncated)
+        if not bool(alive.any()):
+            break
+    seen = events > 0
+    visible_steps = (last - first + 1)[seen]
+    return SessionStats(
+        events_per_session=float(events[seen].mean()) if bool(seen.any()) else 0.0,
+        consumption_rate=float(events[seen].sum() / visible_steps.sum()) if bool(seen.any()) else 0.0,
+        steps_per_session=float(visible_steps.mean()) if bool(seen.any()) else 0.0,
+        n_sessions=int(seen.sum()),
+        raw_consumption_rate=float(events.sum() / steps.sum()),
+        empty_sessions=float((~seen).float().mean()),
+        truncated=float(truncated.float().mean()),
+    )
+
+
+def fit_temperature(model: UserModel, dataset: SequenceDataset, n_examples: int, split: EvalSplit,
+                    seed: int) -> tuple[float, float, float]:
+    """Temperature scaling of the model's next-item softmax over the whole catalogue.
+
+    Uses ``n_examples`` next-item examples of ``split`` (leave-last-out: the history before the target).
+    Returns ``(temperature, nll at temperature 1, nll at the fitted temperature)``, NLL per example.
+    """
+    view = dataset.leave_last_out(split)
+    examples = view.history.n_users
+    if examples == 0:
+        raise InputError(f"dataset {dataset.meta.name!r}: no {split} examples for temperature scaling")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(examples, size=min(n_examples, examples), replace=False))
+    lengths = view.history.lengths[pick]
+    width = int(max(min(lengths.max(), 200), 1))
+    keep = np.minimum(lengths, width)
+    start = view.history.offsets[pick] + lengths - keep
+    pos = np.arange(width)[None, :]
+    valid = pos < keep[:, None]
+    index = np.where(valid, start[:, None] + pos, 0)
+    device = model.device
+    history = History(
+        torch.as_tensor(np.where(valid, view.history.items[index], 0).astype(np.int64), device=device),
+        torch.as_tensor(np.where(valid, view.history.behaviors[index], 0).astype(np.int64), device=device),
+        torch.full(index.shape, -1.0, device=device),
+        torch.as_tensor(keep, device=device),
+    )
+    target = torch.as_tensor(view.target_items[pick].astype(np.int64), device=device)
+    with torch.no_grad():
+        state = model.encode(history)
+        catalogue = torch.arange(1, model.n_items + 1, device=device).expand(len(pick), -1)
+        logits = model.item_logits(state, catalogue).float()
+
+    def nll(log_t: float) -> float:
+        log_probs = torch.log_softmax(logits / math.exp(log_t), dim=1)
+        return float(-log_probs.gather(1, target[:, None] - 1).mean())
+
+    lo, hi = math.log(0.05), math.log(20.0)
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(40):  # golden-section search; the NLL is unimodal in log temperature
+        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    log_t = (lo + hi) / 2
+    return math.exp(log_t), nll(0.0), nll(log_t)
+
+
+def calibrate(
+    model: UserModel,
+    dataset: SequenceDataset,
+    config: SimConfig,
+    settings: CalibrationSettings | None = None,
+    progress: bool = True,
+) -> Calibration:
+    """Fit temperature, no-choice logit and end-logit offset; the report holds targets, before and after.
+
+    ``config`` gives everything else (slate size, patience, population, repeat policy); its calibrated
+    fields are the starting point ("before").
+    """
+    settings = settings or CalibrationSettings()
+    check_compatible(model, dataset)
+    step_seconds = config.gap_seconds if config.gap_seconds is not None else median_session_gap(dataset)
+    target = logged_stats(dataset, step_seconds, settings.target_consumption_rate)
+    if not 0 < target.consumption_rate < 1:
+        raise InputError(f"logged consumption rate {target.consumption_rate:.3f} is not in (0, 1); "
+                         "pass a target consumption rate")
+    max_steps = settings.max_steps or max(200, int(20 * target.steps_per_session))
+    base = replace(config, max_steps=max_steps, candidates=None)
+    bar = tqdm(total=settings.rounds + 4, desc="calibrate", disable=not progress)
+
+    def run(cfg: SimConfig, seed: int) -> SessionStats:
+        core = build_core(model, dataset, cfg, n_users=settings.n_users)
+        with torch.no_grad():
+            stats = simulate_sessions(core, settings.logging_policy, seed)
+        bar.update(1)
+        return stats
+
+    before = run(base, settings.seed)
+    temperature, nll_before, nll_after = fit_temperature(model, dataset, settings.n_examples,
+                                                         settings.temperature_split, settings.seed)
+    bar.update(1)
+    # Which parameter sets the session length: the end offset, unless patience alone (learned end off)
+    # already ends sessions sooner than the logs, in which case patience is weakened instead.
+    probe_params = Calibration(temperature, base.choice.no_choice_logit, OFFSET_FLOOR, 1.0)
+    probe = run(probe_params.apply(base), settings.seed)
+    patience_bound = probe.events_per_session < target.events_per_session
+    x = np.array([base.choice.no_choice_logit, 0.0 if patience_bound else base.leave.end_logit_offset])
+    best: tuple[float, Calibration] | None = None
+    rounds: list[dict[str, Any]] = []
+    previous: tuple[np.ndarray, np.ndarray] | None = None
+    jacobian = -np.eye(2)
+    for _ in range(settings.rounds):
+        params = _calibration(temperature, x, patience_bound)
+        if params == probe_params:  # the probe already simulated this
+            stats = probe
+            bar.update(1)
+        else:
+            stats = run(params.apply(base), settings.seed)
+        errors = np.array([_logit(stats.consumption_rate) - _logit(target.consumption_rate),
+                           math.log(max(stats.events_per_session, 1e-6) / target.events_per_session)])
+        error = float(np.abs(errors).sum())
+        rounds.append({**_params(params), "error": error, **asdict(stats)})
+        if best is None or error < best[0]:
+            best = (error, params)
+        # Broyden's method: a Newton step with a Jacobian estimate that starts at -I (each error falls
+        # by about one unit per unit rise of its own parameter) and is updated from each round's change;
+        # steps are limited to 3 per coordinate.
+        if previous is not None:
+            dx, de = x - previous[0], errors - previous[1]
+            if float(dx @ dx) > 1e-12:
+                jacobian = jacobian + np.outer(de - jacobian @ dx, dx) / float(dx @ dx)
+        previous = (x.copy(), errors)
+        try:
+            step = -np.linalg.solve(jacobian, errors)
+        except np.linalg.LinAlgError:
+            step = errors.copy()
+        x = x + np.clip(step, -3.0, 3.0)
+        x = np.array([np.clip(x[0], -15, 15), np.clip(x[1], math.log(1e-3), 0.0) if patience_bound
+                      else np.clip(x[1], OFFSET_FLOOR, 15)])
+    assert best is not None
+    params = best[1]
+    after = run(params.apply(base), settings.seed + 1000)
+    bar.close()
+    report = {
+        "dataset": dataset.meta.name,
+        "logging_policy": settings.logging_policy,
+        "step_seconds": step_seconds,
+        "settings": asdict(settings),
+        "logged": asdict(target),
+        "before": {**_params(Calibration(base.choice.temperature, base.choice.no_choice_logit,
+                                         base.leave.end_logit_offset, base.leave.drain_scale)),
+                   **asdict(before)},
+        "after": {**_params(params), **asdict(after)},
+        "temperature_nll": {"at_1": nll_before, "fitted": nll_after},
+        "rounds": rounds,
+    }
+    return replace(params, dataset_fingerprint=dataset.fingerprint, report=report)
+
+
+def format_report(calibration: Calibration) -> str:
+    """A small Markdown table: logged vs simulated before and after calibration."""
+    r = calibration.report
+    logged, before, after = r["logged"], r["before"], r["after"]
+    rows = [
+        ("events per session", "events_per_session", "{:.2f}"),
+        ("consumption rate (events/step)", "consumption_rate", "{:.3f}"),
+        ("steps per session (first to last event)", "steps_per_session", "{:.2f}"),
+    ]
+    lines = [
+        f"Dataset `{r['dataset']}`, logging policy `{r['logging_policy']}`, step = {r['step_seconds']:.0f} s",
+        "",
+        "| statistic | logged | simulated before | simulated after |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, key, fmt in rows:
+        lines.append(f"| {label} | {fmt.format(logged[key])} | {fmt.format(before[key])} | "
+                     f"{fmt.format(after[key])} |")
+    lines += [
+        f"| users leaving with no consumption | - | {before['empty_sessions']:.3f} | "
+        f"{after['empty_sessions']:.3f} |",
+        f"| sessions truncated | - | {before['truncated']:.3f} | {after['truncated']:.3f} |",
+        "",
+        f"Fitted: temperature {after['temperature']:.3f} (slate NLL {r['temperature_nll']['at_1']:.3f} -> "
+        f"{r['temperature_nll']['fitted']:.3f}), no-choice logit {after['no_choice_logit']:.3f}, "
+        f"end-logit offset {after['end_logit_offset']:.3f}, drain scale {after['drain_scale']:.3f} (before: "
+        f"{before['temperature']:g}, {before['no_choice_logit']:g}, {before['end_logit_offset']:g}, "
+        f"{before['drain_scale']:g}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _calibration(temperature: float, x: np.ndarray, patience_bound: bool) -> Calibration:
+    """Parameters from the search vector ``(no-choice logit, offset or log drain scale)``."""
+    if patience_bound:
+        return Calibration(temperature, float(x[0]), OFFSET_FLOOR, float(math.exp(x[1])))
+    return Calibration(temperature, float(x[0]), float(x[1]), 1.0)
+
+
+def _params(calibration: Calibration) -> dict[str, float]:
+    return {"temperature": calibration.temperature, "no_choice_logit": calibration.no_choice_logit,
+            "end_logit_offset": calibration.end_logit_offset, "drain_scale": calibration.drain_scale}
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))

@@ -1,0 +1,67 @@
+"""Calibration against logs with known statistics, and the `recsim env` commands."""
+
+import json
+
+import pytest
+
+from recsim_env.calibrate import CalibrationSettings, calibrate, format_report, logged_stats
+from recsim_env.cli import main
+from recsim_env.config import Calibration, SimConfig
+from recsim_env.env import RecSimEnv
+from recsim_env.testing import logged_dataset
+from user_models.handwritten import clickbait_user
+
+
+@pytest.fixture(scope="module")
+def user():
+    return clickbait_user(10)
+
+
+@pytest.fixture(scope="module")
+def dataset(user):
+    return logged_dataset(user, n_users=40, consume_rate=0.5, seed=3)
+
+
+def test_logged_stats_recover_the_generating_process(user, dataset):
+    stats = logged_stats(dataset, step_seconds=60)
+    # logs: one consumption per 60 s step with probability 0.5; sessions end with prob 0.05 per event
+    assert stats.consumption_rate == pytest.approx(0.5, abs=0.05)
+    assert stats.events_per_session == pytest.approx(20, rel=0.3)
+
+
+def test_calibration_moves_simulation_to_the_logs(user, dataset, tmp_path):
+    settings = CalibrationSettings(n_users=96, n_examples=256, rounds=5, max_steps=150)
+    cal = calibrate(user, dataset, SimConfig(slate_size=3), settings, progress=False)
+    logged, before, after = cal.report["logged"], cal.report["before"], cal.report["after"]
+
+    def error(stats):
+        return sum(abs(stats[key] - logged[key]) / logged[key]
+                   for key in ("consumption_rate", "events_per_session"))
+
+    assert error(after) < 0.5 * error(before)
+    assert abs(after["consumption_rate"] - logged["consumption_rate"]) < 0.1
+    assert "| events per session |" in format_report(cal)
+    back = Calibration.load(cal.save(tmp_path / "cal.json"))
+    assert back == cal
+    env = RecSimEnv(user, dataset, calibration=tmp_path / "cal.json")
+    assert env.core.config.choice.no_choice_logit == pytest.approx(cal.no_choice_logit)
+
+
+def test_env_check_and_calibrate_commands(user, dataset, tmp_path, capsys):
+    model, data = user.save(tmp_path / "user.json"), dataset.save(tmp_path / "data")
+    assert main(["env", "check", "--model", str(model), "--data", str(data), "--slate-size", "2",
+                 "--episodes", "1", "--max-steps", "20", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == 6 and {r["checkers"] for r in results} == {"passed"}
+    assert all(1 <= r["mean_length"] <= 20 for r in results)
+    out = tmp_path / "cal.json"
+    assert main(["env", "calibrate", "--model", str(model), "--data", str(data), "--out", str(out),
+                 "--n-users", "32", "--rounds", "2", "--examples", "64"]) == 0
+    assert "wrote" in capsys.readouterr().out and Calibration.load(out).temperature > 0
+
+
+def test_bad_inputs_exit_2_with_one_line(user, dataset, tmp_path, capsys):
+    assert main(["env", "check", "--model", str(user.save(tmp_path / "u.json")), "--data",
+                 str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recsim: error:") and "not a dataset directory" in err and err.count("\n") == 1
