@@ -239,6 +239,10 @@ def _freeze(algo: str, env_id: str, section: dict[str, Any], source: str) -> Tra
             f"{source}: {algo} cannot act in action_mode {config.action_mode!r}; "
             f"use {' or '.join(ACTION_MODES[algo])}"
         )
+    if algo == "dqn" and config.env_kwargs.get("slate_size") != 1:
+        raise InputError(
+            f"{source}: dqn needs env_kwargs.slate_size = 1 (a Discrete action over the candidates)"
+        )
     if config.n_timesteps < 1 or config.n_envs < 1:
         raise InputError(f"{source}: n_timesteps and n_envs must be positive")
     return config

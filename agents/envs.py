@@ -16,6 +16,7 @@ import numpy as np
 
 from agents.policy import ActionLayout
 from user_models.data.artifact import SequenceDataset
+from user_models.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,12 @@ class SimulatorSpec:
     Attributes:
         model: a user-model checkpoint directory, or an already loaded model (anything implementing
             :class:`user_models.protocol.UserModel`).
-        data: the dataset directory the population is drawn from (training split only).
+        data: the dataset (or its directory) the population is drawn from (training split only).
         device: torch device of the simulation.
     """
 
     model: Any
-    data: str | Path
+    data: str | Path | SequenceDataset
     device: str = "cpu"
 
     @cached_property
@@ -42,27 +43,65 @@ class SimulatorSpec:
             return load_user_model(self.model, device=self.device)
         return self.model
 
+    @cached_property
     def dataset(self) -> SequenceDataset:
-        """The dataset (read on every call; callers keep what they need)."""
-        return SequenceDataset.load(self.data)
+        """The dataset (read on first use, then shared)."""
+        return self.data if isinstance(self.data, SequenceDataset) else SequenceDataset.load(self.data)
 
     def describe(self) -> dict[str, str]:
         """Where the simulation came from, for run records."""
         model = str(self.model) if isinstance(self.model, str | Path) else type(self.model).__name__
-        return {"model": model, "data": str(self.data), "device": self.device}
+        data = self.data.meta.name if isinstance(self.data, SequenceDataset) else str(self.data)
+        return {"model": model, "data": data, "device": self.device}
+
+
+CONFIG_KWARGS = ("reward", "population", "choice", "leave", "candidates")
+"""Env arguments that are frozen config dataclasses of :mod:`recsim_env.config` (plain mappings in YAML)."""
+
+
+def env_arguments(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``gym.make`` keyword arguments from plain (YAML/JSON) ones: mappings become the config dataclasses.
+
+    ``{"reward": {"no_choice_penalty": 0.1}}`` becomes ``{"reward": RewardConfig(no_choice_penalty=0.1)}``;
+    lists become tuples (frozen configs hold tuples).
+    """
+    from recsim_env import config as sim_config
+
+    classes = {
+        "reward": sim_config.RewardConfig,
+        "population": sim_config.PopulationConfig,
+        "choice": sim_config.ChoiceConfig,
+        "leave": sim_config.LeaveConfig,
+        "candidates": sim_config.CandidateConfig,
+    }
+    out = dict(env_kwargs)
+    for key in CONFIG_KWARGS:
+        value = out.get(key)
+        if isinstance(value, Mapping):
+            fields = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+            try:
+                out[key] = classes[key](**fields)
+            except TypeError as exc:
+                raise InputError(f"env_kwargs.{key}: {exc}") from None
+    return out
 
 
 def make_vec_env(
     spec: SimulatorSpec, env_id: str, env_kwargs: Mapping[str, Any], n_envs: int, seed: int
 ) -> Any:
-    """An SB3 ``VecEnv`` of ``n_envs`` simulated users, seeded with ``seed`` (row i gets ``seed + i``)."""
+    """An SB3 ``VecEnv`` of ``n_envs`` simulated users, seeded with ``seed`` (row i gets ``seed + i``).
+
+    ``env_kwargs`` are plain values (see :func:`env_arguments`).
+    """
     import gymnasium as gym
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     import recsim_env  # noqa: F401  (registers the env ids)
 
+    kwargs = env_arguments(env_kwargs)
+
     def make() -> gym.Env:
-        return gym.make(env_id, model=spec.user_model, data=spec.data, device=spec.device, **env_kwargs)
+        return gym.make(env_id, model=spec.user_model, data=spec.dataset, device=spec.device, **kwargs)
 
     venv = DummyVecEnv([make] * n_envs)
     venv.seed(seed)

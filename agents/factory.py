@@ -64,7 +64,7 @@ def make_policy(
         return RandomPolicy(layout, rng)
     if name == "oracle":
         return OracleGreedy(layout, rng, simulator_scorer(venv))
-    dataset = spec.dataset()
+    dataset = spec.dataset
     if name == "popular":
         return MostPopular(layout, rng, item_popularity(dataset))
     if name == "linucb":

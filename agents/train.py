@@ -114,7 +114,7 @@ def train(
     if config.features.init_item_embeddings:
         from agents.item_features import log_item_embeddings
 
-        item_init = log_item_embeddings(simulator.dataset(), config.features.item_dim, seed)
+        item_init = log_item_embeddings(simulator.dataset, config.features.item_dim, seed)
     model = build_algorithm(config, venv, seed, device, item_init, tensorboard_log=str(out / "tensorboard"))
 
     callbacks: list[BaseCallback] = []

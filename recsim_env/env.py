@@ -49,10 +49,10 @@ class RecSimEnv(gym.Env[Any, Any]):
     serves sb3-contrib's MaskablePPO in the discrete modes.
 
     ## Observation space (``observation_mode``)
-    ``Dict`` of integer ``Box``es: ``items`` / ``behaviors`` (``[history_len]``, the user's most recent
-    events, right-aligned, 0 = padding), ``mask`` (1 where a real event is), ``candidates`` (``[C]``, in
-    the candidates mode). ``"state"`` adds ``user_state`` (privileged: expected next-item embedding,
-    patience, learned end probability); a real recommender does not see it, so it is opt-in.
+    ``Dict`` of integer ``Box``es: ``history_items`` / ``behaviors`` (``[history_len]``, the user's most
+    recent events, right-aligned, 0 = padding), ``mask`` (1 where a real event is), ``candidates``
+    (``[C]``, in the candidates mode). ``"state"`` adds ``user_state`` (privileged: expected next-item
+    embedding, patience, learned end probability); a real recommender does not see it, so it is opt-in.
 
     ## Rewards
     A weight per behavior (default ``b / n_behaviors`` for behavior id ``b``: any consumption counts and
