@@ -16,6 +16,7 @@ from user_models.protocol import History, UserModel, UserState
 from user_models.synthetic import (
     BEHAVIORS,
     SyntheticConfig,
+    SyntheticState,
     SyntheticWorld,
     generate_logs,
     synthesize_dataset,
@@ -84,27 +85,53 @@ def test_protocol_conformance(world):
 
 def test_step_only_changes_active_rows(world):
     state = world.sample_users(3, torch.Generator().manual_seed(1))
-    before = (state.interest.clone(), state.patience.clone())
-    world.step(state, torch.tensor([1, 2, 3]), torch.tensor([BUY, VIEW, BUY]), torch.tensor([-1.0, 5.0, 5.0]),
-               torch.tensor([True, False, True]))
-    assert torch.equal(state.interest[1], before[0][1]) and state.patience[1] == before[1][1]
-    assert not torch.equal(state.interest[0], before[0][0]) and state.patience[2] != before[1][2]
+    before = SyntheticState(state.interest.clone(), state.satiation.clone(), state.patience.clone())
+    items, behaviors = torch.tensor([1, 2, 3]), torch.tensor([BUY, VIEW, VIEW])
+    world.step(state, items, behaviors, torch.tensor([-1.0, 5, 5]), torch.tensor([True, False, True]))
+    for name in ("interest", "satiation", "patience"):
+        after, old = getattr(state, name), getattr(before, name)
+        assert torch.equal(after[1], old[1]) and not torch.equal(after[2], old[2])
+
+
+def category_share(world: SyntheticWorld, state, k: int) -> float:
+    """P(the next organic pick is in category k) for a one-row state."""
+    return float(torch.softmax(world.catalogue_logits(state)[0], 0)[world.item_category == k].sum())
 
 
 def test_drift_moves_interest_toward_consumed_category(world):
     k = 1
     members = torch.nonzero(world.item_category == k)[:, 0]
     state = world.prior_state(1)
-    affinity_to = lambda s: float(s.interest[0] @ world.centroids[k])  # noqa: E731
-    share_of = lambda s: float(torch.softmax(world.catalogue_logits(s)[0], 0)[members].sum())  # noqa: E731
-    start_affinity, start_share = affinity_to(state), share_of(state)
-    for t in range(30):
+    start_affinity = float(state.interest[0] @ world.centroids[k])
+    start_share = category_share(world, state, k)
+    for t in range(30):  # one purchase per session, a day apart
         item = members[t % len(members)].view(1)
         expected = state.interest + SMALL.drift_rates[BUY - 1] * (world.item_vectors[item] - state.interest)
-        world.step(state, item, torch.tensor([BUY]), torch.tensor([30.0]), torch.tensor([True]))
+        world.step(state, item, torch.tensor([BUY]), torch.tensor([86400.0]), torch.tensor([True]))
         torch.testing.assert_close(state.interest, expected)
-    assert affinity_to(state) > start_affinity + 0.3
-    assert share_of(state) > 2 * start_share
+    assert float(state.interest[0] @ world.centroids[k]) > start_affinity + 0.3
+    state.satiation.zero_()  # the next session
+    assert category_share(world, state, k) > 2 * start_share
+
+
+def test_satiation_makes_more_of_the_same_less_attractive_within_a_session(world):
+    k = 2
+    item = torch.nonzero(world.item_category == k)[0]
+    state = world.prior_state(1)
+    shares, clicks = [category_share(world, state, k)], []
+    for _ in range(4):
+        clicks.append(float(world.behavior_probs(state, item[None])[0, 0, CLICK - 1:].sum()))
+        world.step(state, item, torch.tensor([VIEW]), torch.tensor([30.0]), torch.tensor([True]))
+        shares.append(category_share(world, state, k))
+    assert all(b < a for a, b in zip(shares, shares[1:], strict=False))
+    assert all(b < a for a, b in zip(clicks, clicks[1:], strict=False))
+    vector = world.item_vectors[item[0]]
+    torch.testing.assert_close(state.satiation[0], (1 - (1 - SMALL.satiation_rate) ** 4) * vector)
+    world.step(state, item, torch.tensor([0]), torch.tensor([30.0]), torch.tensor([True]))  # shown, not taken
+    assert category_share(world, state, k) == pytest.approx(shares[-1])
+    new_session = torch.tensor([SMALL.session_gap_seconds])
+    world.step(state, item, torch.tensor([VIEW]), new_session, torch.tensor([True]))
+    torch.testing.assert_close(state.satiation[0], SMALL.satiation_rate * vector)
 
 
 def test_patience_low_value_events_raise_end_prob_high_value_lower_it(world):
@@ -121,7 +148,8 @@ def test_patience_low_value_events_raise_end_prob_high_value_lower_it(world):
     world.step(state, torch.tensor([1]), torch.tensor([0]), torch.tensor([20.0]), one)  # no response drains
     assert float(world.end_prob(state)) > tired
     # A gap of a new session refills patience before the event applies.
-    world.step(state, torch.tensor([1]), torch.tensor([CLICK]), torch.tensor(SMALL.session_gap_seconds), one)
+    new_session = torch.tensor([SMALL.session_gap_seconds])
+    world.step(state, torch.tensor([1]), torch.tensor([CLICK]), new_session, one)
     assert float(state.patience) == pytest.approx(SMALL.patience_init + SMALL.patience_deltas[CLICK])
 
 
@@ -139,9 +167,10 @@ def test_encode_equals_stepping_and_differs_from_truth_by_decayed_initial_intere
         args = (history.items[:, t], history.behaviors[:, t], history.gaps[:, t], t < history.lengths)
         world.step(stepped, *args)
         world.step(truth, *args)
+    for exact in (encoded, truth):  # satiation and patience do not depend on the initial interest
+        torch.testing.assert_close(exact.satiation, stepped.satiation)
+        torch.testing.assert_close(exact.patience, stepped.patience)
     torch.testing.assert_close(encoded.interest, stepped.interest)
-    torch.testing.assert_close(encoded.patience, stepped.patience)
-    torch.testing.assert_close(truth.patience, stepped.patience)
     torch.testing.assert_close(encoded.interest[2], world.prior_mean)
     rates = torch.tensor((0.0, *SMALL.drift_rates))
     weight = torch.where(history.items > 0, 1 - rates[history.behaviors], torch.ones(())).prod(dim=1)
@@ -156,6 +185,7 @@ def test_reset_rows_replaces_only_selected_rows(world):
     world.reset_rows(state, torch.tensor([True, False, True]), history)
     fresh = world.encode(history)
     torch.testing.assert_close(state.interest[[0, 2]], fresh.interest)
+    torch.testing.assert_close(state.satiation[[0, 2]], fresh.satiation)
     assert torch.equal(state.interest[1], keep)
 
 
@@ -250,7 +280,7 @@ def test_cli_synth_writes_dataset_and_refuses_existing_output(tmp_path, capsys):
 def test_world_runs_on_cuda(world):
     cuda = SyntheticWorld(SMALL, "cuda")
     state = world.sample_users(4, torch.Generator().manual_seed(3))
-    on_gpu = type(state)(state.interest.cuda(), state.patience.cuda())
+    on_gpu = SyntheticState(state.interest.cuda(), state.satiation.cuda(), state.patience.cuda())
     torch.testing.assert_close(cuda.catalogue_logits(on_gpu).cpu(), world.catalogue_logits(state))
     logs = generate_logs(SMALL, device="cuda")
     assert len(logs) > 0 and logs.item.min() >= 1

@@ -73,11 +73,21 @@ class SyntheticConfig:
     """Per behavior (view, click, cart, buy): after an event the interest moves this fraction of the way
     to the consumed item's vector, ``u <- u + rate * (v_item - u)``. Deeper engagement moves it more."""
 
+    # --- satiation ----------------------------------------------------------------------------------
+    satiation_rate: float = 0.4
+    """After each consumed item the session's satiation vector moves this fraction of the way to the
+    item's vector, ``s <- s + rate * (v_item - s)``; it resets to zero at every session start."""
+    satiation_weight: float = 2.0
+    """Weight of ``-(satiation . item_vector)`` in the preference logit: more of the same within a session
+    is less attractive, so sessions wander and repeats fade."""
+
     # --- behavior funnel ----------------------------------------------------------------------------
-    click_bias: float = -1.2
+    click_bias: float = -0.9
     """Logit of P(click | viewed) at zero affinity and average quality."""
     click_affinity: float = 2.5
     """Weight of the affinity in the click logit."""
+    click_satiation: float = 1.0
+    """Weight of ``-(satiation . item_vector)`` in the click logit: more of the same is clicked less."""
     click_quality: float = 0.8
     """Weight of the item's quality in the click logit."""
     cart_bias: float = -1.2
@@ -96,12 +106,14 @@ class SyntheticConfig:
     # --- patience and session end -------------------------------------------------------------------
     patience_init: float = 1.0
     """Patience at the start of every session."""
-    patience_max: float = 2.0
-    """Patience is clipped to ``[0, patience_max]``."""
+    patience_max: float = 1.0
+    """Patience is clipped to ``[0, patience_max]``. At the default (``= patience_init``) good events only
+    refill what bad ones drained, so even a perfect recommender leaves a per-event end probability of
+    ``sigmoid(end_bias - end_slope * patience_max)`` (about 1.3%): sessions stay finite."""
     patience_deltas: tuple[float, float, float, float, float] = (-0.3, -0.2, -0.05, 0.1, 0.3)
     """Change of patience after an event, per behavior id 0..4 (no response, view, click, cart, buy):
     low-value events drain it, high-value ones refill it."""
-    end_bias: float = -1.0
+    end_bias: float = -1.3
     """Session-end logit at zero patience; ``end_prob = sigmoid(end_bias - end_slope * patience)``."""
     end_slope: float = 3.0
     """How much each unit of patience lowers the session-end logit."""
@@ -154,6 +166,11 @@ class SyntheticConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise InputError(f"SyntheticConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.patience_init <= self.patience_max:
+            raise InputError(f"SyntheticConfig needs 0 <= patience_init <= patience_max, got "
+                             f"{self.patience_init}, {self.patience_max}")
+        if not 0 <= self.satiation_rate <= 1:
+            raise InputError(f"SyntheticConfig.satiation_rate must be in [0, 1], got {self.satiation_rate}")
         if not -1.0 <= self.appeal_quality_corr <= 1.0:
             raise InputError(f"SyntheticConfig.appeal_quality_corr must be in [-1, 1], got "
                              f"{self.appeal_quality_corr}")

@@ -70,7 +70,7 @@ def generate_logs(
     users = world.sample_users(c.n_users, g)
     order = torch.argsort(lengths, descending=True, stable=True)
     lengths = lengths[order]
-    state = SyntheticState(users.interest[order].contiguous(), users.patience[order].contiguous())
+    state = SyntheticState(users.interest[order], users.satiation[order], users.patience[order])
     start = c.start_time + torch.rand(c.n_users, generator=g, device=dev, dtype=torch.float64) * (
         c.start_spread_days * 86400.0
     )

@@ -9,22 +9,29 @@ The model, with ``sigmoid`` the logistic function and every constant a field of
 
 - **Items** have a category, a unit vector ``v`` near their category's centroid, a *quality* ``q``
   (standard normal), an *appeal* ``a`` correlated with quality by ``appeal_quality_corr`` and a price.
-- **Users** have an interest vector ``u`` in the same space (a new user: a favourite category's
-  centroid scaled by ``interest_init_scale`` plus noise) and a *patience* ``p``.
-- **Preference**: ``item_logit = affinity_scale * (u . v) + appeal_weight * a``.
-- **Funnel**: a chosen item is viewed; it is clicked with ``sigmoid(click_bias + click_affinity * u.v +
-  click_quality * q)``, carted given a click with the same form (``cart_*``) and bought given a cart with
-  ``sigmoid(buy_bias + buy_quality * q - buy_price * log(price / price_median))``.
-- **Drift**: after an event with behavior ``b`` on item ``v``, ``u <- u + drift_rates[b] * (v - u)``.
-- **Patience**: a session starts at ``patience_init`` (a gap of at least ``session_gap_seconds`` starts
-  a new session); each event adds ``patience_deltas[b]`` (negative for views and no response, positive
-  for carts and buys), clipped to ``[0, patience_max]``. After each event the session ends with
-  ``end_prob = sigmoid(end_bias - end_slope * p)``: users who get nothing they value leave.
+- **Users** have a long-term interest vector ``u`` in the same space (a new user: a favourite category's
+  centroid scaled by ``interest_init_scale`` plus noise), a short-term *satiation* vector ``s`` (what
+  they consumed in this session) and a *patience* ``p``.
+- **Preference**: ``item_logit = affinity_scale * (u . v) - satiation_weight * (s . v) + appeal_weight * a``:
+  users like what matches their interests, tire of more of the same within a session, and are drawn
+  by appeal.
+- **Funnel**: a chosen item is viewed; it is clicked with ``sigmoid(click_bias + click_affinity * u.v -
+  click_satiation * s.v + click_quality * q)``, carted given a click with ``sigmoid(cart_bias +
+  cart_affinity * u.v + cart_quality * q)`` and bought given a cart with ``sigmoid(buy_bias +
+  buy_quality * q - buy_price * log(price / price_median))``.
+- **Drift**: after an event with behavior ``b`` on item ``v``, ``u <- u + drift_rates[b] * (v - u)`` and
+  ``s <- s + satiation_rate * (v - s)``.
+- **Sessions**: a gap of at least ``session_gap_seconds`` starts a new session: patience refills to
+  ``patience_init`` and satiation resets to zero. Each event adds ``patience_deltas[b]`` to patience
+  (negative for views and no response, positive for carts and buys), clipped to ``[0, patience_max]``.
+  After each event the session ends with ``end_prob = sigmoid(end_bias - end_slope * p)``: users who
+  get nothing they value leave.
 
 The state update is deterministic given the events, so :meth:`SyntheticWorld.encode` rebuilds a user's
 state by replaying their history from the population's prior mean interest. That is exact except for the
 unknown initial interest: its weight in ``u`` after the history is ``prod(1 - drift_rates[b_t])``, which
-decays geometrically with the number of events (patience is exact, it depends only on the events).
+decays geometrically with the number of events. Satiation and patience are exact: both restart with
+every session and depend only on the events.
 """
 
 from __future__ import annotations
@@ -46,11 +53,13 @@ class SyntheticState:
     """Mutable per-row state of synthetic users (``step`` and ``reset_rows`` update it in place).
 
     Attributes:
-        interest: ``[B, dim]`` float32 latent interest vectors.
+        interest: ``[B, dim]`` float32 long-term interest vectors.
+        satiation: ``[B, dim]`` float32 short-term satiation vectors (zero at a session start).
         patience: ``[B]`` float32 patience, in ``[0, patience_max]``.
     """
 
     interest: torch.Tensor
+    satiation: torch.Tensor
     patience: torch.Tensor
 
     @property
@@ -59,7 +68,7 @@ class SyntheticState:
 
     def rows(self, stop: int) -> SyntheticState:
         """A view of the first ``stop`` rows; updates through it change this state."""
-        return SyntheticState(self.interest[:stop], self.patience[:stop])
+        return SyntheticState(self.interest[:stop], self.satiation[:stop], self.patience[:stop])
 
 
 def derived_seeds(seed: int) -> tuple[int, int]:
@@ -124,9 +133,7 @@ class SyntheticWorld:
         self.centroids = centroids.to(self._device)
         self.category_weights = weights.to(self._device)
         self.prior_mean = c.interest_init_scale * (self.category_weights @ self.centroids)
-        # The preference logit is affine in the interest: logit = interest . (affinity_scale * v) + bias,
-        # with the padding item's bias -inf so that it is never preferred.
-        self._logit_vectors = c.affinity_scale * self.item_vectors
+        # Item part of the preference logit; the padding item's is -inf so that it is never preferred.
         self._logit_bias = c.appeal_weight * self.item_appeal
         self._logit_bias[0] = -math.inf
         self._drift = torch.tensor((0.0, *c.drift_rates), device=self._device)
@@ -163,15 +170,17 @@ class SyntheticWorld:
         noise = torch.randn(n, c.dim, generator=generator, device=dev)
         noise *= c.interest_init_noise / math.sqrt(c.dim)
         interest = c.interest_init_scale * self.centroids.to(dev)[favourite] + noise
-        return SyntheticState(interest.to(self._device), self._fresh_patience(n))
+        return self._session_start(interest.to(self._device))
 
     def prior_state(self, n: int) -> SyntheticState:
         """``n`` users at the population's mean interest and a session start (what :meth:`encode` replays
         from)."""
-        return SyntheticState(self.prior_mean.expand(n, -1).clone(), self._fresh_patience(n))
+        return self._session_start(self.prior_mean.expand(n, -1).clone())
 
-    def _fresh_patience(self, n: int) -> torch.Tensor:
-        return torch.full((n,), self.config.patience_init, device=self._device)
+    def _session_start(self, interest: torch.Tensor) -> SyntheticState:
+        n = interest.shape[0]
+        patience = torch.full((n,), self.config.patience_init, device=self._device)
+        return SyntheticState(interest, torch.zeros_like(interest), patience)
 
     # --- protocol methods ---------------------------------------------------------------------------
     def encode(self, history: History) -> SyntheticState:
@@ -196,19 +205,23 @@ class SyntheticWorld:
         gaps: torch.Tensor,
         active: torch.Tensor,
     ) -> SyntheticState:
-        """Apply one event per active row, in place: session restart, patience change, interest drift.
+        """Apply one event per active row, in place: session restart, patience, satiation, interest drift.
 
         A gap of at least ``session_gap_seconds`` first restarts the session (patience back to
-        ``patience_init``); a negative (unknown) gap continues it. Behavior 0 ("no response": the user was
-        shown ``items`` and took none) drains patience by ``patience_deltas[0]`` and moves no interest.
+        ``patience_init``, satiation to zero); a negative (unknown) gap continues it. Behavior 0 ("no
+        response": the user was shown ``items`` and took none) drains patience by ``patience_deltas[0]``
+        and moves neither interest nor satiation.
         """
         c = self.config
         new_session = gaps >= c.session_gap_seconds
         patience = torch.where(new_session, torch.full_like(state.patience, c.patience_init), state.patience)
         patience = torch.clamp(patience + self._patience_delta[behaviors], 0.0, c.patience_max)
-        rate = self._drift[behaviors][:, None]
-        interest = state.interest + rate * (self.item_vectors[items] - state.interest)
+        vectors = self.item_vectors[items]
+        satiation = torch.where(new_session[:, None], 0.0, state.satiation)
+        satiation = satiation + (c.satiation_rate * (behaviors > 0))[:, None] * (vectors - satiation)
+        interest = state.interest + self._drift[behaviors][:, None] * (vectors - state.interest)
         state.patience.copy_(torch.where(active, patience, state.patience))
+        state.satiation.copy_(torch.where(active[:, None], satiation, state.satiation))
         state.interest.copy_(torch.where(active[:, None], interest, state.interest))
         return state
 
@@ -216,13 +229,14 @@ class SyntheticWorld:
         """Replace the rows where ``rows`` is set by users encoded from ``history`` (in row order)."""
         fresh = self.encode(history)
         state.interest[rows] = fresh.interest
+        state.satiation[rows] = fresh.satiation
         state.patience[rows] = fresh.patience
         return state
 
     def item_logits(self, state: SyntheticState, items: torch.Tensor) -> torch.Tensor:
         """``[B, k]`` true preference logits; item 0 (padding, no item) gets ``-inf``."""
-        affinity_term = torch.einsum("bd,bkd->bk", state.interest, self._logit_vectors[items])
-        return affinity_term + self._logit_bias[items]
+        taste = torch.einsum("bd,bkd->bk", self._taste(state), self.item_vectors[items])
+        return taste + self._logit_bias[items]
 
     def catalogue_logits(self, state: SyntheticState) -> torch.Tensor:
         """``[B, n_items + 1]`` :meth:`item_logits` of every item (column = item id, column 0 ``-inf``).
@@ -230,14 +244,22 @@ class SyntheticWorld:
         The same numbers as ``item_logits(state, all ids)`` but one matrix product instead of a
         ``[B, n_items, dim]`` gather; organic browsing samples from it.
         """
-        return torch.addmm(self._logit_bias, state.interest, self._logit_vectors.T)
+        return torch.addmm(self._logit_bias, self._taste(state), self.item_vectors.T)
+
+    def _taste(self, state: SyntheticState) -> torch.Tensor:
+        """``[B, dim]`` the vector whose dot product with an item vector is the logit's user part."""
+        c = self.config
+        return c.affinity_scale * state.interest - c.satiation_weight * state.satiation
 
     def behavior_probs(self, state: SyntheticState, items: torch.Tensor) -> torch.Tensor:
         """``[B, k, 4]`` the funnel: P(view only), P(click, no cart), P(cart, no buy), P(buy)."""
         c = self.config
-        affinity = torch.einsum("bd,bkd->bk", state.interest, self.item_vectors[items])
+        vectors = self.item_vectors[items]
+        affinity = torch.einsum("bd,bkd->bk", state.interest, vectors)
+        satiety = torch.einsum("bd,bkd->bk", state.satiation, vectors)
         quality = self.item_quality[items]
-        p_click = torch.sigmoid(c.click_bias + c.click_affinity * affinity + c.click_quality * quality)
+        click_logit = c.click_bias + c.click_affinity * affinity + c.click_quality * quality
+        p_click = torch.sigmoid(click_logit - c.click_satiation * satiety)
         p_cart = torch.sigmoid(c.cart_bias + c.cart_affinity * affinity + c.cart_quality * quality)
         p_buy = torch.sigmoid(c.buy_bias + c.buy_quality * quality - c.buy_price * self._log_price_rel[items])
         return torch.stack(
