@@ -131,7 +131,7 @@ def _live_source(args: argparse.Namespace) -> tuple[Episodes, dict[str, Any], Ca
         env = gym.make(args.env_id, model=args.model, data=args.data, **kwargs)
     except gym.error.Error as exc:
         raise InputError(f"--env-id {args.env_id!r}: {exc}") from None
-    act = resolve_policy(args.policy, env, args)
+    act = resolve_policy(args.policy, env, data=args.data, seed=args.seed, device=args.device)
     meta = {"source": f"{args.policy} on {args.model.name}", "policy": args.policy,
             "model": str(args.model), "data": str(args.data), "env_id": args.env_id,
             "env_kwargs": {k: str(v) for k, v in kwargs.items()}, "seed": args.seed}
@@ -155,8 +155,16 @@ def _episode(env: Any, obs: Any, act: Callable[[Any], Any], policy: str, episode
             return
 
 
-def resolve_policy(name: str, env: Any, args: argparse.Namespace) -> Callable[[Any], Any]:
-    """The action function of the policy called ``name`` (a baseline or a saved agent) for ``env``."""
+def resolve_policy(name: str, env: Any, *, data: Path, seed: int, device: str) -> Callable[[Any], Any]:
+    """The action function of the policy called ``name`` (a baseline or a saved agent) for ``env``.
+
+    Args:
+        name: ``random``, ``popular``, ``greedy``, ``oracle`` or a saved agent directory.
+        env: The (single) env the policy acts in; it is stepped directly, not through a VecEnv.
+        data: The dataset directory (log-based baselines fit on its training split).
+        seed: Seeds the policy's randomness.
+        device: Torch device of the simulation.
+    """
     try:
         from agents.factory import make_policy
     except ImportError:
@@ -165,15 +173,15 @@ def resolve_policy(name: str, env: Any, args: argparse.Namespace) -> Callable[[A
         if name != "random":
             raise InputError(f"--policy {name!r}: only 'random' is available until the agents package "
                              "provides agents.factory")
-        env.action_space.seed(args.seed)
+        env.action_space.seed(seed)
         return lambda obs: env.action_space.sample()
     from agents.envs import SimulatorSpec
     from agents.policy import act
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     venv = DummyVecEnv([lambda: env])  # the policy reads the spaces through it; we step env directly
-    spec = SimulatorSpec(model=env.unwrapped.core.model, data=args.data, device=args.device)
-    policy = make_policy(name, venv, spec, "slate", args.seed)
+    spec = SimulatorSpec(model=env.unwrapped.core.model, data=data, device=device)
+    policy = make_policy(name, venv, spec, "slate", seed)
     masks = env.unwrapped.action_masks
 
     def action(obs: Any) -> Any:

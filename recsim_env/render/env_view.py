@@ -39,14 +39,19 @@ class CoreRenderer:
             raise ValueError(f"CoreRenderer draws {PYGAME_RENDER_MODES}, not {render_mode!r}")
         self.render_mode = render_mode
         self.fps = fps
-        self.builder = FrameBuilder(core, ItemCatalogue.from_dataset(dataset))
+        self._core = core
+        self._dataset = dataset
+        self._builder: FrameBuilder | None = None  # built on the first frame: reading titles costs a pass
         self._renderer: SessionRenderer | None = None
         self._viewer: HumanViewer | None = None
 
     def frame(self, row: int, *, after_step: bool, user_id: int, episode: int, policy: str = ""
               ) -> SessionFrame:
         """The snapshot of ``row``: after its last step, or just after its reset."""
-        return self.builder.frame(row, policy=policy, user_id=user_id, episode=episode, after_step=after_step)
+        if self._builder is None:
+            self._builder = FrameBuilder(self._core, ItemCatalogue.from_dataset(self._dataset))
+        return self._builder.frame(row, policy=policy, user_id=user_id, episode=episode,
+                                   after_step=after_step)
 
     def render(self, frame: SessionFrame) -> np.ndarray | None:
         """``rgb_array``: the frame as ``H x W x 3`` uint8. ``human``: show it (None); see HumanViewer."""

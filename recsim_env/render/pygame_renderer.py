@@ -221,6 +221,8 @@ class SessionRenderer:
             caption = "weights: no event raised the chosen item's score"
         elif frame.attention is not None:
             caption = f"weight for the chosen item: {frame.attention_source or 'unlabelled'}"
+        elif not frame.slate:
+            caption = ""
         elif frame.chosen is None:
             caption = "weights: none (nothing chosen this step)"
         else:
@@ -331,7 +333,9 @@ class SessionRenderer:
     def _footer(self, frame: SessionFrame, status: str, rect: Any) -> None:
         any_item = sum(s.choice_prob for s in frame.slate)
         shown = min(len(frame.history), self.config.history_rows)
-        left = f"P(choose any slate item) {any_item:.0%}   history shown {shown}/{len(frame.history)}"
+        left = f"history shown {shown}/{len(frame.history)}"
+        if frame.slate:
+            left = f"P(choose any slate item) {any_item:.0%}   {left}"
         self._text(left, "small", MUTED, (rect.x, rect.centery), anchor="midleft", max_w=rect.width // 2)
         if status:
             self._text(status, "small", TEXT, (rect.right, rect.centery), anchor="midright",

@@ -6,8 +6,8 @@ things a frame shows:
 
 - **Top interests**: the user model's next-item distribution over the whole catalogue (a softmax of
   its item logits after the step), summed per category. An item with several categories (``a|b``)
-  splits its probability evenly between them; items without a category are left out, so the shown
-  shares can sum to less than 1.
+  splits its probability evenly between them; items without one count as ``(unknown)``. This is the
+  convention of :mod:`user_models.profile`, computed here from the live state of any user model.
 - **Event weights for the chosen item** (the "attention view"): an *occlusion* attribution, not the
   Transformer's attention maps (the user protocol exposes none, and one layer's attention from the last
   position is the same for every candidate item, so it could not say why *this* item was chosen).
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from recsim_env.core import SimulationCore
 
 ATTENTION_SOURCE = "occlusion"
+UNKNOWN_CATEGORY = "(unknown)"
 """Caption of the frames' event weights; see the module docstring."""
 
 
@@ -75,16 +76,24 @@ class ItemCatalogue:
         return ItemView(item, self.titles[item], cats[0] if cats else None)
 
     def category_index(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
-        """Category names and the ``(item, category, share)`` triples that split items over categories."""
-        names = tuple(sorted({c for cats in self.categories for c in cats}))
+        """Category names and the ``(item, category, share)`` triples that split items over categories.
+
+        Items without a category belong to ``(unknown)``; a catalogue with no categories at all has none.
+        """
+        names = sorted({c for cats in self.categories for c in cats})
+        if not names:
+            return (), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if any(not cats for cats in self.categories[1:]):
+            names.append(UNKNOWN_CATEGORY)
         position = {name: i for i, name in enumerate(names)}
         items, cats, shares = [], [], []
-        for item, item_cats in enumerate(self.categories):
+        for item in range(1, len(self.categories)):
+            item_cats = self.categories[item] or (UNKNOWN_CATEGORY,)
             for c in item_cats:
                 items.append(item)
                 cats.append(position[c])
                 shares.append(1.0 / len(item_cats))
-        return (names, np.asarray(items, dtype=np.int64), np.asarray(cats, dtype=np.int64),
+        return (tuple(names), np.asarray(items, dtype=np.int64), np.asarray(cats, dtype=np.int64),
                 np.asarray(shares, dtype=np.float32))
 
 
