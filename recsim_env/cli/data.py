@@ -22,11 +22,15 @@ DATASETS = ("ml-100k",)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="prepare behavior logs and inspect prepared datasets",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description="Prepare behavior logs into a dataset directory (Parquet + "
+                                               "meta.json) and inspect prepared datasets.")
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     _register_prepare(sub)
     _register_stats(sub)
-    # Further dataset producers (e.g. `synth`) register here and end with save_and_report(...).
+    # --- further dataset producers ----------------------------------------------------------------
+    # `synth` (the built-in synthetic world) registers here: its parser calls add_output_arguments(p),
+    # its command calls check_output(args.out, args.overwrite), builds the SequenceDataset and ends
+    # with save_and_report(dataset, args.out, args.overwrite).
 
 
 # --- shared by every subcommand that writes a dataset ----------------------------------------------------

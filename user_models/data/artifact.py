@@ -230,9 +230,9 @@ class SequenceDataset:
         users = _conform(users, USERS_SCHEMA, "users").sort("user")
         n_users, n_items = users.height, items.height
         _check_ids(interactions, n_users, n_items, len(meta.behaviors))
-        n_sessions = (
-            interactions.select(pl.struct("user", "session").n_unique()).item() if interactions.height else 0
-        )
+        # (user, session) pairs counted on one packed int64 key: much faster than a struct n_unique.
+        session_key = pl.col("user").cast(pl.Int64) * 2**31 + pl.col("session")
+        n_sessions = interactions.select(session_key.n_unique()).item() if interactions.height else 0
         meta = _replace(
             meta,
             n_users=n_users,

@@ -37,8 +37,6 @@ import hmac
 import math
 import re
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -143,39 +141,42 @@ def prepare(
         InputError: a bad value under the ``error`` policy, a non-numeric rating, or a step that removes
             every event (the message names the file, line, column and value, or the step).
     """
-    with _stages(progress) as stage:
-        stage("read")
+    with tqdm(total=len(_STAGES), desc="prepare", unit="stage", disable=not progress, leave=False) as bar:
+        bar.set_postfix_str(_STAGES[0])
         frame = _read(log)
         if frame.height == 0:
             raise DatasetError(f"{log.path}: no data rows")
         report = _Report(log, frame.height)
-        input_counts = {"events": frame.height, "users": frame["user"].n_unique(),
-                        "items": frame["item"].n_unique()}
 
-        stage("clean")
+        _next_stage(bar)
         frame = _drop_missing(frame, report)
-        frame = frame.with_columns(_canonical_ids(frame["user"]), _canonical_ids(frame["item"]))
+        # From here on users and items are dense integer codes in raw-id order; raw ids live in *_ids.
+        user_codes, user_ids = _encode_ids(frame["user"])
+        item_codes, item_ids = _encode_ids(frame["item"])
+        frame = frame.with_columns(pl.Series("user", user_codes), pl.Series("item", item_codes))
+        input_counts = {"events": report.rows_read, "users": len(user_ids), "items": len(item_ids)}
         frame, time_unit = _parse_timestamps(frame, log, config, report)
         frame, behaviors, behavior_source, order = _map_behaviors(frame, log, config, report)
+        frame = _sort_events(frame)
         frame = _drop_duplicates(frame, report)
 
-        stage("k-core")
-        frame = _k_core(frame, config, report)
+        _next_stage(bar)
+        frame = _k_core(frame, config, report, len(user_ids), len(item_ids))
 
-        stage("ids & sessions")
-        frame = frame.with_columns(
-            (pl.col("user").rank("dense") - 1).cast(pl.Int32).alias("user_id"),
-            pl.col("item").rank("dense").cast(pl.Int32).alias("item_id"),
-        )
+        _next_stage(bar)
+        # Re-number the survivors densely; order (and so determinism) is still the raw-id order.
+        frame, kept_users = _densify(frame, "user", len(user_ids), first_id=0)
+        frame, kept_items = _densify(frame, "item", len(item_ids), first_id=1)
         interactions = _sessionize(frame, config.session_gap_seconds)
-        users = _users_table(frame, config)
-        items_table, item_match = _items_table(frame, items)
+        users = _users_table(user_ids.gather(kept_users), config)
+        items_table, item_match = _items_table(item_ids.gather(kept_items), items)
 
-        stage("metadata")
-        sources = [_source(path, frame_rows) for path, frame_rows in ((log.path, report.rows_read),)]
+        _next_stage(bar)
+        sources = [_source(log.path, report.rows_read)]
         if items is not None:
             sources.append(_source(items.path, items.frame.height))
         has_time = "timestamp" in frame.columns
+        del frame
         meta = DatasetMeta(
             name=config.name,
             behaviors=behaviors,
@@ -197,7 +198,9 @@ def prepare(
                 **({"item_metadata": item_match} if item_match else {}),
             },
         )
-        return SequenceDataset.from_frames(interactions, items_table, users, meta)
+        dataset = SequenceDataset.from_frames(interactions, items_table, users, meta)
+        bar.update(1)
+        return dataset
 
 
 # --- stages ---------------------------------------------------------------------------------------------
@@ -216,21 +219,12 @@ class _Report:
                                f"{' (' + detail + ')' if detail else ''}{'; ' + hint if hint else ''}")
 
 
-@contextmanager
-def _stages(progress: bool) -> Iterator[Any]:
-    names = 5
-    with tqdm(total=names, desc="prepare", unit="stage", disable=not progress, leave=False) as bar:
-        started = False
+_STAGES = ("read", "clean", "k-core", "ids & sessions", "metadata")
 
-        def stage(name: str) -> None:
-            nonlocal started
-            if started:
-                bar.update(1)
-            started = True
-            bar.set_postfix_str(name)
 
-        yield stage
-        bar.update(1)
+def _next_stage(bar: tqdm) -> None:
+    bar.update(1)
+    bar.set_postfix_str(_STAGES[min(bar.n, len(_STAGES) - 1)])
 
 
 def _read(log: RawLog) -> pl.DataFrame:
@@ -265,15 +259,38 @@ def _drop_missing(frame: pl.DataFrame, report: _Report) -> pl.DataFrame:
     return out
 
 
-def _canonical_ids(ids: pl.Series) -> pl.Series:
-    """Integers when every id is an integer literal (so they sort numerically), else stripped strings."""
+def _encode_ids(ids: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Dense codes ``0..k-1`` in the sort order of the raw ids, and the raw id (as text) of each code.
+
+    Ids sort numerically when every one is a plain integer literal (no sign, padding or spaces, so
+    ``"007"`` stays a distinct string), else as strings. Ids are compared exactly as written.
+    """
+    as_int = _as_integers(ids)
+    if as_int is not None:
+        values = as_int.unique().sort()
+        lo, hi = int(values[0]), int(values[-1])
+        if hi - lo < 8 * len(ids) + 1_000_000:  # a lookup table beats hashing when ids are compact
+            table = np.zeros(hi - lo + 1, dtype=np.int32)
+            table[values.to_numpy() - lo] = np.arange(len(values), dtype=np.int32)
+            codes = table[as_int.to_numpy() - lo]
+        else:
+            codes = as_int.replace_strict(values, np.arange(len(values), dtype=np.int32)).to_numpy()
+        return codes, values.cast(pl.String)
+    text = ids.cast(pl.String)
+    values = text.unique().sort()
+    codes = text.cast(pl.Enum(values)).to_physical().to_numpy().astype(np.int32)
+    return codes, values
+
+
+def _as_integers(ids: pl.Series) -> pl.Series | None:
     if ids.dtype.is_integer():
         return ids.cast(pl.Int64)
-    text = ids.cast(pl.String).str.strip_chars()
-    as_int = text.cast(pl.Int64, strict=False)
-    if as_int.null_count() == 0 and (as_int.cast(pl.String) == text).all():
-        return as_int
-    return text
+    if ids.dtype != pl.String:
+        return None
+    as_int = ids.cast(pl.Int64, strict=False)
+    if as_int.null_count() or ids.str.contains(r"^[+\s]|^-?0\d|\s$").any():
+        return None
+    return as_int
 
 
 def _parse_timestamps(
@@ -305,26 +322,37 @@ def _to_unix_seconds(raw: pl.Series, unit: TimeUnit) -> tuple[pl.Series, str]:
     if isinstance(raw.dtype, pl.Datetime):
         return raw.dt.epoch("s"), "datetime"
     if raw.dtype == pl.String:
-        text = raw.str.strip_chars()
-        numbers = text.cast(pl.Float64, strict=False)
-        if numbers.null_count() == text.null_count() or unit != "auto":
-            raw = numbers
-        else:
-            norm = text.str.replace(r"^(\d{4}-\d\d-\d\d)[T ]", "${1} ").str.replace(r"Z$", "+00:00")
-            parsed = pl.select(pl.coalesce(
-                [norm.str.to_datetime(fmt, strict=False, time_zone="UTC") for fmt in _ISO_FORMATS]
-            )).to_series()
-            return parsed.dt.epoch("s"), "iso-8601"
+        numbers = raw.cast(pl.Float64, strict=False)
+        text = raw
+        if numbers.null_count() > raw.null_count():  # padded numbers or ISO strings
+            text = raw.str.strip_chars()
+            numbers = text.cast(pl.Float64, strict=False)
+        seconds, kind = _numeric_seconds(numbers, unit)
+        if not (numbers.is_null() & text.is_not_null()).any():
+            return seconds, kind
+        iso = _iso_seconds(text)
+        if numbers.null_count() == len(numbers):
+            return iso, "iso-8601"
+        return pl.select(pl.coalesce(seconds, iso)).to_series(), f"{kind} and iso-8601"
     if not raw.dtype.is_numeric():
         return pl.Series(raw.name, [None] * len(raw), dtype=pl.Int64), f"unsupported type {raw.dtype}"
-    values = raw.cast(pl.Float64)
+    return _numeric_seconds(raw.cast(pl.Float64), unit)
+
+
+def _numeric_seconds(values: pl.Series, unit: TimeUnit) -> tuple[pl.Series, str]:
     values = values.set(~values.is_finite(), None)
     if unit == "auto":
         top = values.abs().max()
         magnitude = float(top) if isinstance(top, int | float) else 0.0
         unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
-    seconds = (values / _UNIT_DIVISOR[unit]).floor().cast(pl.Int64)
-    return seconds, f"unix {unit}"
+    return (values / _UNIT_DIVISOR[unit]).floor().cast(pl.Int64), f"unix {unit}"
+
+
+def _iso_seconds(text: pl.Series) -> pl.Series:
+    """ISO-8601 strings to unix seconds; each value may use any of the accepted forms."""
+    norm = text.str.replace(r"^(\d{4}-\d\d-\d\d)[T ]", "${1} ").str.replace(r"Z$", "+00:00")
+    parsed = [norm.str.to_datetime(fmt, strict=False, time_zone="UTC") for fmt in _ISO_FORMATS]
+    return pl.select(pl.coalesce(parsed)).to_series().dt.epoch("s")
 
 
 def _map_behaviors(
@@ -349,7 +377,7 @@ def _map_behaviors(
             )
         dropped = events.filter(unknown).value_counts(sort=True).head(5)
         detail = ", ".join(f"{e!r}: {n}" for e, n in dropped.iter_rows())
-        out = frame.with_columns(ids.alias("behavior")).filter(~unknown)
+        out = frame.with_columns(ids.alias("behavior")).filter(~unknown).drop("event")
         report.add("events outside the vocabulary", frame.height, out.height, detail,
                    hint=f"the vocabulary is {', '.join(vocab)}")
         return out, vocab, "events", order
@@ -394,22 +422,56 @@ def _map_ratings(
     return out, names, "ratings", "rating thresholds"
 
 
+def _sort_events(frame: pl.DataFrame) -> pl.DataFrame:
+    """Order events by user, then time, then file order (every later step keeps this order).
+
+    User and time are packed into one int64 key (user * time span + time) when it fits: sorting on
+    (key, row) is about twice as fast as on (user, time, row) and gives the same order.
+    """
+    if "timestamp" not in frame.columns:
+        return frame.sort(["user", "row"])
+    lo, hi = frame["timestamp"].min(), frame["timestamp"].max()
+    span = int(hi) - int(lo) + 1  # type: ignore[arg-type]
+    if (int(frame["user"].max()) + 1) * span >= 2**62:  # type: ignore[arg-type]
+        return frame.sort(["user", "timestamp", "row"])
+    key = pl.col("user").cast(pl.Int64) * span + (pl.col("timestamp") - lo)
+    return frame.sort([key, "row"])
+
+
 def _drop_duplicates(frame: pl.DataFrame, report: _Report) -> pl.DataFrame:
+    """Keep the first (in file order) of rows equal in user, item, time and event or rating.
+
+    The frame is sorted by user and time, so duplicates sit in runs of equal (user, time); only rows
+    in such runs are compared on all values (MovieLens has many; typical event logs very few).
+    """
     if "timestamp" not in frame.columns:
         report.add("exact duplicates", frame.height, frame.height, "skipped: no timestamps, repeats are kept")
         return frame
-    key = [c for c in ("user", "item", "timestamp", "event", "rating") if c in frame.columns]
-    out = frame.filter(pl.struct(key).is_first_distinct())
+    user, ts = frame["user"].to_numpy(), frame["timestamp"].to_numpy()
+    tie = (user[1:] == user[:-1]) & (ts[1:] == ts[:-1])
+    in_run = np.zeros(frame.height, dtype=bool)
+    in_run[1:] |= tie
+    in_run[:-1] |= tie
+    keep = np.ones(frame.height, dtype=bool)
+    if in_run.any():
+        value = "rating" if "rating" in frame.columns else "behavior"
+        suspects = frame.filter(pl.Series(in_run))  # still in (user, time, file) order
+        first = suspects.select(pl.struct("user", "timestamp", "item", value).is_first_distinct())
+        keep[np.flatnonzero(in_run)[~first.to_series().to_numpy()]] = False
+    out = frame.filter(pl.Series(keep))
     report.add("exact duplicates", frame.height, out.height)
     return out
 
 
-def _k_core(frame: pl.DataFrame, config: PrepareConfig, report: _Report) -> pl.DataFrame:
-    """Iteratively drop users and items below their minimum count (on dense codes, with bincount)."""
+def _k_core(
+    frame: pl.DataFrame, config: PrepareConfig, report: _Report, n_users: int, n_items: int
+) -> pl.DataFrame:
+    """Iteratively drop users and items below their minimum count (bincount over the dense codes)."""
     ku, ki = config.min_user_events, config.min_item_events
-    users = (frame["user"].rank("dense") - 1).to_numpy().astype(np.int64)
-    items = (frame["item"].rank("dense") - 1).to_numpy().astype(np.int64)
-    n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
+    users = frame["user"].to_numpy()
+    items = frame["item"].to_numpy()
+    users_before = int(np.count_nonzero(np.bincount(users, minlength=n_users)))
+    items_before = int(np.count_nonzero(np.bincount(items, minlength=n_items)))
     keep = np.ones(len(users), dtype=bool)
     rounds = 0
     while True:
@@ -423,19 +485,31 @@ def _k_core(frame: pl.DataFrame, config: PrepareConfig, report: _Report) -> pl.D
     out = frame.filter(pl.Series(keep))
     kept_users = int(np.count_nonzero(user_count >= ku)) if keep.any() else 0
     kept_items = int(np.count_nonzero(item_count >= ki)) if keep.any() else 0
-    detail = (f"min {ku} per user, {ki} per item, {rounds} rounds; users {n_users} -> {kept_users}, "
-              f"items {n_items} -> {kept_items}")
+    detail = (f"min {ku} per user, {ki} per item, {rounds} rounds; users {users_before} -> {kept_users}, "
+              f"items {items_before} -> {kept_items}")
     report.add("k-core", frame.height, out.height, detail,
                hint="lower --min-user-events / --min-item-events")
     return out
 
 
+def _densify(
+    frame: pl.DataFrame, col: str, n_codes: int, first_id: int
+) -> tuple[pl.DataFrame, pl.Series]:
+    """Renumber the codes still present in ``col`` as ``first_id, first_id + 1, ...`` (order kept).
+
+    Returns the frame and, for each new id, its old code (to pick the raw ids that survived).
+    """
+    codes = frame[col].to_numpy()
+    present = np.flatnonzero(np.bincount(codes, minlength=n_codes))
+    table = np.zeros(n_codes, dtype=np.int32)
+    table[present] = np.arange(first_id, first_id + len(present), dtype=np.int32)
+    return frame.with_columns(pl.Series(col, table[codes])), pl.Series(present)
+
+
 def _sessionize(frame: pl.DataFrame, gap_seconds: float) -> pl.DataFrame:
-    """Order each user's events (time, then file order) and number positions and sessions."""
+    """Number positions and sessions of events already in (user, time, file) order."""
     has_time = "timestamp" in frame.columns
-    order = ["user_id", "timestamp", "row"] if has_time else ["user_id", "row"]
-    frame = frame.sort(order)
-    user = frame["user_id"].to_numpy()
+    user = frame["user"].to_numpy()
     n = len(user)
     starts = np.empty(n, dtype=bool)
     starts[0] = True
@@ -453,20 +527,20 @@ def _sessionize(frame: pl.DataFrame, gap_seconds: float) -> pl.DataFrame:
         session = np.zeros(n, dtype=np.int64)
         timestamp = pl.Series("timestamp", [None] * n, dtype=pl.Int64)
     return pl.DataFrame({
-        "user": frame["user_id"], "item": frame["item_id"], "behavior": frame["behavior"],
-        "timestamp": timestamp, "session": session.astype(np.int32), "position": position.astype(np.int32),
+        "user": frame["user"], "item": frame["item"], "behavior": frame["behavior"], "timestamp": timestamp,
+        "session": session.astype(np.int32), "position": position.astype(np.int32),
     })
 
 
-def _users_table(frame: pl.DataFrame, config: PrepareConfig) -> pl.DataFrame:
-    users = frame.select("user_id", "user").unique("user_id").sort("user_id")
-    raw = users["user"].cast(pl.String).to_list()
+def _users_table(raw_ids: pl.Series, config: PrepareConfig) -> pl.DataFrame:
+    """User ``i`` has raw id ``raw_ids[i]``; its key is that id or a salted-hash pseudonym of it."""
+    raw = raw_ids.to_list()
     if config.keep_raw_ids:
         keys = raw
     else:
         salt = (config.salt.encode() if config.salt is not None else secrets.token_bytes(32))
         keys = [hmac.new(salt, r.encode(), hashlib.sha256).hexdigest()[:16] for r in raw]
-    return pl.DataFrame({"user": users["user_id"], "user_key": keys})
+    return pl.DataFrame({"user": np.arange(len(raw), dtype=np.int32), "user_key": keys})
 
 
 def _user_key_note(config: PrepareConfig) -> str:
@@ -476,14 +550,14 @@ def _user_key_note(config: PrepareConfig) -> str:
     return f"HMAC-SHA256 of the raw id under {salt}, first 16 hex digits; the salt is not stored"
 
 
-def _items_table(frame: pl.DataFrame, items: RawItems | None) -> tuple[pl.DataFrame, dict[str, Any]]:
-    table = frame.select(pl.col("item_id").alias("item"), pl.col("item").cast(pl.String).alias("raw_id"))
-    table = table.unique("item").sort("item")
+def _items_table(raw_ids: pl.Series, items: RawItems | None) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Item ``i + 1`` has raw id ``raw_ids[i]``; metadata is joined on the raw id as written."""
+    table = pl.DataFrame({"item": np.arange(1, len(raw_ids) + 1, dtype=np.int32), "raw_id": raw_ids})
     if items is None:
         return table.with_columns(title=pl.lit(None, pl.String), category=pl.lit(None, pl.String),
                                   price=pl.lit(None, pl.Float64)), {}
-    meta = items.frame.with_columns(_canonical_ids(items.frame["item"]).cast(pl.String).alias("raw_id"))
-    joined = table.join(meta.drop("item"), on="raw_id", how="left")
+    meta = items.frame.rename({"item": "raw_id"})
+    joined = table.join(meta, on="raw_id", how="left", maintain_order="left")
     matched = int(joined["raw_id"].is_in(meta["raw_id"].implode()).sum())
     return joined, {"path": str(items.path), "rows": items.frame.height, "matched_items": matched,
                     "items_without_metadata": table.height - matched}

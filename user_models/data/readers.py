@@ -41,6 +41,9 @@ TITLE_CANDIDATES = ("title", "movie_title", "name", "item_name")
 CATEGORY_CANDIDATES = ("category", "categories", "genres", "genre", "class")
 PRICE_CANDIDATES = ("price",)
 
+ROW_INDEX = "__recsim_row__"
+"""Name of the file-order index while scanning (renamed to ``row``), chosen not to clash with a column."""
+
 MOVIELENS_GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
@@ -185,12 +188,12 @@ def _scan_table(path: Path, fmt: str) -> tuple[pl.LazyFrame, int | None]:
     """Scan a csv/tsv/parquet/jsonl file lazily; returns the frame and the file line of data row 0."""
     if fmt in ("csv", "tsv"):
         lazy = pl.scan_csv(path, separator="," if fmt == "csv" else "\t", infer_schema=False,
-                           row_index_name="row", raise_if_empty=True)
+                           row_index_name=ROW_INDEX, raise_if_empty=True)
         return lazy, 2
     if fmt == "parquet":
-        return pl.scan_parquet(path).with_row_index("row"), None
+        return pl.scan_parquet(path).with_row_index(ROW_INDEX), None
     if fmt == "jsonl":
-        return pl.scan_ndjson(path, infer_schema_length=None, row_index_name="row"), 1
+        return pl.scan_ndjson(path, infer_schema_length=None, row_index_name=ROW_INDEX), 1
     raise InputError(f"{path}: unknown input format {fmt!r}; expected one of {', '.join(INPUT_FORMATS)}")
 
 
@@ -201,7 +204,7 @@ def _column_names(lazy: pl.LazyFrame, path: Path) -> list[str]:
         raise InputError(f"{path}: file is empty") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"{path}: cannot read ({_first_line(exc)})") from None
-    return [n for n in names if n != "row"]
+    return [n for n in names if n != ROW_INDEX]
 
 
 def _pick(
@@ -249,7 +252,8 @@ def _map_log_columns(
     present = {role: col for role, col in roles.items() if col is not None}
     if len(set(present.values())) < len(present):
         raise InputError(f"{path}: one column mapped to two roles: {present}")
-    frame = lazy.select(pl.col("row").cast(pl.Int64), *(pl.col(c).alias(r) for r, c in present.items()))
+    frame = lazy.select(pl.col(ROW_INDEX).cast(pl.Int64).alias("row"),
+                        *(pl.col(c).alias(r) for r, c in present.items()))
     return RawLog(frame, path, present, first_line, (path,))
 
 
@@ -273,7 +277,7 @@ def _map_item_columns(
         return pl.col(col).cast(pl.String)
 
     out = frame.select(
-        pl.col("row").cast(pl.Int64),
+        pl.col(ROW_INDEX).cast(pl.Int64).alias("row"),
         pl.col(item).cast(pl.String).str.strip_chars().alias("item"),
         text(title).alias("title"),
         text(category).alias("category"),
@@ -360,8 +364,8 @@ def _scan_recbole(path: Path) -> tuple[pl.LazyFrame, dict[str, str]]:
     for field in header.split("\t"):
         name, _, kind = field.partition(":")
         types[name] = kind or "token"
-    lazy = pl.scan_csv(path, separator="\t", quote_char=None, infer_schema=False, row_index_name="row",
-                       new_columns=list(types), raise_if_empty=True)
+    lazy = pl.scan_csv(path, separator="\t", quote_char=None, infer_schema=False,
+                       row_index_name=ROW_INDEX, new_columns=list(types), raise_if_empty=True)
     return lazy, types
 
 
