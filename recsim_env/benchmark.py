@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,6 @@ from recsim_env.config import CandidateConfig, ChoiceConfig, LeaveConfig, Popula
 from recsim_env.metrics import Catalogue, Episode, categories_multi_hot
 from user_models.errors import InputError
 
-_SUBCONFIGS: dict[str, type] = {
-    "reward": RewardConfig,
-    "population": PopulationConfig,
-    "choice": ChoiceConfig,
-    "leave": LeaveConfig,
-    "candidates": CandidateConfig,
-}
-
 
 @dataclass(frozen=True)
 class EnvSettings:
@@ -48,7 +40,10 @@ class EnvSettings:
 
     Read from ``--env-config YAML``: top-level keys are the fields below; ``reward``, ``population``,
     ``choice``, ``leave`` and ``candidates`` are mappings of the fields of the frozen configs in
-    :mod:`recsim_env.config`. Unknown keys are an error (a typo must not silently fall back to a default).
+    :mod:`recsim_env.config` (converted by :func:`agents.envs.env_arguments`, the agents' YAML reader).
+    Unknown keys are an error (a typo must not silently fall back to a default). A field left at None
+    takes the env's default; for ``--model world`` those are the ``RecSim-World-v0`` defaults (the
+    world's own patience instead of the core's, no-choice steps as world events).
     """
 
     slate_size: int = 5
@@ -63,6 +58,9 @@ class EnvSettings:
     candidates: CandidateConfig | None = None
     calibration: str | None = None
     """A calibration JSON (``recsim env calibrate``); overrides the calibrated choice/leave fields."""
+    no_choice_event: bool | None = None
+    """No-choice steps become model events (behavior 0); None: the env's default."""
+    strict: bool = False
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> EnvSettings:
@@ -80,32 +78,30 @@ class EnvSettings:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = "env config") -> EnvSettings:
+        from agents.envs import env_arguments
+
         known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in known:
-                raise InputError(f"{source}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
-            if key in _SUBCONFIGS and value is not None:
-                sub = _SUBCONFIGS[key]
-                if not isinstance(value, dict):
-                    raise InputError(f"{source}: {key!r} must be a mapping of {sub.__name__} fields")
-                sub_known = {f.name for f in fields(sub)}
-                unknown = set(value) - sub_known
-                if unknown:
-                    raise InputError(
-                        f"{source}: unknown {key} setting(s) {sorted(unknown)} "
-                        f"(known: {', '.join(sorted(sub_known))})"
-                    )
-                value = sub(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
-            values[key] = value
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"{source}: unknown setting(s) {unknown} (known: {', '.join(sorted(known))})")
         try:
-            return cls(**values)
-        except TypeError as exc:
+            return cls(**env_arguments(data))
+        except (TypeError, InputError) as exc:
             raise InputError(f"{source}: {exc}") from None
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``RecSimEnv`` / :func:`recsim_env.factory.build_env_core`."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if out["no_choice_event"] is None:
+            del out["no_choice_event"]
+        return out
+
+    def for_world(self) -> EnvSettings:
+        """These settings with ``RecSim-World-v0``'s defaults filled in where left unset."""
+        from recsim_env.env import WORLD_LEAVE
+
+        no_choice_event = True if self.no_choice_event is None else self.no_choice_event
+        return replace(self, leave=self.leave or WORLD_LEAVE, no_choice_event=no_choice_event)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -398,6 +394,8 @@ def build_simulator(
 
     dataset = load_dataset(data)
     user_model = load_user_model(model, dataset, device)
+    if isinstance(model, str | os.PathLike) and str(model) == WORLD_MODEL:
+        settings = settings.for_world()
     kwargs = settings.kwargs()
     core, adapter = build_env_core(user_model, dataset, n_users=n_users, device=device, **kwargs)
     venv = DummyVecEnv([lambda: RecSimEnv(model=user_model, data=dataset, device=device, **kwargs)])

@@ -115,10 +115,27 @@ def test_env_settings_from_yaml(tmp_path):
     settings = EnvSettings.from_yaml(path)
     assert settings.slate_size == 3 and settings.reward.behavior_weights == (0.2, 1.0)
     path.write_text("slate_sise: 3\n")
-    with pytest.raises(InputError, match="unknown setting 'slate_sise'"):
+    with pytest.raises(InputError, match="unknown setting.*slate_sise"):
         EnvSettings.from_yaml(path)
     path.write_text("reward:\n  weight: 1\n")
-    with pytest.raises(InputError, match="unknown reward setting"):
+    with pytest.raises(InputError, match="reward.*weight"):
         EnvSettings.from_yaml(path)
     with pytest.raises(InputError, match="repeated policy"):
         BenchmarkConfig(policies=("random", "random"))
+
+
+def test_env_settings_cover_every_env_argument():
+    # EnvSettings mirrors RecSimEnv's keyword arguments; a new env argument must show up here.
+    import dataclasses
+    import inspect
+
+    from recsim_env.env import RecSimEnv
+
+    env_args = set(inspect.signature(RecSimEnv.__init__).parameters) - {
+        "self",
+        "model",
+        "data",
+        "device",
+        "render_mode",
+    }
+    assert {f.name for f in dataclasses.fields(EnvSettings)} == env_args
