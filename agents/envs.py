@@ -89,21 +89,28 @@ def env_arguments(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
 def make_vec_env(
     spec: SimulatorSpec, env_id: str, env_kwargs: Mapping[str, Any], n_envs: int, seed: int
 ) -> Any:
-    """An SB3 ``VecEnv`` of ``n_envs`` simulated users, seeded with ``seed`` (row i gets ``seed + i``).
+    """An SB3 ``VecEnv`` of ``n_envs`` simulated users on one batched core, seeded with ``seed``.
 
-    ``env_kwargs`` are plain values (see :func:`env_arguments`).
+    ``gym.make_vec`` builds the native vector env (so the env id's registered arguments apply, e.g.
+    ``RecSim-LongTerm-v0``'s impatient users); :class:`recsim_env.sb3.RecSimVecEnv` adapts it to SB3 and
+    ``VecMonitor`` records episode returns. ``env_kwargs`` are plain values (see :func:`env_arguments`).
     """
     import gymnasium as gym
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+    from stable_baselines3.common.vec_env import VecMonitor
 
     import recsim_env  # noqa: F401  (registers the env ids)
+    from recsim_env.sb3 import RecSimVecEnv
 
-    kwargs = env_arguments(env_kwargs)
-
-    def make() -> gym.Env:
-        return gym.make(env_id, model=spec.user_model, data=spec.dataset, device=spec.device, **kwargs)
-
-    venv = DummyVecEnv([make] * n_envs)
+    vector = gym.make_vec(
+        env_id,
+        num_envs=n_envs,
+        vectorization_mode="vector_entry_point",
+        model=spec.user_model,
+        data=spec.dataset,
+        device=spec.device,
+        **env_arguments(env_kwargs),
+    )
+    venv = RecSimVecEnv(vector)  # type: ignore[arg-type]
     venv.seed(seed)
     return VecMonitor(venv)
 

@@ -21,6 +21,18 @@ CHOSEN_INFO_KEY = "position"
 """The info key holding the slate position the user chose (-1 when nothing was chosen)."""
 
 
+def _chosen_positions(venv: Any, infos: list[dict[str, Any]]) -> np.ndarray:
+    """``[N]`` the slot each user chose at the last step (-1: none).
+
+    The batched SB3 adapter keeps the step's full response in ``last_infos`` (its per-env infos are
+    empty for running envs); other VecEnvs carry it in each env's info.
+    """
+    batched = getattr(venv, "last_infos", None)
+    if batched and CHOSEN_INFO_KEY in batched:
+        return np.asarray(batched[CHOSEN_INFO_KEY], dtype=np.int64)
+    return np.array([info.get(CHOSEN_INFO_KEY, -1) for info in infos], dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A sample mean with a two-sided 95% Student-t confidence interval."""
@@ -91,8 +103,7 @@ def evaluate(
         actions, state = act(policy, observation, state, episode_start, deterministic, masks)
         observation, rewards, dones, infos = venv.step(actions)
         if online:
-            chosen = np.array([info.get(CHOSEN_INFO_KEY, -1) for info in infos], dtype=np.int64)
-            policy.observe(rewards, chosen, dones)  # type: ignore[attr-defined]
+            policy.observe(rewards, _chosen_positions(venv, infos), dones)  # type: ignore[attr-defined]
         current_return += rewards
         current_length += 1
         for i in np.flatnonzero(dones):

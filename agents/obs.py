@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ITEMS = "items"
+ITEMS = "history_items"
 """``[L]`` int item ids of the user's recent events (0 = padding)."""
 BEHAVIORS = "behaviors"
 """``[L]`` int behavior ids of those events (0 = padding / no response)."""

@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from agents.obs import CANDIDATES
 from user_models.errors import InputError
 
 ActionMode = Literal["slate", "candidates", "embedding"]
@@ -100,7 +101,7 @@ class ActionLayout:
     def choice_items(self, obs: Observation, batch_size: int) -> np.ndarray:
         """``[B, n_choices]`` item id behind each choice (0 where a candidate slot is empty)."""
         if self.mode == "candidates":
-            return np.asarray(obs["candidates"], dtype=np.int64).reshape(batch_size, self.n_choices)
+            return np.asarray(obs[CANDIDATES], dtype=np.int64).reshape(batch_size, self.n_choices)
         ids = np.arange(self.n_choices, dtype=np.int64)
         return np.broadcast_to(ids, (batch_size, self.n_choices))
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from agents.baselines import MMR, EpsilonGreedy, Greedy, LinUCB, MostPopular, OracleGreedy, RandomPolicy
 from agents.greedy import GRUConfig, load_gru_recommender, save_gru_recommender, train_gru_recommender
 from agents.item_features import cooccurrence_embeddings, item_popularity
-from agents.obs import history_batch
+from agents.obs import BEHAVIORS, CANDIDATES, ITEMS, MASK, history_batch
 from agents.policy import ActionLayout, act, select_slate
 from user_models.data.artifact import DatasetMeta, SequenceDataset
 from user_models.errors import InputError
@@ -25,12 +25,12 @@ def _obs(rng: np.random.Generator, batch: int, n_candidates: int = 0) -> dict[st
     lengths = rng.integers(0, HISTORY + 1, batch)
     mask = (np.arange(HISTORY)[None, :] >= HISTORY - lengths[:, None]).astype(np.int8)  # right-aligned
     obs = {
-        "items": np.where(mask, rng.integers(1, N_ITEMS + 1, (batch, HISTORY)), 0),
-        "behaviors": np.where(mask, rng.integers(1, 4, (batch, HISTORY)), 0),
-        "mask": mask,
+        ITEMS: np.where(mask, rng.integers(1, N_ITEMS + 1, (batch, HISTORY)), 0),
+        BEHAVIORS: np.where(mask, rng.integers(1, 4, (batch, HISTORY)), 0),
+        MASK: mask,
     }
     if n_candidates:
-        obs["candidates"] = rng.integers(1, N_ITEMS + 1, (batch, n_candidates))
+        obs[CANDIDATES] = rng.integers(1, N_ITEMS + 1, (batch, n_candidates))
     return obs
 
 
@@ -130,7 +130,7 @@ def test_most_popular_shows_the_most_consumed_items() -> None:
 def test_candidates_mode_maps_positions_to_candidate_items() -> None:
     layout = ActionLayout("candidates", 1, 4, discrete=True)
     obs = _obs(np.random.default_rng(0), 2, 4)
-    obs["candidates"] = np.array([[2, 9, 4, 5], [9, 1, 2, 3]])
+    obs[CANDIDATES] = np.array([[2, 9, 4, 5], [9, 1, 2, 3]])
     popularity = np.zeros(N_ITEMS + 1)
     popularity[9] = 1
     actions, _ = MostPopular(layout, np.random.default_rng(0), popularity).predict(obs)
@@ -231,9 +231,9 @@ def test_greedy_recommender_learns_the_logs_and_round_trips(tmp_path) -> None:
     )
     layout = ActionLayout("slate", 1, 7)
     obs = {
-        "items": np.array([[0, 0, 1, 2, 3], [0, 5, 6, 1, 2]]),
-        "behaviors": np.ones((2, 5), dtype=np.int64),
-        "mask": np.array([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]]),
+        ITEMS: np.array([[0, 0, 1, 2, 3], [0, 5, 6, 1, 2]]),
+        BEHAVIORS: np.ones((2, 5), dtype=np.int64),
+        MASK: np.array([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]]),
     }
     greedy = Greedy(layout, np.random.default_rng(0), model)
     assert greedy.predict(obs)[0].tolist() == [[4], [3]]
@@ -254,14 +254,14 @@ def test_log_features_come_from_the_training_split() -> None:
 
 def test_history_batch_compacts_either_padding_side() -> None:
     left = {
-        "items": np.array([[0, 0, 4, 5]]),
-        "behaviors": np.array([[0, 0, 1, 2]]),
-        "mask": np.array([[0, 0, 1, 1]]),
+        ITEMS: np.array([[0, 0, 4, 5]]),
+        BEHAVIORS: np.array([[0, 0, 1, 2]]),
+        MASK: np.array([[0, 0, 1, 1]]),
     }
     right = {
-        "items": np.array([[4, 5, 0, 0]]),
-        "behaviors": np.array([[1, 2, 0, 0]]),
-        "mask": np.array([[1, 1, 0, 0]]),
+        ITEMS: np.array([[4, 5, 0, 0]]),
+        BEHAVIORS: np.array([[1, 2, 0, 0]]),
+        MASK: np.array([[1, 1, 0, 0]]),
     }
     for obs in (left, right):
         h = history_batch(obs)
