@@ -223,25 +223,24 @@ class FixedPopulation:
         return self.history
 
 
-class PopularitySampler:
-    """A logging-like policy: ``k`` distinct items drawn without replacement, P(item) ~ training popularity.
+class LoggingLikePolicy:
+    """The calibration's logging-like policy as an SB3-style policy over the core's current users.
 
-    SB3's ``predict`` over ``slate`` actions; draws from its own generator (Gumbel top-k).
+    Slates are drawn by :func:`recsim_env.calibrate.logging_slates` (items without replacement with
+    probability proportional to training popularity), the same policy the calibration matches the logs
+    under, from the policy's own generator. ``slate`` action mode only (actions are item ids).
     """
 
-    def __init__(self, popularity: np.ndarray, slate_size: int, rng: np.random.Generator) -> None:
-        counts = np.asarray(popularity, dtype=np.float64)
-        self.log_weight = np.where(counts > 0, np.log(np.maximum(counts, 1e-300)), -np.inf)
-        self.log_weight[0] = -np.inf
-        self.slate_size = slate_size
-        self.rng = rng
+    def __init__(self, core: Any, seed: int) -> None:
+        self.core = core
+        self.generator = torch.Generator(device=core.device).manual_seed(seed)
 
     def predict(
         self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
     ) -> tuple[np.ndarray, Any]:
-        n = np.asarray(observation["items"]).shape[0]
-        keys = self.log_weight[None, :] + self.rng.gumbel(size=(n, self.log_weight.size))
-        return np.argsort(-keys, axis=1)[:, : self.slate_size].astype(np.int64), state
+        from recsim_env.calibrate import logging_slates
+
+        return logging_slates(self.core, "popular", self.generator).cpu().numpy(), state
 
 
 @dataclass(frozen=True)
@@ -281,8 +280,9 @@ def data_fidelity(
     sim = build_simulator(probe.core.model, data, settings, int(held.users.size), device)
     sim.core.population = FixedPopulation(held.history.to(sim.core.device))
     popularity = np.asarray(item_popularity(dataset), dtype=np.float64)
-    policy = PopularitySampler(popularity, sim.core.slate_size, rng)
-    run = run_episodes(sim.core, sim.adapter, policy, seed, policy_name="logging-like")
+    run = run_episodes(
+        sim.core, sim.adapter, LoggingLikePolicy(sim.core, seed), seed, policy_name="logging-like"
+    )
     simulated_items, simulated_behaviors, prior = [], [], []
     for ep, real_prior in zip(run.episodes, held.sessions.prior, strict=True):
         chose = ep.chosen > 0

@@ -43,7 +43,7 @@ def test_round_trip(tmp_path, monkeypatch):
         assert not (back.terminations[:-1] | back.truncations[:-1]).any()
         # The last observation holds the last step's choice at the end of the history.
         if summary.chosen[-1]:
-            assert back.observations["items"][-1][-1] == summary.chosen[-1]
+            assert back.observations["history_items"][-1][-1] == summary.chosen[-1]
 
     with pytest.raises(InputError, match="already exists"):
         write_minari_dataset(episodes, "recsim/test-random-v0", obs_space, act_space, algorithm_name="random",
