@@ -226,7 +226,8 @@ def run_episodes(
         core: a :class:`~recsim_env.core.SimulationCore`; its rows are the evaluation population.
         adapter: the :class:`~recsim_env.spaces.SpaceAdapter` of the env the policy was built for.
         policy: anything with SB3's ``predict`` (batched observations in, actions out). Policies that
-            learn online (:class:`agents.policy.OnlinePolicy`) get each step's feedback.
+            learn online (:class:`agents.policy.OnlinePolicy`) act on, and get the feedback of, the live
+            rows only.
         seed: seeds the core (population and random streams).
         on_step: called with the number of active rows after each step (progress bars).
         frame_rows: the first ``frame_rows`` rows are also recorded as visualizer frames.
@@ -240,6 +241,7 @@ def run_episodes(
     core.manual_seed(seed)
     core.reset()
     discrete = adapter.action_mode != "embedding"
+    online = isinstance(policy, OnlinePolicy)
     active = torch.ones(n, dtype=torch.bool, device=core.device)
     start = np.ones(n, dtype=bool)
     state = None
@@ -256,7 +258,16 @@ def run_episodes(
         if record_transitions:
             observations.append(obs)
         masks = adapter.action_masks().cpu().numpy() if discrete else None
-        actions, state = act(policy, obs, state, start, deterministic=True, action_masks=masks)
+        if online:
+            # A policy that learns online must see only live users: a finished row's stale
+            # observation and empty feedback would be training data that no real user produced.
+            live = np.flatnonzero(active.cpu().numpy())
+            chosen, state = act(policy, {k: v[live] for k, v in obs.items()}, state, start[live],
+                                deterministic=True, action_masks=None if masks is None else masks[live])
+            actions = np.zeros((n, *np.shape(chosen)[1:]), dtype=np.asarray(chosen).dtype)
+            actions[live] = chosen
+        else:
+            actions, state = act(policy, obs, state, start, deterministic=True, action_masks=masks)
         start = np.zeros(n, dtype=bool)
         actions = adapter.check_actions(actions, n)
         record = core.step(adapter.to_slate(actions), active)
@@ -272,8 +283,8 @@ def run_episodes(
         if record_transitions:
             step["action"] = actions
         steps.append(step)
-        if isinstance(policy, OnlinePolicy):
-            policy.observe(step["reward"], step["position"], done.cpu().numpy())
+        if online:
+            policy.observe(step["reward"][live], step["position"][live], done.cpu().numpy()[live])
         frames += [
             frame_builder.frame(r, policy=policy_name, user_id=r, episode=r)
             for r in rows

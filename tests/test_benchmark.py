@@ -139,3 +139,26 @@ def test_env_settings_cover_every_env_argument():
         "render_mode",
     }
     assert {f.name for f in dataclasses.fields(EnvSettings)} == env_args
+
+
+def test_online_policies_learn_from_live_users_only(simulator):
+    _, _, sim = simulator
+
+    class Recorder:
+        """An online policy that records the batch sizes it acts on and learns from."""
+
+        def __init__(self, base):
+            self.base, self.acted, self.fed = base, [], []
+
+        def predict(self, obs, state=None, episode_start=None, deterministic=False, action_masks=None):
+            self.acted.append(len(obs["mask"]))
+            return self.base.predict(obs, state, episode_start, deterministic, action_masks=action_masks)
+
+        def observe(self, rewards, chosen, dones):
+            self.fed.append(len(rewards))
+
+    recorder = Recorder(build_policy("random", sim, 0, None))
+    run = run_episodes(sim.core, sim.adapter, recorder, seed=6)
+    lengths = np.array([ep.length for ep in run.episodes])
+    live = [int((lengths > t).sum()) for t in range(lengths.max())]
+    assert recorder.acted == live and recorder.fed == live
