@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,6 +168,9 @@ def _export_minari(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise InputError(f"--episodes must be >= 1, got {args.episodes}")
+    root = os.environ.get("MINARI_DATASETS_PATH")
+    if root is not None:  # Minari 0.5.4 doubles a relative root when it writes episodes
+        os.environ["MINARI_DATASETS_PATH"] = str(Path(root).resolve())
     dataset = export_minari(
         args.model,
         args.data,
@@ -206,8 +210,6 @@ def _ope(args: argparse.Namespace) -> int:
 
 def _write(path: Path, text: str) -> None:
     """Write ``text`` through a temporary sibling renamed into place (no half-written reports)."""
-    import os
-
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
