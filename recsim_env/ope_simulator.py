@@ -35,7 +35,14 @@ import numpy as np
 
 from recsim_env.benchmark import EnvSettings, Simulator, build_policy, build_simulator
 from recsim_env.config import CandidateConfig
-from recsim_env.ope import SlateLog, estimate_all, gather_slot_probs, sample_product_slates, softmax
+from recsim_env.ope import (
+    SlateLog,
+    estimate_all,
+    estimator_errors,
+    gather_slot_probs,
+    sample_product_slates,
+    softmax,
+)
 from recsim_env.stats import bootstrap_mean_ci
 from user_models.errors import InputError
 
@@ -263,23 +270,9 @@ def run_ope(
     rows = []
     for name in config.targets:
         truth, low, high = truths[name]
-        for estimator, values in estimates[name].items():
-            v = np.asarray(values)
-            bias = float(v.mean() - truth)
-            rows.append(
-                OPERow(
-                    target=name,
-                    estimator=estimator,
-                    truth=truth,
-                    truth_low=low,
-                    truth_high=high,
-                    mean_estimate=float(v.mean()),
-                    bias=bias,
-                    rmse=float(np.sqrt(((v - truth) ** 2).mean())),
-                    relative_bias=bias / abs(truth) if truth else float("nan"),
-                    n_seeds=int(v.size),
-                )
-            )
+        for e in estimator_errors(estimates[name], truth):
+            rows.append(OPERow(name, e.estimator, truth, low, high, e.mean_estimate, e.bias, e.rmse,
+                               e.relative_bias, e.n_replicates))
     return rows
 
 
