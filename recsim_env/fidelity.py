@@ -211,7 +211,7 @@ def held_out_sessions(
     return HeldOut(users, history, Sessions(real_items, real_behaviors, prior))
 
 
-class FixedPopulation:
+class PrefixPopulation:
     """A population that always returns the same users (the held-out prefixes), in row order."""
 
     def __init__(self, history: History) -> None:
@@ -278,7 +278,7 @@ def data_fidelity(
     rng = np.random.default_rng(seed)
     held = held_out_sessions(dataset, n_users, rng)
     sim = build_simulator(probe.core.model, data, settings, int(held.users.size), device)
-    sim.core.population = FixedPopulation(held.history.to(sim.core.device))
+    sim.core.population = PrefixPopulation(held.history.to(sim.core.device))
     popularity = np.asarray(item_popularity(dataset), dtype=np.float64)
     run = run_episodes(
         sim.core, sim.adapter, LoggingLikePolicy(sim.core, seed), seed, policy_name="logging-like"

@@ -162,3 +162,39 @@ def test_online_policies_learn_from_live_users_only(simulator):
     lengths = np.array([ep.length for ep in run.episodes])
     live = [int((lengths > t).sum()) for t in range(lengths.max())]
     assert recorder.acted == live and recorder.fed == live
+
+
+def test_saved_agent_is_benchmarked_like_a_baseline(simulator, tmp_path):
+    from agents.checkpoint import build_algorithm, save_agent
+    from agents.config import load_train_config
+    from agents.envs import SimulatorSpec, make_vec_env
+
+    user, data, _ = simulator
+    overrides = {
+        "n_timesteps": 16,
+        "n_envs": 2,
+        "n_steps": 8,
+        "batch_size": 16,
+        "eval_freq": 0,
+        "checkpoint_freq": 0,
+        "env_kwargs": {"slate_size": 2, "max_steps": 12, "action_mode": "slate"},
+        "features": {"item_dim": 8, "hidden_dim": 8},
+    }
+    config = load_train_config("ppo", overrides=overrides)
+    spec = SimulatorSpec(user, data)
+    model = build_algorithm(
+        config, make_vec_env(spec, "RecSim-v0", config.env_kwargs, 2, 0), seed=0, device="cpu"
+    )
+    model.learn(16)
+    save_agent(model, config, tmp_path / "ppo_agent")
+    bench = BenchmarkConfig(
+        policies=("random", str(tmp_path / "ppo_agent")),
+        episodes=6,
+        seeds=1,
+        n_resamples=50,
+        save_trajectories=0,
+    )
+    paths = run_benchmark(user, data, bench, SETTINGS, tmp_path / "out", progress=False)
+    results = json.loads(paths["results.json"].read_text())
+    assert results["config"]["policies"] == ["random", "ppo_agent"]
+    assert any(m["policy"] == "ppo_agent" and m["metric"] == "return" for m in results["metrics"])
