@@ -46,7 +46,7 @@ from recsim_env.benchmark import (
     collect_runs,
     run_episodes,
 )
-from recsim_env.metrics import categories_multi_hot
+from recsim_env.metrics import categories_multi_hot, consumption_rate
 from recsim_env.stats import bootstrap_mean_ci
 from user_models.errors import InputError
 from user_models.protocol import History
@@ -316,7 +316,8 @@ def data_fidelity(
 
 @dataclass(frozen=True)
 class PolicyReturn:
-    """One policy's mean return in the world and in the learned simulator (95% bootstrap intervals)."""
+    """One policy in the world and in the learned simulator: mean return (95% bootstrap interval), mean
+    session length in steps and consumption rate (to tell *why* returns differ)."""
 
     policy: str
     world: float
@@ -325,6 +326,10 @@ class PolicyReturn:
     learned: float
     learned_low: float
     learned_high: float
+    world_length: float
+    learned_length: float
+    world_consumption: float
+    learned_consumption: float
 
     @property
     def relative_error(self) -> float:
@@ -355,16 +360,20 @@ class GroundTruthFidelity:
         }
 
 
-def _mean_returns(
+def _policy_stats(
     sim: Simulator, config: BenchmarkConfig, greedy_model: Path, progress: bool, desc: str
-) -> dict[str, tuple[float, float, float]]:
+) -> dict[str, tuple[float, float, float, float, float]]:
+    """Per policy: mean return with its interval, mean session length (steps) and consumption rate."""
     runs = collect_runs(sim, config, greedy_model=greedy_model, progress=progress, desc=desc)
     rng = np.random.default_rng(config.base_seed)
     out = {}
     for label, policy_runs in runs.items():
-        returns = np.array([ep.rewards.sum() for run in policy_runs for ep in run.episodes])
+        episodes = [ep for run in policy_runs for ep in run.episodes]
+        returns = np.array([ep.rewards.sum() for ep in episodes])
         ci = bootstrap_mean_ci(returns, rng, n_resamples=config.n_resamples)
-        out[label] = (ci.estimate, ci.low, ci.high)
+        length = float(np.mean([ep.length for ep in episodes]))
+        consumption = float(np.mean([consumption_rate(ep.chosen) for ep in episodes]))
+        out[label] = (ci.estimate, ci.low, ci.high, length, consumption)
     return out
 
 
@@ -386,9 +395,12 @@ def ground_truth_fidelity(
     world = build_simulator(WORLD_MODEL, data, world_settings, config.episodes, config.device)
     learned = build_simulator(model, data, settings, config.episodes, config.device)
     greedy = work_dir / "greedy_recommender"
-    truth = _mean_returns(world, config, greedy, progress, "world")
-    sim = _mean_returns(learned, config, greedy, progress, "learned simulator")
-    returns = [PolicyReturn(p, *truth[p], *sim[p]) for p in truth]
+    truth = _policy_stats(world, config, greedy, progress, "world")
+    sim = _policy_stats(learned, config, greedy, progress, "learned simulator")
+    returns = [
+        PolicyReturn(p, *truth[p][:3], *sim[p][:3], truth[p][3], sim[p][3], truth[p][4], sim[p][4])
+        for p in truth
+    ]
     tau = float(sps.kendalltau([r.world for r in returns], [r.learned for r in returns]).statistic)
     errors = np.array([abs(r.relative_error) for r in returns])
     return GroundTruthFidelity(returns, tau, float(errors.max()), float(errors.mean()))
@@ -439,13 +451,16 @@ def fidelity_markdown(
         lines += [
             "## Ground-truth fidelity: the synthetic world vs the simulator learned from its logs",
             "",
-            "| policy | return in world [95% CI] | return in learned simulator [95% CI] | relative error |",
-            "|---|---|---|---|",
+            "| policy | return in world [95% CI] | return in learned simulator [95% CI] | relative error "
+            "| length world / learned | consumption world / learned |",
+            "|---|---|---|---|---|---|",
         ]
         for r in t.returns:
             lines.append(
                 f"| {r.policy} | {r.world:.3f} [{r.world_low:.3f}, {r.world_high:.3f}] | {r.learned:.3f} "
-                f"[{r.learned_low:.3f}, {r.learned_high:.3f}] | {r.relative_error:+.1%} |"
+                f"[{r.learned_low:.3f}, {r.learned_high:.3f}] | {r.relative_error:+.1%} | "
+                f"{r.world_length:.1f} / {r.learned_length:.1f} | "
+                f"{r.world_consumption:.2f} / {r.learned_consumption:.2f} |"
             )
         lines += [
             "",
@@ -460,30 +475,37 @@ def fidelity_markdown(
 
 
 def explain_miss(t: GroundTruthFidelity) -> str:
-    """Why the targets were missed, from the numbers themselves."""
+    """Why the targets were missed, read off the numbers (which policy, which direction, which mechanism)."""
     reasons = []
     worst = max(t.returns, key=lambda r: abs(r.relative_error))
     if t.max_relative_error > REL_ERROR_TARGET:
         direction = "over" if worst.relative_error > 0 else "under"
         reasons.append(
-            f"the learned simulator {direction}-estimates `{worst.policy}` by {abs(worst.relative_error):.0%}"
+            f"the learned simulator {direction}-estimates `{worst.policy}` by "
+            f"{abs(worst.relative_error):.0%} (session length {worst.world_length:.1f} -> "
+            f"{worst.learned_length:.1f} steps, consumption rate "
+            f"{worst.world_consumption:.2f} -> {worst.learned_consumption:.2f})"
         )
-        biased = [r for r in t.returns if abs(r.relative_error) > REL_ERROR_TARGET]
-        if len(biased) == len(t.returns) and len({np.sign(r.relative_error) for r in biased}) == 1:
+        signs = {np.sign(r.relative_error) for r in t.returns if abs(r.relative_error) > REL_ERROR_TARGET}
+        if len(signs) == 1 and all(abs(r.relative_error) > REL_ERROR_TARGET for r in t.returns):
             reasons.append(
-                "every policy is off in the same direction, which points at session length / "
-                "consumption rate (the leave and no-choice mechanism or its calibration) rather "
-                "than at the ranking of items"
+                "every policy is off in the same direction, which points at the session mechanism (leave, "
+                "no-choice, calibration) rather than at item preferences"
             )
     if t.kendall_tau < TAU_TARGET:
+        world_spread = max(r.world for r in t.returns) - min(r.world for r in t.returns)
+        learned_spread = max(r.learned for r in t.returns) - min(r.learned for r in t.returns)
         overlapping = sum(
             1
             for i, a in enumerate(t.returns)
             for b in t.returns[i + 1 :]
             if a.world_low <= b.world_high and b.world_low <= a.world_high
         )
+        pairs = len(t.returns) * (len(t.returns) - 1) // 2
         reasons.append(
-            f"the ranking differs (tau {t.kendall_tau:.2f}); {overlapping} policy pairs have "
-            "overlapping world intervals, so some swaps are within noise"
+            f"the rankings disagree (tau {t.kendall_tau:.2f}): the policies' returns spread over "
+            f"{world_spread:.3f} in the world but {learned_spread:.3f} in the learned simulator, and "
+            f"{overlapping} of {pairs} policy pairs have overlapping world intervals: the two simulators "
+            "react differently to what is recommended"
         )
     return "Why the targets were missed: " + "; ".join(reasons) + "."
