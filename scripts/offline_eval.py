@@ -263,7 +263,8 @@ def section(results: dict[str, Path], times: dict[str, dict[str, float]], comman
                 for r in rows
             ]
             lines.append("")
-        lines += ["Wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times[name].items()), ""]
+        if name in times:
+            lines += ["Wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times[name].items()), ""]
     lines.append(f"<!-- END {MARK} -->")
     return "\n".join(lines)
 
