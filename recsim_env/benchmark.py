@@ -63,9 +63,31 @@ class EnvSettings:
     strict: bool = False
 
     @classmethod
+    def load(cls, env_id: str = "RecSim-v0", path: str | os.PathLike[str] | None = None) -> EnvSettings:
+        """The registered kwargs of ``env_id`` (e.g. ``RecSim-LongTerm-v0``), overridden by a YAML file."""
+        import gymnasium as gym
+
+        import recsim_env  # noqa: F401  (registers the ids)
+
+        try:
+            spec = gym.spec(env_id)
+        except gym.error.Error as exc:
+            raise InputError(f"--env-id {env_id!r}: {exc}") from None
+        if spec.entry_point != "recsim_env.env:RecSimEnv":
+            raise InputError(f"--env-id {env_id!r} is not a learned-simulator id (use --model world for the "
+                             "ground-truth world)")
+        base = {k: v for k, v in spec.kwargs.items() if k not in ("model", "data", "device")}
+        overrides = {} if path is None else cls._yaml_mapping(Path(path))
+        return cls.from_mapping({**base, **overrides}, f"{env_id} + {path}" if path else env_id)
+
+    @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> EnvSettings:
         """Parse an env-config YAML file; errors name the file and the offending key."""
         source = Path(path)
+        return cls.from_mapping(cls._yaml_mapping(source), str(source))
+
+    @staticmethod
+    def _yaml_mapping(source: Path) -> dict[str, Any]:
         try:
             data = yaml.safe_load(source.read_text()) or {}
         except FileNotFoundError:
@@ -74,7 +96,7 @@ class EnvSettings:
             raise InputError(f"{source}: invalid YAML ({exc})".replace("\n", " ")) from None
         if not isinstance(data, dict):
             raise InputError(f"{source}: an env config must be a mapping of settings")
-        return cls.from_mapping(data, str(source))
+        return data
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = "env config") -> EnvSettings:

@@ -198,3 +198,19 @@ def test_saved_agent_is_benchmarked_like_a_baseline(simulator, tmp_path):
     results = json.loads(paths["results.json"].read_text())
     assert results["config"]["policies"] == ["random", "ppo_agent"]
     assert any(m["policy"] == "ppo_agent" and m["metric"] == "return" for m in results["metrics"])
+
+
+def test_env_settings_start_from_a_registered_id(tmp_path):
+    from recsim_env.registration import LONG_TERM_KWARGS
+
+    long_term = EnvSettings.load("RecSim-LongTerm-v0")
+    assert long_term.leave == LONG_TERM_KWARGS["leave"]
+    assert long_term.max_steps == LONG_TERM_KWARGS["max_steps"]
+    path = tmp_path / "env.yaml"
+    path.write_text("max_steps: 7\n")
+    overridden = EnvSettings.load("RecSim-LongTerm-v0", path)
+    assert overridden.max_steps == 7 and overridden.leave == long_term.leave
+    with pytest.raises(InputError, match="not a learned-simulator id"):
+        EnvSettings.load("RecSim-World-v0")
+    with pytest.raises(InputError, match="--env-id"):
+        EnvSettings.load("NoSuchEnv-v0")

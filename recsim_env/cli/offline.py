@@ -32,7 +32,7 @@ def _add_simulator_args(p: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> EnvSettings:
     from recsim_env.benchmark import EnvSettings
 
-    return EnvSettings.from_yaml(args.env_config) if args.env_config is not None else EnvSettings()
+    return EnvSettings.load(args.env_id, args.env_config)
 
 
 def _policies(text: str) -> tuple[str, ...]:
