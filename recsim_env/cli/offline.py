@@ -21,10 +21,16 @@ def _add_simulator_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data", required=True, help="the dataset directory the model was trained on")
     p.add_argument(
+        "--env-id",
+        default="RecSim-v0",
+        help="registered settings to start from, e.g. RecSim-LongTerm-v0 (default RecSim-v0)",
+    )
+    p.add_argument(
         "--env-config",
         type=Path,
         default=None,
-        help="YAML of RecSimEnv settings (slate_size, max_steps, reward: {...}, ...)",
+        help="YAML of RecSimEnv settings over --env-id's (slate_size, max_steps, reward: {...}, "
+        "calibration: FILE, ...); a section given here replaces the id's section",
     )
     p.add_argument("--device", default="cpu", help="torch device of the simulation (default: cpu)")
 
