@@ -84,10 +84,21 @@ def ips(log: SlateLog) -> float:
 
 
 def snips(log: SlateLog) -> float:
-    """Self-normalised IPS; 0 when no logged slate has positive weight."""
+    """Self-normalised IPS; NaN when no logged slate has positive weight (the log says nothing)."""
     w = log.slate_weights
     total = w.sum()
-    return float((w * log.rewards).sum() / total) if total > 0 else 0.0
+    return float((w * log.rewards).sum() / total) if total > 0 else float("nan")
+
+
+def effective_sample_size(log: SlateLog) -> float:
+    """Kish's effective sample size of the full-slate weights, ``(sum w)^2 / sum w^2`` (0: no support).
+
+    How many logged decisions the importance-weighted estimators effectively rest on; far below ``n``
+    means the logging policy rarely shows the target's slates and IPS-type estimates are noise.
+    """
+    w = log.slate_weights
+    square = float((w**2).sum())
+    return float(w.sum() ** 2 / square) if square > 0 else 0.0
 
 
 def _require_model(log: SlateLog) -> tuple[np.ndarray, np.ndarray]:

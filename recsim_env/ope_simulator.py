@@ -37,6 +37,7 @@ from recsim_env.benchmark import EnvSettings, Simulator, build_policy, build_sim
 from recsim_env.config import CandidateConfig
 from recsim_env.ope import (
     SlateLog,
+    effective_sample_size,
     estimate_all,
     estimator_errors,
     gather_slot_probs,
@@ -98,6 +99,8 @@ class OPERow:
     rmse: float
     relative_bias: float
     n_seeds: int
+    mean_ess: float
+    """Mean effective sample size of the full-slate weights (out of ``n_logged``)."""
 
 
 def candidate_settings(settings: EnvSettings) -> EnvSettings:
@@ -198,8 +201,12 @@ def expected_additive_reward(slot_probs: np.ndarray, q: np.ndarray) -> np.ndarra
 
 def log_and_estimate(
     sim: Simulator, targets: list[TargetPolicy], popularity: np.ndarray, config: OPEConfig, seed: int
-) -> dict[str, dict[str, float]]:
-    """Log one first step per user of ``seed``'s population under ``mu``; every estimate for every target."""
+) -> dict[str, tuple[dict[str, float], float]]:
+    """Log one first step per user of ``seed``'s population under ``mu``.
+
+    Returns:
+        Per target: every estimate, and the effective sample size of its full-slate weights.
+    """
     rng = np.random.default_rng(seed)
     k = sim.core.slate_size
     seen: dict[str, Any] = {}
@@ -233,7 +240,7 @@ def log_and_estimate(
             q_logged=q_logged,
             q_target=expected_additive_reward(pi, q_candidates),
         )
-        out[target.name] = estimate_all(log)
+        out[target.name] = (estimate_all(log), effective_sample_size(log))
     return out
 
 
@@ -262,17 +269,32 @@ def run_ope(
         truths[name] = true_value(truth_sim, target, truth_seed)
     targets = [TargetPolicy(name, log_sim, popularity, config, config.base_seed) for name in config.targets]
     estimates: dict[str, dict[str, list[float]]] = {name: {} for name in config.targets}
+    ess: dict[str, list[float]] = {name: [] for name in config.targets}
     for s in tqdm(range(config.seeds), desc="off-policy logs", disable=not progress):
         logged = log_and_estimate(log_sim, targets, popularity, config, config.base_seed + s)
-        for name, by_estimator in logged.items():
+        for name, (by_estimator, size) in logged.items():
+            ess[name].append(size)
             for estimator, value in by_estimator.items():
                 estimates[name].setdefault(estimator, []).append(value)
     rows = []
     for name in config.targets:
         truth, low, high = truths[name]
         for e in estimator_errors(estimates[name], truth):
-            rows.append(OPERow(name, e.estimator, truth, low, high, e.mean_estimate, e.bias, e.rmse,
-                               e.relative_bias, e.n_replicates))
+            rows.append(
+                OPERow(
+                    name,
+                    e.estimator,
+                    truth,
+                    low,
+                    high,
+                    e.mean_estimate,
+                    e.bias,
+                    e.rmse,
+                    e.relative_bias,
+                    e.n_replicates,
+                    float(np.mean(ess[name])),
+                )
+            )
     return rows
 
 
@@ -285,12 +307,13 @@ def ope_markdown(rows: list[OPERow], config: OPEConfig) -> str:
         f"popularity / {config.logging_temperature}) + uniform over the candidates; {config.n_logged} logged "
         f"users per seed, {config.seeds} seeds; truth on {config.n_truth} users (95% CI).",
         "",
-        "| target | truth [95% CI] | estimator | mean estimate | bias | relative bias | RMSE |",
-        "|---|---|---|---|---|---|---|",
+        "| target | truth [95% CI] | slate ESS | estimator | mean estimate | bias | relative bias | RMSE |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.target} | {r.truth:.4f} [{r.truth_low:.4f}, {r.truth_high:.4f}] | {r.estimator} | "
+            f"| {r.target} | {r.truth:.4f} [{r.truth_low:.4f}, {r.truth_high:.4f}] | {r.mean_ess:.1f} | "
+            f"{r.estimator} | "
             f"{r.mean_estimate:.4f} | {r.bias:+.4f} | {r.relative_bias:+.1%} | {r.rmse:.4f} |"
         )
     return "\n".join(lines) + "\n"

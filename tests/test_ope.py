@@ -5,10 +5,12 @@ import pytest
 
 from recsim_env.ope import (
     SlateLog,
+    effective_sample_size,
     estimate_all,
     estimator_errors,
     gather_slot_probs,
     sample_product_slates,
+    snips,
     softmax,
 )
 
@@ -120,3 +122,10 @@ def test_deterministic_target_and_validation():
         SlateLog(np.zeros(1), np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)))
     no_model = SlateLog(log.rewards, log.slot_rewards, log.logging_slot_probs, log.target_slot_probs)
     assert set(estimate_all(no_model)) == {"ips", "snips", "iips", "pi"}
+    # Kish's ESS: equal weights use every sample; a target the log never shows has no support.
+    same = SlateLog(log.rewards, log.slot_rewards, log.logging_slot_probs, log.logging_slot_probs)
+    assert effective_sample_size(same) == pytest.approx(log.rewards.size)
+    unseen = SlateLog(
+        log.rewards, log.slot_rewards, log.logging_slot_probs, np.zeros_like(log.target_slot_probs)
+    )
+    assert effective_sample_size(unseen) == 0.0 and np.isnan(snips(unseen))
