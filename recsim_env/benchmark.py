@@ -74,8 +74,10 @@ class EnvSettings:
         except gym.error.Error as exc:
             raise InputError(f"--env-id {env_id!r}: {exc}") from None
         if spec.entry_point != "recsim_env.env:RecSimEnv":
-            raise InputError(f"--env-id {env_id!r} is not a learned-simulator id (use --model world for the "
-                             "ground-truth world)")
+            raise InputError(
+                f"--env-id {env_id!r} is not a learned-simulator id (use --model world for the "
+                "ground-truth world)"
+            )
         base = {k: v for k, v in spec.kwargs.items() if k not in ("model", "data", "device")}
         overrides = {} if path is None else cls._yaml_mapping(Path(path))
         return cls.from_mapping({**base, **overrides}, f"{env_id} + {path}" if path else env_id)
@@ -284,8 +286,14 @@ def run_episodes(
             # A policy that learns online must see only live users: a finished row's stale
             # observation and empty feedback would be training data that no real user produced.
             live = np.flatnonzero(active.cpu().numpy())
-            chosen, state = act(policy, {k: v[live] for k, v in obs.items()}, state, start[live],
-                                deterministic=True, action_masks=None if masks is None else masks[live])
+            chosen, state = act(
+                policy,
+                {k: v[live] for k, v in obs.items()},
+                state,
+                start[live],
+                deterministic=True,
+                action_masks=None if masks is None else masks[live],
+            )
             actions = np.zeros((n, *np.shape(chosen)[1:]), dtype=np.asarray(chosen).dtype)
             actions[live] = chosen
         else:
@@ -546,8 +554,9 @@ def run_benchmark(
         label: [(run.seed, i) for run in runs[label] for i in range(len(run.episodes))] for label in labels
     }
     rng = np.random.default_rng(config.base_seed)
+    populations = {label: np.array([seed for seed, _ in keys[label]]) for label in labels}
     summaries, tables = summarize(
-        episodes, catalogue, tuple(sim.core.behavior_names), rng, n_resamples=config.n_resamples
+        episodes, populations, catalogue, tuple(sim.core.behavior_names), rng, n_resamples=config.n_resamples
     )
     differences = paired_differences(tables, labels[0], rng, n_resamples=config.n_resamples)
     run_config = {

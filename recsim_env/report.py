@@ -2,8 +2,8 @@
 
 :func:`summarize` turns per-policy episodes into one :class:`MetricSummary` per (policy, metric): the
 per-episode metrics of :mod:`recsim_env.metrics` averaged over episodes, and the population metrics
-(catalogue coverage, exposure Gini) computed over all of a policy's episodes, each with a percentile
-bootstrap interval over episodes. :func:`paired_differences` compares every policy with a reference
+(catalogue coverage, exposure Gini) computed per evaluation population (seed) and averaged, with a
+t-interval over seeds. :func:`paired_differences` compares every policy with a reference
 policy episode by episode, which common random numbers make legitimate (episode ``i`` of every policy
 met the same user with the same random streams).
 """
@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 
-from recsim_env.metrics import Catalogue, Episode, episode_metrics, gini
-from recsim_env.stats import DEFAULT_RESAMPLES, bootstrap_mean_ci, bootstrap_statistic, paired_difference_ci
+from recsim_env.metrics import Catalogue, Episode, episode_metrics, exposure_counts, gini
+from recsim_env.stats import DEFAULT_RESAMPLES, bootstrap_mean_ci, paired_difference_ci, replicate_interval
 
 POPULATION_METRICS = ("coverage", "exposure_gini")
 HEADLINE_METRICS = (
@@ -72,31 +71,26 @@ def per_episode_table(
     return {name: np.array([r[name] for r in rows]) for name in rows[0]}
 
 
-def exposure_matrix(episodes: Sequence[Episode], n_items: int) -> sparse.csr_matrix:
-    """``[n_episodes, n_items]`` sparse counts of how often each episode recommended each item."""
-    data, rows, cols = [], [], []
-    for i, ep in enumerate(episodes):
-        items = ep.slates.reshape(-1)
-        items = items[items > 0]
-        uniq, counts = np.unique(items, return_counts=True)
-        rows.append(np.full(uniq.size, i))
-        cols.append(uniq - 1)
-        data.append(counts)
-    return sparse.csr_matrix(
-        (np.concatenate(data).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(len(episodes), n_items),
-    )
-
-
 def summarize(
     episodes_by_policy: dict[str, list[Episode]],
+    populations: dict[str, np.ndarray],
     catalogue: Catalogue,
     behavior_names: tuple[str, ...],
     rng: np.random.Generator,
     *,
     n_resamples: int = DEFAULT_RESAMPLES,
 ) -> tuple[list[MetricSummary], dict[str, dict[str, np.ndarray]]]:
-    """Every metric of every policy with its interval, and the per-episode tables they came from."""
+    """Every metric of every policy with its interval, and the per-episode tables they came from.
+
+    Args:
+        episodes_by_policy: each policy's episodes.
+        populations: per policy, ``[n_episodes]`` the evaluation population (seed) of each episode;
+            coverage and exposure Gini are computed per population and averaged, with a t-interval.
+        catalogue: item embeddings, categories and popularity.
+        behavior_names: names of behavior ids ``1..n``.
+        rng: bootstrap randomness.
+        n_resamples: bootstrap resamples per interval.
+    """
     summaries: list[MetricSummary] = []
     tables: dict[str, dict[str, np.ndarray]] = {}
     for policy, episodes in episodes_by_policy.items():
@@ -108,17 +102,19 @@ def summarize(
         for metric, values in table.items():
             ci = bootstrap_mean_ci(values, rng, n_resamples=n_resamples)
             summaries.append(MetricSummary(policy, metric, ci.estimate, ci.low, ci.high, n))
-        exposure = exposure_matrix(episodes, catalogue.n_items)
-
-        def pooled(idx: np.ndarray, exposure: sparse.csr_matrix = exposure, n: int = n) -> np.ndarray:
-            weights = np.bincount(idx, minlength=n).astype(np.float64)
-            return np.asarray(exposure.T @ weights).reshape(-1)
-
-        for metric, stat in (
-            ("coverage", lambda idx: float((pooled(idx) > 0).mean())),
-            ("exposure_gini", lambda idx: gini(pooled(idx))),
+        groups = np.asarray(populations[policy])
+        exposures = [
+            exposure_counts(
+                np.concatenate([episodes[i].slates.reshape(-1) for i in np.flatnonzero(groups == g)]),
+                catalogue.n_items,
+            )
+            for g in np.unique(groups)
+        ]
+        for metric, per_population in (
+            ("coverage", [float((e > 0).mean()) for e in exposures]),
+            ("exposure_gini", [gini(e) for e in exposures]),
         ):
-            ci = bootstrap_statistic(stat, n, rng, n_resamples=n_resamples)
+            ci = replicate_interval(np.array(per_population))
             summaries.append(MetricSummary(policy, metric, ci.estimate, ci.low, ci.high, n))
     return summaries, tables
 
@@ -232,7 +228,7 @@ def write_reports(
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in config.items() if not isinstance(v, dict | list)),
         "",
         "Each cell: mean over episodes [95% percentile-bootstrap interval]. Coverage and exposure Gini are",
-        "computed over all of a policy's episodes (interval by resampling episodes).",
+        "computed per evaluation population (seed) and averaged [95% t-interval over seeds; nan: one seed].",
         "",
         markdown_table(summaries),
     ]

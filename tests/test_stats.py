@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recsim_env.stats import Interval, bootstrap_mean_ci, bootstrap_statistic, paired_difference_ci
+from recsim_env.stats import Interval, bootstrap_mean_ci, paired_difference_ci, replicate_interval
 
 
 def test_constant_sample_gives_zero_width_interval():
@@ -47,14 +47,13 @@ def test_same_seed_same_interval_and_chunking_does_not_change_results(monkeypatc
     assert a == b
 
 
-def test_statistic_bootstrap_agrees_with_mean_bootstrap():
-    x = np.random.default_rng(6).normal(size=200)
-    a = bootstrap_mean_ci(x, np.random.default_rng(8), n_resamples=4000)
-    b = bootstrap_statistic(
-        lambda idx: float(x[idx].mean()), x.size, np.random.default_rng(9), n_resamples=4000
-    )
-    assert b.estimate == pytest.approx(a.estimate)
-    assert b.low == pytest.approx(a.low, abs=0.02) and b.high == pytest.approx(a.high, abs=0.02)
+def test_replicate_interval_is_the_t_interval():
+    # Mean 2, sd 1, n = 3: half-width t(0.975, 2) * 1 / sqrt(3) = 4.3027 / 1.7321 = 2.4841.
+    ci = replicate_interval(np.array([1.0, 2.0, 3.0]))
+    assert ci.estimate == 2.0
+    assert (ci.low, ci.high) == pytest.approx((2.0 - 2.4841, 2.0 + 2.4841), abs=1e-4)
+    single = replicate_interval(np.array([0.4]))
+    assert single.estimate == 0.4 and np.isnan(single.low) and np.isnan(single.high)
 
 
 def test_paired_difference_removes_shared_variance():
