@@ -271,7 +271,9 @@ def plot_reports(
         low = np.array([cell[(p, metric)].low for p in policies])
         high = np.array([cell[(p, metric)].high for p in policies])
         ax.bar(x, est, color="tab:blue", alpha=0.75)
-        ax.errorbar(x, est, yerr=[est - low, high - est], fmt="none", ecolor="black", capsize=4)
+        # No whisker where an interval is undefined (NaN: a population metric of a single seed).
+        yerr = np.nan_to_num(np.clip([est - low, high - est], 0.0, None))
+        ax.errorbar(x, est, yerr=yerr, fmt="none", ecolor="black", capsize=4)
         ax.set_title(metric)
         ax.set_xticks(x, policies, rotation=30, ha="right")
     for ax in list(axes.flat)[len(metrics) :]:
