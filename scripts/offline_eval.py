@@ -105,7 +105,9 @@ def calibrate_world(root: Path) -> Path:
     return env
 
 
-def prepare(root: Path, data_args: list[str] | None, sizes: Sizes, preset: list[str]) -> dict[str, Path]:
+def prepare(
+    root: Path, data_args: list[str] | None, sizes: Sizes, preset: list[str], calibrate_args: list[str]
+) -> dict[str, Path]:
     """Dataset, model, calibration and env config under ``root``, made when missing.
 
     ``data_args``: ``recsim data`` arguments making the dataset; None for the synthetic world.
@@ -151,6 +153,7 @@ def prepare(root: Path, data_args: list[str] | None, sizes: Sizes, preset: list[
             str(paths["calibration"]),
             "--report",
             str(root / "calibration.md"),
+            *calibrate_args,
             log=root / "calibrate.log",
         )
     paths["env"].write_text(f"calibration: {paths['calibration']}\n")
@@ -327,18 +330,29 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes (smoke test); BENCHMARKS.md untouched"
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: collect the reports under --out into BENCHMARKS.md",
+    )
     args = parser.parse_args()
+    if args.report_only:
+        roots = {name: args.out / name for name in ("synthetic", "ml-100k") if (args.out / name).exists()}
+        write_section(section(roots, {}, "python scripts/offline_eval.py"))
+        return
     sizes = QUICK if args.quick else Sizes()
     roots, times = {}, {}
     synth_root = args.out / "synthetic"
-    paths = prepare(synth_root, None, sizes, [])
+    paths = prepare(synth_root, None, sizes, [], [])
     times["synthetic"] = evaluate("synthetic", paths, synth_root, sizes, synthetic=True)
     roots["synthetic"] = synth_root
     ml100k = Path(os.environ.get("RECSIM_ML100K", ROOT.parent / "shared" / "data" / "ml-100k"))
     if ml100k.exists():
         ml_root = args.out / "ml-100k"
         data_args = ["prepare", "--dataset", "ml-100k", "--data-dir", str(ml100k), "--no-progress"]
-        paths = prepare(ml_root, data_args, sizes, ["--preset", "ml-100k"])
+        # ml-100k's ratings come in bursts (median within-session gap 0 s), so the consumption rate per
+        # step cannot be reconstructed from time: assume half the slates lead to a rating.
+        paths = prepare(ml_root, data_args, sizes, ["--preset", "ml-100k"], ["--consumption-rate", "0.5"])
         times["ml-100k"] = evaluate("ml-100k", paths, ml_root, sizes, synthetic=False)
         roots["ml-100k"] = ml_root
     else:
