@@ -282,8 +282,9 @@ def section(results: dict[str, Path], times: dict[str, dict[str, float]], comman
         ):
             md = root / sub / "results.md"
             if md.exists():
-                table = [ln for ln in md.read_text().splitlines() if ln.startswith("|")]
-                lines += [f"{title}:", "", *table, ""]
+                text = md.read_text()
+                body = text[text.index("| policy |") :]  # the metrics table, then the paired differences
+                lines += [f"{title}:", "", re.sub(r"^## ", "#### ", body, flags=re.M), ""]
         for sub, title in (
             ("fidelity", "Fidelity (world with RecSim-World-v0 defaults)"),
             ("fidelity_calibrated_world", "Fidelity (world calibrated like the learned simulator)"),
