@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Pinned torch first: a bare requirement would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e ".[dev,viz]"
+	$(PY) -m pip install -q -e ".[dev,viz,minari]"
 	touch $@
 
 install: $(VENV)/.installed
