@@ -107,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         "training-split logs, before (temperature 1, no-choice logit 0, no end offset) and after",
         "`recsim env calibrate`. Sessions are measured as logs show them: sessions with at least one",
         "event; consumption rate = events per step between a session's first and last event, with steps",
-        "reconstructed from within-session gaps (step = the median within-session gap).",
+        "reconstructed from within-session gaps (step = the median positive within-session gap).",
+        "Caveat: the synthetic logs' gaps are dwell times that vary by behavior (20-120 s), so their",
+        "reconstructed rate reflects dwell variation as well as skipped steps; MovieLens timestamps are",
+        "rating-entry times. The world is calibrated with RecSim-World-v0's configuration (its own",
+        "patience; no-choice steps are world events).",
         "",
         f"Command: `python scripts/calibrate_report.py {command}`",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
