@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, cast
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -19,6 +19,9 @@ from recsim_env.config import (
 )
 from recsim_env.core import StepSnapshot
 from recsim_env.factory import build_env_core, load_dataset
+from recsim_env.render.env_view import CoreRenderer
+from recsim_env.render.frame import SessionFrame
+from recsim_env.render.pygame_renderer import RENDER_FPS
 from recsim_env.render_text import format_step
 from user_models.data.artifact import SequenceDataset
 from user_models.protocol import UserModel
@@ -49,10 +52,10 @@ class RecSimEnv(gym.Env[Any, Any]):
     serves sb3-contrib's MaskablePPO in the discrete modes.
 
     ## Observation space (``observation_mode``)
-    ``Dict`` of integer ``Box``es: ``items`` / ``behaviors`` (``[history_len]``, the user's most recent
-    events, right-aligned, 0 = padding), ``mask`` (1 where a real event is), ``candidates`` (``[C]``, in
-    the candidates mode). ``"state"`` adds ``user_state`` (privileged: expected next-item embedding,
-    patience, learned end probability); a real recommender does not see it, so it is opt-in.
+    ``Dict`` of integer ``Box``es: ``history_items`` / ``behaviors`` (``[history_len]``, the user's most
+    recent events, right-aligned, 0 = padding), ``mask`` (1 where a real event is), ``candidates``
+    (``[C]``, in the candidates mode). ``"state"`` adds ``user_state`` (privileged: expected next-item
+    embedding, patience, learned end probability); a real recommender does not see it, so it is opt-in.
 
     ## Rewards
     A weight per behavior (default ``b / n_behaviors`` for behavior id ``b``: any consumption counts and
@@ -84,13 +87,16 @@ class RecSimEnv(gym.Env[Any, Any]):
       one, like the synthetic world; see :class:`SimConfig`).
     - ``strict`` (False): raise on repeated items within a slate.
     - ``device`` ("cpu"): where a model loaded from a path runs.
-    - ``render_mode``: None or ``"ansi"``.
+    - ``render_mode``: None, ``"ansi"`` (text), ``"rgb_array"`` (``H x W x 3`` uint8 frames) or
+      ``"human"`` (a pygame window, drawn on every reset and step at ``metadata["render_fps"]``;
+      keys: space pause, right step, up/down speed, q close). Both pygame modes draw a
+      :class:`~recsim_env.render.SessionFrame` (:meth:`session_frame`) and need the ``viz`` extra.
 
     ## Version history
     - v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "human", "rgb_array"], "render_fps": RENDER_FPS}
 
     def __init__(
         self,
@@ -115,8 +121,9 @@ class RecSimEnv(gym.Env[Any, Any]):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got "
                              f"{render_mode!r}")
+        dataset = load_dataset(data)
         self.core, self.adapter = build_env_core(
-            model, data, n_users=1, slate_size=slate_size, action_mode=action_mode,
+            model, dataset, n_users=1, slate_size=slate_size, action_mode=action_mode,
             observation_mode=observation_mode, max_steps=max_steps, history_len=history_len, reward=reward,
             population=population, choice=choice, leave=leave, candidates=candidates,
             calibration=calibration, no_choice_event=no_choice_event, strict=strict, device=device,
@@ -125,6 +132,9 @@ class RecSimEnv(gym.Env[Any, Any]):
         self.observation_space = self.adapter.observation_space
         self.reward_range = self.core.reward_range
         self.render_mode = render_mode
+        self._view = CoreRenderer(self.core, dataset, None if render_mode == "ansi" else render_mode,
+                                  fps=self.metadata["render_fps"])
+        self._episode = -1
         self._seeded = False
         self._last: StepSnapshot | None = None
 
@@ -136,7 +146,10 @@ class RecSimEnv(gym.Env[Any, Any]):
             self._seeded = True
         self.core.reset()
         self._last = None
+        self._episode += 1
         info = {"patience": float(self.core.patience[0]), "history_length": int(self.core.history_lengths[0])}
+        if self.render_mode == "human":
+            self.render()
         return self._observation(), info
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
@@ -144,6 +157,8 @@ class RecSimEnv(gym.Env[Any, Any]):
         record = self.core.step(self.adapter.to_slate(actions))
         snapshot = record.row(0)
         self._last = snapshot
+        if self.render_mode == "human":
+            self.render()
         return self._observation(), float(snapshot.reward), snapshot.terminated, snapshot.truncated, \
             snapshot.as_info()
 
@@ -151,12 +166,32 @@ class RecSimEnv(gym.Env[Any, Any]):
         """Valid actions for MaskablePPO (flat, one block per slot); discrete action modes only."""
         return self.adapter.action_masks()[0].cpu().numpy()
 
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode is None:
             return None
+        if self.render_mode != "ansi":
+            return self._view.render(self.session_frame())
         if self._last is None:
             return f"new user, history of {int(self.core.history_lengths[0])} events\n"
         return format_step(self._last, self.core.behavior_names)
+
+    def session_frame(self, policy: str = "", episode: int | None = None) -> SessionFrame:
+        """The current step as a :class:`~recsim_env.render.SessionFrame` (what the pygame modes draw).
+
+        Args:
+            policy: Name of the policy, shown in the frame's header.
+            episode: Episode index to stamp (default: resets since construction, minus one); the frame's
+                ``user_id`` is the same number, since every episode is a new simulated user.
+        """
+        if self._episode < 0:
+            raise RuntimeError("call reset() before session_frame()")
+        number = self._episode if episode is None else episode
+        return self._view.frame(0, after_step=self._last is not None, user_id=number, episode=number,
+                                policy=policy)
+
+    def close(self) -> None:
+        self._view.close()
+        super().close()
 
     @property
     def snapshot(self) -> StepSnapshot | None:
@@ -181,10 +216,16 @@ def make_world_env(data: PathLike | SequenceDataset, device: torch.device | str 
     steps are world events (behavior 0, draining the world's patience) and the world's own end
     probability is the only leave hazard. Any :class:`RecSimEnv` argument can be passed.
     """
+    return RecSimEnv(**world_arguments(data, device, **kwargs))
+
+
+def world_arguments(data: PathLike | SequenceDataset, device: torch.device | str = "cpu", **kwargs: Any
+                    ) -> dict[str, Any]:
+    """The env arguments of ``RecSim-World-v0`` (shared by :func:`make_world_env` and the vector env)."""
     from user_models.synthetic import SyntheticWorld
 
     dataset = load_dataset(data)
     world = SyntheticWorld.from_dataset(dataset, torch.device(device))
     kwargs.setdefault("leave", WORLD_LEAVE)
     kwargs.setdefault("no_choice_event", True)
-    return RecSimEnv(model=cast(UserModel, world), data=dataset, device=device, **kwargs)
+    return {"model": world, "data": dataset, "device": device, **kwargs}

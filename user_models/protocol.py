@@ -19,7 +19,7 @@ Conventions shared by every implementation:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -58,9 +58,16 @@ class UserState(Protocol):
     def batch_size(self) -> int: ...
 
 
+StateT = TypeVar("StateT", bound=UserState)
+
+
 @runtime_checkable
-class UserModel(Protocol):
-    """A batch of simulated users' preferences and responses, stepped one event at a time."""
+class UserModel(Protocol[StateT]):
+    """A batch of simulated users' preferences and responses, stepped one event at a time.
+
+    Generic in the state type each implementation owns; consumers write plain ``UserModel``
+    (any state), implementations accept only their own state.
+    """
 
     @property
     def n_items(self) -> int:
@@ -75,37 +82,37 @@ class UserModel(Protocol):
     @property
     def device(self) -> torch.device: ...
 
-    def encode(self, history: History) -> UserState:
+    def encode(self, history: History) -> StateT:
         """Build the state of ``history.batch_size`` users from their histories (a prefill)."""
         ...
 
     def step(
         self,
-        state: UserState,
+        state: StateT,
         items: torch.Tensor,
         behaviors: torch.Tensor,
         gaps: torch.Tensor,
         active: torch.Tensor,
-    ) -> UserState:
+    ) -> StateT:
         """Append one event (``[B]`` item, behavior, gap) to each row where ``active`` (``[B]`` bool)."""
         ...
 
-    def reset_rows(self, state: UserState, rows: torch.Tensor, history: History) -> UserState:
+    def reset_rows(self, state: StateT, rows: torch.Tensor, history: History) -> StateT:
         """Replace the rows where ``rows`` (``[B]`` bool) is set by new users encoded from ``history``.
 
         ``history`` holds exactly ``rows.sum()`` rows, in row order.
         """
         ...
 
-    def item_logits(self, state: UserState, items: torch.Tensor) -> torch.Tensor:
+    def item_logits(self, state: StateT, items: torch.Tensor) -> torch.Tensor:
         """``[B, k]`` preference logits of each row for the ``[B, k]`` items (higher = preferred)."""
         ...
 
-    def behavior_probs(self, state: UserState, items: torch.Tensor) -> torch.Tensor:
+    def behavior_probs(self, state: StateT, items: torch.Tensor) -> torch.Tensor:
         """``[B, k, n_behaviors]`` P(behavior | history, the user picks this item)."""
         ...
 
-    def end_prob(self, state: UserState) -> torch.Tensor:
+    def end_prob(self, state: StateT) -> torch.Tensor:
         """``[B]`` P(the last event was the session's last | history)."""
         ...
 
