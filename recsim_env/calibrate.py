@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -305,9 +306,9 @@ def calibrate(
     for which, share in (("c", 0.25), ("z", 0.4), ("c", 0.15), ("z", 0.2)):
         iterations = max(2, round(share * settings.rounds))
         if which == "c":
-            c = _solve_decreasing(lambda v, z=z: float(errors_at(v, z)[0]), c, (-15.0, 15.0), iterations)
+            c = _solve_decreasing(partial(_rate_error, errors_at, z), c, (-15.0, 15.0), iterations)
         else:
-            z = _solve_decreasing(lambda v, c=c: float(errors_at(c, v)[1]), z, z_bounds, iterations)
+            z = _solve_decreasing(partial(_length_error, errors_at, c), z, z_bounds, iterations)
     assert best is not None
     params = best[1]
     after = run(params.apply(base), settings.seed + 1000)
@@ -359,6 +360,14 @@ def format_report(calibration: Calibration) -> str:
         f"{before['drain_scale']:g}).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _rate_error(errors_at: Callable[[float, float], np.ndarray], z: float, c: float) -> float:
+    return float(errors_at(c, z)[0])
+
+
+def _length_error(errors_at: Callable[[float, float], np.ndarray], c: float, z: float) -> float:
+    return float(errors_at(c, z)[1])
 
 
 def _solve_decreasing(f: Callable[[float], float], x: float, bounds: tuple[float, float],
