@@ -77,7 +77,7 @@ class CalibrationSettings:
 
     n_users: int = 512
     n_examples: int = 2048
-    rounds: int = 16
+    rounds: int = 24
     temperature_split: EvalSplit = "valid"
     logging_policy: LoggingPolicy = "popular"
     max_steps: int | None = None

@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parser.add_argument("--benchmarks", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--slate-size", type=int, default=5)
     parser.add_argument("--n-users", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=24)
     parser.add_argument("--logging-policy", choices=("popular", "model"), default="popular")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
