@@ -29,14 +29,14 @@ reset only some rows (a reset is a Transformer prefill, so finished rows alone p
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from recsim_env.choice import catalogue_logits, choice_probabilities, choice_utilities, sample_categorical
 from recsim_env.config import SimConfig
-from recsim_env.population import Population
+from recsim_env.population import DatasetPopulation, Population
 from user_models.errors import InputError
 from user_models.protocol import History, UserModel, UserState
 
@@ -119,6 +119,32 @@ class StepSnapshot:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+PREFIX_TABLE_MIN_USERS = 64
+"""Cores with fewer rows encode new users directly: a few prefills cost less than building a table."""
+PREFIX_TABLE_MAX_BYTES = 512 * 2**20
+"""Largest prefix table a core builds (ml-100k with the default model: ~60 MiB)."""
+
+
+@runtime_checkable
+class PrefixReuse(Protocol):
+    """Optional user-model capability: start users from encodings of dataset prefixes by a copy.
+
+    With a dataset population whose prefixes fit the model's window, every new user's state is a prefix
+    of one encoding per training sequence, so :meth:`SimulationCore.reset` copies it instead of running a
+    prefill (which would otherwise cost more than the step itself). Same users, same random draws.
+    """
+
+    def encode_prefixes(self, history: History, max_bytes: int) -> Any | None:
+        """A table for :meth:`reset_rows_from_prefixes`, or None if it would exceed ``max_bytes`` or
+        the rows are longer than the model's window (prefixes would then be re-windowed)."""
+        ...
+
+    def reset_rows_from_prefixes(self, state: UserState, rows: torch.Tensor, table: Any,
+                                 sources: torch.Tensor, lengths: torch.Tensor) -> UserState:
+        """:meth:`UserModel.reset_rows` with the first ``lengths`` events of table rows ``sources``."""
+        ...
+
+
 class SimulationCore:
     """N simulated users as tensors on the user model's device; see the module docstring for a step.
 
@@ -184,6 +210,8 @@ class SimulationCore:
         self.history_behaviors = torch.zeros_like(self.history_items)
         self.history_lengths = torch.zeros(n_users, dtype=torch.long, device=self.device)
         self.candidates: torch.Tensor | None = None
+        self._table: Any | None = None
+        self._table_checked = False
         self.last_record: StepRecord | None = None
 
     # --- sizes ------------------------------------------------------------------------------------
@@ -225,18 +253,31 @@ class SimulationCore:
 
         The first call must reset every row. Rows not selected keep their users untouched.
         """
+        full = rows is None
         if rows is None:
-            history = self.population.sample(self.n_users, self.generator)
-            self.user_state = self.model.encode(history)
             rows = torch.ones(self.n_users, dtype=torch.bool, device=self.device)
+            n = self.n_users
         else:
             if self.user_state is None:
                 raise RuntimeError("reset every row (rows=None) before resetting some")
             n = int(rows.sum())
             if n == 0:
                 return
+        table = self._prefix_table()
+        if table is not None:
+            assert isinstance(self.population, DatasetPopulation) and isinstance(self.model, PrefixReuse)
+            sources, lengths = self.population.draw(n, self.generator)
+            history = self.population.histories(sources, lengths)
+            if self.user_state is None:
+                empty = torch.zeros(self.n_users, 0, dtype=torch.long, device=self.device)
+                no_events = torch.zeros(self.n_users, dtype=torch.long, device=self.device)
+                self.user_state = self.model.encode(History(empty, empty, empty.float(), no_events))
+            self.user_state = self.model.reset_rows_from_prefixes(self.user_state, rows, table, sources,
+                                                                  lengths)
+        else:
             history = self.population.sample(n, self.generator)
-            self.user_state = self.model.reset_rows(self.user_state, rows, history)
+            self.user_state = (self.model.encode(history) if full or self.user_state is None
+                               else self.model.reset_rows(self.user_state, rows, history))
         # Out of place (index_put, not []=): step records handed out earlier keep their values.
         index = (rows.nonzero()[:, 0],)
         items, behaviors = _right_align(history, self.config.history_len)
@@ -250,9 +291,18 @@ class SimulationCore:
         self.episode_return = self.episode_return.index_put(index, torch.tensor(0.0, device=self.device))
         self.since_event = self.since_event.index_put(index, torch.tensor(1.0, device=self.device))
         if self.config.candidates is not None:
-            fresh = self._retrieve_candidates()
-            self.candidates = fresh if self.candidates is None else torch.where(
-                rows[:, None], fresh, self.candidates)
+            fresh = self._retrieve_candidates(index[0])
+            self.candidates = fresh if self.candidates is None else self.candidates.index_put(index, fresh)
+
+    def _prefix_table(self) -> Any | None:
+        """The model's prefix table for this population (built on first use), or None (see PrefixReuse)."""
+        if not self._table_checked:
+            self._table_checked = True
+            if (self.n_users >= PREFIX_TABLE_MIN_USERS and isinstance(self.population, DatasetPopulation)
+                    and isinstance(self.model, PrefixReuse)):
+                prefixes = self.population.all_prefixes()
+                self._table = self.model.encode_prefixes(prefixes, PREFIX_TABLE_MAX_BYTES)
+        return self._table
 
     # --- step -------------------------------------------------------------------------------------
     def step(self, slate: torch.Tensor, active: torch.Tensor | None = None) -> StepRecord:
@@ -407,23 +457,26 @@ class SimulationCore:
         self.history_behaviors = torch.where(chose[:, None], shifted_behaviors, self.history_behaviors)
         self.history_lengths = (self.history_lengths + chose.long()).clamp(max=self.config.history_len)
 
-    def _retrieve_candidates(self) -> torch.Tensor:
+    def _retrieve_candidates(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``[N, C]`` distinct candidates: nearest to the visible history, popular, random.
 
-        Items already in the recent history are taken last unless the repeat policy is ``allow``.
+        Items already in the recent history are taken last unless the repeat policy is ``allow``. With
+        ``rows`` (row indices), only those rows' candidates (a reset retrieves for its new users only:
+        each retrieval scores the whole catalogue per row).
         """
         assert self.config.candidates is not None
         n_near, n_pop, n_rand = self.config.candidates.counts()
-        n, gen = self.n_users, self.generator
+        history = self.history_items if rows is None else self.history_items[rows]
+        n, gen = history.shape[0], self.generator
         exclude = torch.zeros(n, self.n_items + 1, device=self.device)
         exclude[:, 0] = float("-inf")
         if self.config.choice.repeat != "allow":
-            exclude.scatter_(1, self.history_items, -1e29)
+            exclude.scatter_(1, history, -1e29)
             exclude[:, 0] = float("-inf")
         parts = []
         if n_near:
-            mask = self.history_mask.float()
-            query = (self._embeddings[self.history_items] * mask[:, :, None]).sum(1)
+            mask = (self.history_mask if rows is None else self.history_mask[rows]).float()
+            query = (self._embeddings[history] * mask[:, :, None]).sum(1)
             query = query / mask.sum(1, keepdim=True).clamp(min=1.0)
             scores = query @ self._embeddings.T + exclude
             parts.append(scores.topk(n_near, dim=1).indices)
@@ -434,8 +487,9 @@ class SimulationCore:
             if taken is not None:
                 exclude = exclude.scatter(1, taken, -1e30)
             uniform = torch.rand(n, self.n_items + 1, generator=gen, device=self.device).clamp_(min=1e-12)
-            gumbel = -torch.log(-torch.log(uniform))
-            keys = gumbel + exclude + (0.0 if log_weight is None else log_weight)
+            keys = uniform.log_().neg_().log_().neg_().add_(exclude)  # Gumbel noise, in place
+            if log_weight is not None:
+                keys = keys.add_(log_weight)
             parts.append(keys.topk(count, dim=1).indices)
         return torch.cat(parts, dim=1)
 

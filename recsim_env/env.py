@@ -52,10 +52,10 @@ class RecSimEnv(gym.Env[Any, Any]):
     serves sb3-contrib's MaskablePPO in the discrete modes.
 
     ## Observation space (``observation_mode``)
-    ``Dict`` of integer ``Box``es: ``items`` / ``behaviors`` (``[history_len]``, the user's most recent
-    events, right-aligned, 0 = padding), ``mask`` (1 where a real event is), ``candidates`` (``[C]``, in
-    the candidates mode). ``"state"`` adds ``user_state`` (privileged: expected next-item embedding,
-    patience, learned end probability); a real recommender does not see it, so it is opt-in.
+    ``Dict`` of integer ``Box``es: ``history_items`` / ``behaviors`` (``[history_len]``, the user's most
+    recent events, right-aligned, 0 = padding), ``mask`` (1 where a real event is), ``candidates``
+    (``[C]``, in the candidates mode). ``"state"`` adds ``user_state`` (privileged: expected next-item
+    embedding, patience, learned end probability); a real recommender does not see it, so it is opt-in.
 
     ## Rewards
     A weight per behavior (default ``b / n_behaviors`` for behavior id ``b``: any consumption counts and
@@ -216,10 +216,16 @@ def make_world_env(data: PathLike | SequenceDataset, device: torch.device | str 
     steps are world events (behavior 0, draining the world's patience) and the world's own end
     probability is the only leave hazard. Any :class:`RecSimEnv` argument can be passed.
     """
+    return RecSimEnv(**world_arguments(data, device, **kwargs))
+
+
+def world_arguments(data: PathLike | SequenceDataset, device: torch.device | str = "cpu", **kwargs: Any
+                    ) -> dict[str, Any]:
+    """The env arguments of ``RecSim-World-v0`` (shared by :func:`make_world_env` and the vector env)."""
     from user_models.synthetic import SyntheticWorld
 
     dataset = load_dataset(data)
     world = SyntheticWorld.from_dataset(dataset, torch.device(device))
     kwargs.setdefault("leave", WORLD_LEAVE)
     kwargs.setdefault("no_choice_event", True)
-    return RecSimEnv(model=world, data=dataset, device=device, **kwargs)
+    return {"model": world, "data": dataset, "device": device, **kwargs}

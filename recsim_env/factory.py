@@ -25,7 +25,7 @@ from recsim_env.core import SimulationCore
 from recsim_env.population import item_popularity, make_population, median_session_gap
 from recsim_env.spaces import ACTION_MODES, SpaceAdapter
 from user_models.data.artifact import SequenceDataset
-from user_models.errors import CheckpointError, InputError
+from user_models.errors import InputError
 from user_models.protocol import UserModel
 
 PathLike = str | os.PathLike[str]
@@ -42,19 +42,18 @@ def load_model(model: PathLike | UserModel, device: torch.device, dataset: Seque
     """``model`` itself, or the checkpoint directory it names (loaded onto ``device``).
 
     A ``.json`` file is read as a hand-written user (:class:`~user_models.handwritten.HandwrittenUser`).
+    (The casts: implementations narrow the protocol's state type to their own, which mypy reports as a
+    conflict.)
     """
     if not isinstance(model, str | os.PathLike):
         return model
     if Path(model).suffix == ".json":
         from user_models.handwritten import HandwrittenUser
 
-        # Implementations narrow the protocol's state type to their own, which mypy calls a conflict.
         return cast(UserModel, HandwrittenUser.load(model, device))
-    try:
-        from user_models.checkpoint import load_user_model
-    except ImportError as exc:
-        raise CheckpointError(f"{model}: cannot load checkpoints ({exc})") from None
-    return load_user_model(Path(model), device=device, dataset=dataset)
+    from user_models.checkpoint import load_user_model
+
+    return cast(UserModel, load_user_model(Path(model), device=device, dataset=dataset))
 
 
 def check_compatible(model: UserModel, dataset: SequenceDataset) -> None:

@@ -53,6 +53,10 @@ class DatasetPopulation:
         self._gaps = torch.as_tensor(_gaps(train.timestamps, train.offsets), device=device)
 
     def sample(self, n: int, generator: torch.Generator) -> History:
+        return self.histories(*self.draw(n, generator))
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` random (sequence index, prefix length) pairs; :meth:`sample` is their histories."""
         cfg = self.config
         pick = torch.randint(len(self._users), (n,), generator=generator, device=self.device)
         users = self._users[pick]
@@ -60,13 +64,22 @@ class DatasetPopulation:
         u = torch.rand(n, generator=generator, device=self.device)
         span = (longest - cfg.min_prefix + 1).float()
         lengths = cfg.min_prefix + (u * span).long().clamp(max=(longest - cfg.min_prefix))
-        pos = torch.arange(cfg.max_prefix, device=self.device)
+        return users, lengths
+
+    def histories(self, users: torch.Tensor, lengths: torch.Tensor) -> History:
+        """The first ``lengths`` training events of sequences ``users`` (``[n]`` each)."""
+        pos = torch.arange(self.config.max_prefix, device=self.device)
         valid = pos[None, :] < lengths[:, None]
         index = (self._starts[users][:, None] + pos[None, :]).clamp(max=len(self._items) - 1)
         items = torch.where(valid, self._items[index], 0)
         behaviors = torch.where(valid, self._behaviors[index], 0)
         gaps = torch.where(valid, self._gaps[index], -1.0)
         return History(items, behaviors, gaps, lengths)
+
+    def all_prefixes(self) -> History:
+        """Every training sequence's first ``max_prefix`` events (row ``u`` is sequence index ``u``)."""
+        users = torch.arange(len(self._lengths), device=self.device)
+        return self.histories(users, self._lengths.clamp(max=self.config.max_prefix))
 
 
 class GeneratedPopulation:

@@ -5,7 +5,8 @@
   policy that maximises the immediate choice probability is not optimal (tested).
 - ``RecSim-World-v0``: the synthetic ground-truth world as the users (``data`` = a synthetic dataset).
 
-The vector env (issue 5) adds ``vector_entry_point`` to these registrations in :func:`register_envs`.
+Each id also has a ``vector_entry_point`` (:class:`~recsim_env.vector.RecSimVectorEnv`), so
+``gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point", ...)`` steps N users in one core.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from gymnasium.envs.registration import register, registry
 from recsim_env.config import LeaveConfig
 
 ENV_ENTRY_POINT = "recsim_env.env:RecSimEnv"
-VECTOR_ENTRY_POINT: str | None = None
-"""Set by the vector env issue to its ``RecSimVectorEnv`` entry point."""
+VECTOR_ENTRY_POINT = "recsim_env.vector:RecSimVectorEnv"
 
 LONG_TERM_KWARGS: dict[str, Any] = {
     "max_steps": 200,
@@ -32,10 +32,12 @@ only for users who keep getting what they value, so engagement, not clicks, pays
 def register_envs() -> None:
     """Register the ids above (idempotent)."""
     specs: dict[str, dict[str, Any]] = {
-        "RecSim-v0": {"entry_point": ENV_ENTRY_POINT},
-        "RecSim-LongTerm-v0": {"entry_point": ENV_ENTRY_POINT, "kwargs": LONG_TERM_KWARGS},
-        "RecSim-World-v0": {"entry_point": "recsim_env.env:make_world_env"},
+        "RecSim-v0": {"entry_point": ENV_ENTRY_POINT, "vector_entry_point": VECTOR_ENTRY_POINT},
+        "RecSim-LongTerm-v0": {"entry_point": ENV_ENTRY_POINT, "vector_entry_point": VECTOR_ENTRY_POINT,
+                               "kwargs": LONG_TERM_KWARGS},
+        "RecSim-World-v0": {"entry_point": "recsim_env.env:make_world_env",
+                            "vector_entry_point": "recsim_env.vector:make_world_vector_env"},
     }
     for env_id, spec in specs.items():
         if env_id not in registry:
-            register(id=env_id, vector_entry_point=VECTOR_ENTRY_POINT, disable_env_checker=False, **spec)
+            register(id=env_id, disable_env_checker=False, **spec)

@@ -14,11 +14,14 @@ Action modes:
 
 Observation modes (``Dict``, integer ``Box``es so SB3 does not one-hot encode ids):
 
-- ``history``: ``items`` and ``behaviors`` (``[H]`` int64, the user's most recent events, right-aligned,
-  0 = padding), ``mask`` (``[H]`` int8, 1 for real events) and, in the candidates mode, ``candidates``
-  (``[C]`` int64 item ids).
+- ``history``: ``history_items`` and ``behaviors`` (``[H]`` int64, the user's most recent events,
+  right-aligned, 0 = padding), ``mask`` (``[H]`` int8, 1 for real events) and, in the candidates mode,
+  ``candidates`` (``[C]`` int64 item ids).
 - ``state``: all of the above plus ``user_state`` (float32, privileged: see
   :meth:`SimulationCore.user_state_vector`). Opt-in: a real recommender never sees it.
+
+No key may shadow a ``torch.nn.ModuleDict`` attribute (``items``, ``keys``, ``values``, ...): SB3's
+``MultiInputPolicy`` builds one per observation key and fails on such names.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ class SpaceAdapter:
     def _observation_space(self) -> spaces.Dict:
         H, core = self.core.config.history_len, self.core
         entries: dict[str, spaces.Space[Any]] = {
-            "items": spaces.Box(0, core.n_items, shape=(H,), dtype=np.int64),
+            "history_items": spaces.Box(0, core.n_items, shape=(H,), dtype=np.int64),
             "behaviors": spaces.Box(0, core.n_behaviors, shape=(H,), dtype=np.int64),
             "mask": spaces.Box(0, 1, shape=(H,), dtype=np.int8),
         }
@@ -143,7 +146,7 @@ class SpaceAdapter:
         """The batched observation as tensors on the core's device (the torch fast path)."""
         core = self.core
         obs = {
-            "items": core.history_items,
+            "history_items": core.history_items,
             "behaviors": core.history_behaviors,
             "mask": core.history_mask.to(torch.int8),
         }

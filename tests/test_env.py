@@ -56,13 +56,13 @@ def test_same_seed_same_trajectory(user, dataset, action_mode, observation_mode,
         env = make(user, dataset, action_mode=action_mode, observation_mode=observation_mode, slate_size=k)
         env.action_space.seed(seed)
         obs, _ = env.reset(seed=seed)
-        trace = [obs["items"].copy()]
+        trace = [obs["history_items"].copy()]
         for _ in range(30):
             obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-            trace += [obs["items"].copy(), np.array([reward, info["item"], info["behavior"]])]
+            trace += [obs["history_items"].copy(), np.array([reward, info["item"], info["behavior"]])]
             if terminated or truncated:
                 obs, _ = env.reset()
-                trace.append(obs["items"].copy())
+                trace.append(obs["history_items"].copy())
         return np.concatenate(trace)
 
     np.testing.assert_array_equal(rollout(3), rollout(3))
@@ -106,7 +106,7 @@ def test_action_masks(user, dataset):
     assert mask.shape == (3 * 21,) and mask.dtype == bool
     block = mask[:21]
     assert not block[0]
-    seen = set(obs["items"][obs["mask"] == 1].tolist())
+    seen = set(obs["history_items"][obs["mask"] == 1].tolist())
     assert {i for i in range(1, 21) if not block[i]} == seen
     cand = make(user, dataset, action_mode="candidates", slate_size=1)
     cand.reset(seed=0)

@@ -52,3 +52,21 @@ def test_world_users_spend_their_own_patience(world_data):
             break
     assert info["patience"] == 1.0  # the core's own patience is off in the world env
     assert len(ends) == 1 or ends[-1] > ends[0]
+
+
+def test_world_vector_env_reproduces_the_single_world_env(world_data):
+    vector = gym.make_vec("RecSim-World-v0", num_envs=1, vectorization_mode="vector_entry_point",
+                          data=world_data, slate_size=3, max_steps=8)
+    single = gym.make("RecSim-World-v0", data=world_data, slate_size=3, max_steps=8)
+    single.action_space.seed(1)
+    s_obs, _ = single.reset(seed=5)
+    v_obs, _ = vector.reset(seed=5)
+    for _ in range(20):
+        action = single.action_space.sample()
+        s_obs, s_reward, s_term, s_trunc, _ = single.step(action)
+        v_obs, v_reward, v_term, v_trunc, _ = vector.step(action[None])
+        assert (v_reward[0], v_term[0], v_trunc[0]) == (s_reward, s_term, s_trunc)
+        if s_term or s_trunc:
+            s_obs, _ = single.reset()
+        for key, value in v_obs.items():
+            np.testing.assert_array_equal(value[0], s_obs[key])

@@ -116,6 +116,24 @@ class TransformerState:
         return int(self.lengths.shape[0])
 
 
+@dataclass
+class PrefixTable:
+    """Encoded windows whose prefixes start new users by a copy (see :meth:`UserTransformer.encode_prefixes`).
+
+    Attributes:
+        windows: The state of U rows, each after the first ``max_len`` events of one sequence.
+        hidden: ``[U, max_len, dim]`` the final hidden state after each of those events.
+    """
+
+    windows: TransformerState
+    hidden: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        tensors = [*vars(self.windows).values(), self.hidden]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
 class UserTransformer(nn.Module):
     """Causal Transformer user model; see the module docstring. Implements ``UserModel``.
 
@@ -278,6 +296,42 @@ class UserTransformer(nn.Module):
         self._load_rows(state, index, history.to(self.device))
         return state
 
+    @torch.no_grad()
+    def encode_prefixes(self, history: History, max_bytes: int) -> PrefixTable | None:
+        """Encode every row once, for :meth:`reset_rows_from_prefixes`; None if not possible.
+
+        Attention is causal and positions count from a window's first event, so the state after the
+        first ``l`` events of a row that fits the window is the first ``l`` slots of the row's encoding
+        and the hidden state at position ``l - 1``: a reset to any such prefix is a copy, not a prefill.
+        Rows wider than ``max_len`` (prefixes would be re-windowed) or a table over ``max_bytes`` give None.
+        """
+        c = self.config
+        rows, width = history.items.shape
+        per_row = (2 * c.layers * c.max_len * c.dim + 2 * c.dim) * self.item_bias.element_size() \
+            + (c.max_len * c.dim) * self.item_bias.element_size() + 3 * c.max_len * 8 + 8
+        if width > c.max_len or rows * per_row > max_bytes:
+            return None
+        history = history.to(self.device)
+        return PrefixTable(self.encode(history), self.forward(history))
+
+    @torch.no_grad()
+    def reset_rows_from_prefixes(self, state: TransformerState, rows: torch.Tensor, table: PrefixTable,
+                                 sources: torch.Tensor, lengths: torch.Tensor) -> TransformerState:
+        """Like :meth:`reset_rows` with the first ``lengths`` events of table rows ``sources`` (in row
+        order; ``lengths <= max_len``), copied from ``table`` instead of encoded."""
+        index = rows.nonzero().squeeze(1)
+        windows = table.windows
+        valid = torch.arange(self.config.max_len, device=self.device)[None, :] < lengths[:, None]
+        for name in ("items", "behaviors", "gap_buckets"):
+            getattr(state, name)[index] = torch.where(valid, getattr(windows, name)[sources], 0)
+        state.lengths[index] = lengths
+        cache_valid = valid[None, :, None, :, None]
+        state.keys[:, index] = torch.where(cache_valid, windows.keys[:, sources], 0)
+        state.values[:, index] = torch.where(cache_valid, windows.values[:, sources], 0)
+        last = table.hidden[sources, (lengths - 1).clamp(min=0)]
+        state.hidden[index] = torch.where((lengths > 0)[:, None], last, 0)
+        return state
+
     def _load_rows(self, state: TransformerState, index: torch.Tensor, history: History) -> None:
         """Write the last ``max_len`` events of each ``history`` row into state rows ``index``."""
         max_len = self.config.max_len
@@ -323,35 +377,54 @@ class UserTransformer(nn.Module):
     @torch.no_grad()
     def step(self, state: TransformerState, items: torch.Tensor, behaviors: torch.Tensor,
              gaps: torch.Tensor, active: torch.Tensor) -> TransformerState:
-        """Append one event to each active row (sliding full rows first); inactive rows are untouched."""
+        """Append one event to each active row (sliding full rows first); inactive rows are untouched.
+
+        Dense over the batch: every row is computed and inactive rows keep their old values through
+        ``torch.where``. Gathering the active rows instead would copy the whole key/value cache each step
+        (most rows are active) and read the active count back to the host.
+        """
         c = self.config
-        rows = active.nonzero().squeeze(1)
-        if rows.numel() == 0:
-            return state
-        full = rows[state.lengths[rows] >= c.max_len]
-        if full.numel():
+        full = active & (state.lengths >= c.max_len)
+        if bool(full.any()):  # a full row slides: re-encode its most recent half (every max_len/2 steps)
+            index = full.nonzero().squeeze(1)
             keep = c.max_len // 2
-            items_, behaviors_, buckets_ = (self._shift(x[full], keep)
+            items_, behaviors_, buckets_ = (self._shift(x[index], keep)
                                             for x in (state.items, state.behaviors, state.gap_buckets))
-            kept = torch.full((full.numel(),), keep, dtype=torch.long, device=self.device)
-            self._prefill(state, full, items_, behaviors_, buckets_, kept)
-        pos = state.lengths[rows]
-        item, behavior = items[rows].long(), behaviors[rows].long()
-        bucket = gap_bucket(gaps[rows], c.gap_buckets)
-        state.items[rows, pos] = item
-        state.behaviors[rows, pos] = behavior
-        state.gap_buckets[rows, pos] = bucket
+            kept = torch.full((index.numel(),), keep, dtype=torch.long, device=self.device)
+            self._prefill(state, index, items_, behaviors_, buckets_, kept)
+        pos = state.lengths.clamp(max=c.max_len - 1)  # inactive full rows: a slot rewritten unchanged
+        item, behavior = items.long(), behaviors.long()
+        bucket = gap_bucket(gaps, c.gap_buckets)
+        rows = torch.arange(state.batch_size, device=self.device)
+
+        def write(cache: torch.Tensor, value: torch.Tensor) -> None:
+            """``cache[row, ..., pos[row], ...] = value[row]`` where active.
+
+            ``cache`` is ``[B, L]`` or ``[B, heads, L, head_dim]`` (contiguous); ``index_select`` and
+            ``index_copy_`` on a flat view are several times faster than advanced indexing here.
+            """
+            heads = cache.shape[1] if cache.dim() == 4 else 1
+            slot = ((rows[:, None] * heads + torch.arange(heads, device=self.device)) * c.max_len
+                    + pos[:, None]).reshape(-1)
+            flat = cache.view(-1, cache.shape[-1] if cache.dim() == 4 else 1)
+            old = flat.index_select(0, slot).view_as(value)
+            new = torch.where(active.view(-1, *[1] * (value.dim() - 1)), value, old)
+            flat.index_copy_(0, slot, new.reshape(slot.numel(), -1))
+
+        write(state.items, item)
+        write(state.behaviors, behavior)
+        write(state.gap_buckets, bucket)
         x = self._embed(item[:, None], behavior[:, None], bucket[:, None], pos[:, None])
         mask = (torch.arange(c.max_len, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
         for layer, block in enumerate(self._layers()):
             q, k, v = block.project(x)
-            state.keys[layer, rows, :, pos] = k[:, :, 0]
-            state.values[layer, rows, :, pos] = v[:, :, 0]
-            attended = F.scaled_dot_product_attention(q, state.keys[layer, rows], state.values[layer, rows],
-                                                      attn_mask=mask)
+            write(state.keys[layer], k[:, :, 0])
+            write(state.values[layer], v[:, :, 0])
+            keys, values = state.keys[layer], state.values[layer]
+            attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
             x = block.finish(x, attended)
-        state.hidden[rows] = self.norm(x)[:, 0]
-        state.lengths[rows] = pos + 1
+        state.hidden = torch.where(active[:, None], self.norm(x)[:, 0], state.hidden)
+        state.lengths = state.lengths + active.long()
         return state
 
     @staticmethod
