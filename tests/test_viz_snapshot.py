@@ -71,10 +71,10 @@ def test_session_frame_matches_the_step(user, dataset) -> None:
     obs, _ = env.reset(seed=3)
     start = env.unwrapped.session_frame(policy="hand")
     assert (start.step, start.slate, start.no_choice_prob) == (0, (), 1.0)
-    assert [e.item.item for e in start.history] == obs["items"][obs["mask"] == 1].tolist()
+    assert [e.item.item for e in start.history] == obs["history_items"][obs["mask"] == 1].tolist()
     total = 0.0
     for step in range(1, 6):
-        before = obs["items"][obs["mask"] == 1].tolist()
+        before = obs["history_items"][obs["mask"] == 1].tolist()
         obs, reward, terminated, truncated, info = env.step(np.array([3, 12, 13]))
         total += reward
         frame = env.unwrapped.session_frame(policy="hand")
@@ -152,3 +152,30 @@ def test_live_session_plays_and_records(user, dataset, tmp_path) -> None:
         assert frame.episode == previous.episode + ended
     assert {f.policy for f in frames} == {"random"}
     assert iio.imread(tmp_path / "s.gif", index=None).shape[0] == 6
+
+
+def test_vector_env_renders_the_chosen_row(user, dataset) -> None:
+    env = gym.make_vec("RecSim-v0", num_envs=3, vectorization_mode="vector_entry_point", model=user,
+                       data=dataset, slate_size=3, history_len=8, max_steps=2, render_mode="rgb_array")
+    base = env.unwrapped
+    env.reset(seed=0)
+    assert [base.session_frame(r).user_id for r in range(3)] == [0, 1, 2]
+    slates = np.array([[1, 2, 3], [11, 12, 13], [4, 15, 16]])
+    env.step(slates)
+    images = []
+    for row in range(3):
+        base.render_row = row
+        (image,) = env.render()
+        assert image.shape == (600, 960, 3) and image.dtype == np.uint8
+        images.append(image)
+        frame = base.session_frame(row)
+        assert [s.item.item for s in frame.slate] == slates[row].tolist() and frame.step == 1
+    assert (images[0] != images[1]).any()
+    _, _, terminated, truncated, _ = env.step(slates)  # max_steps=2: every row truncates and resets
+    assert truncated.all()
+    last = [base.session_frame(r) for r in range(3)]
+    assert [f.user_id for f in last] == [0, 1, 2], "a finished row's frame shows the user who left"
+    assert all(f.truncated and f.step == 2 and f.interests == () for f in last)
+    env.step(slates)
+    assert sorted(base.session_frame(r).user_id for r in range(3)) == [3, 4, 5]
+    env.close()
