@@ -22,11 +22,21 @@ def tiny_dataset() -> SequenceDataset:
             "position": [0, 1, 2, 3, 0, 1, 2],
         }
     )
-    items = pl.DataFrame({"item": [1, 2, 3, 4], "raw_id": list("abcd"), "title": None, "category": None,
-                          "price": None})
+    items = pl.DataFrame(
+        {"item": [1, 2, 3, 4], "raw_id": list("abcd"), "title": None, "category": None, "price": None}
+    )
     users = pl.DataFrame({"user": [0, 1], "user_key": ["u0", "u1"]})
-    meta = DatasetMeta(name="tiny", behaviors=("view", "buy"), n_users=0, n_items=0, n_interactions=0,
-                       n_sessions=0, has_timestamps=True, behavior_source="events", session_gap_seconds=1800)
+    meta = DatasetMeta(
+        name="tiny",
+        behaviors=("view", "buy"),
+        n_users=0,
+        n_items=0,
+        n_interactions=0,
+        n_sessions=0,
+        has_timestamps=True,
+        behavior_source="events",
+        session_gap_seconds=1800,
+    )
     return SequenceDataset.from_frames(inter, items, users, meta)
 
 
@@ -79,7 +89,8 @@ def test_wrong_version_and_tampering_fail_clearly(tmp_path):
 
 def test_out_of_range_ids_are_rejected():
     ds = tiny_dataset()
-    bad = ds.interactions.with_columns(pl.when(pl.col("position") == 0).then(9).otherwise(pl.col("item"))
-                                       .alias("item"))
+    bad = ds.interactions.with_columns(
+        pl.when(pl.col("position") == 0).then(9).otherwise(pl.col("item")).alias("item")
+    )
     with pytest.raises(DatasetError, match="'item' value 9 out of range"):
         SequenceDataset.from_frames(bad, ds.items, ds.users, ds.meta)

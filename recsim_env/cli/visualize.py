@@ -177,19 +177,11 @@ def resolve_policy(name: str, env: Any, *, data: Path, seed: int, device: str,
         device: Torch device of the simulation.
         greedy_model: Where the ``greedy`` baseline's recommender is saved (trained there when missing).
     """
-    try:
-        from agents.factory import make_policy
-    except ImportError:
-        make_policy = None
-    if make_policy is None:
-        if name != "random":
-            raise InputError(f"--policy {name!r}: only 'random' is available until the agents package "
-                             "provides agents.factory")
-        env.action_space.seed(seed)
-        return lambda obs: env.action_space.sample()
-    from agents.envs import SimulatorSpec
-    from agents.policy import act
     from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from agents.envs import SimulatorSpec
+    from agents.factory import make_policy
+    from agents.policy import act
 
     venv = DummyVecEnv([lambda: env])  # the policy reads the spaces through it; we step env directly
     spec = SimulatorSpec(model=env.unwrapped.core.model, data=data, device=device)

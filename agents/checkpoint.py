@@ -1,0 +1,167 @@
+"""Saving and loading trained agents as data: safetensors weights plus JSON metadata, never pickle.
+
+SB3's own ``model.save`` zips a cloudpickled copy of the spaces and schedules; loading it executes
+pickle. An agent directory here holds
+
+- ``policy.safetensors``: the SB3 policy's parameters (its ``state_dict``);
+- ``agent.json``: format version, the :class:`~agents.config.TrainConfig` that built it, the env's
+  observation and action spaces (for a clear error when the agent meets another env), the steps trained.
+
+Loading rebuilds the algorithm from the config on the given env and loads the weights into its policy,
+so the loaded agent acts exactly like the saved one. Optimizer state and replay buffers are not saved:
+a loaded agent is for acting and evaluation, not for resuming training bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_model, save_model
+
+from agents.config import FeaturesConfig, TrainConfig, algo_class
+from user_models.data.artifact import atomic_directory
+from user_models.errors import CheckpointError
+
+FORMAT_VERSION = 1
+WEIGHTS = "policy.safetensors"
+METADATA = "agent.json"
+
+
+def policy_kwargs(config: TrainConfig, item_init: Any = None) -> dict[str, Any]:
+    """SB3 ``policy_kwargs``: the YAML's plus the history features extractor (dict observations)."""
+    from agents.features import HistoryExtractor
+
+    kwargs = dict(config.algo_kwargs.get("policy_kwargs") or {})
+    if config.policy == "MultiInputPolicy":
+        kwargs["features_extractor_class"] = HistoryExtractor
+        kwargs["features_extractor_kwargs"] = {
+            "item_dim": config.features.item_dim,
+            "hidden_dim": config.features.hidden_dim,
+            "item_init": item_init,
+        }
+    return kwargs
+
+
+def build_algorithm(
+    config: TrainConfig,
+    env: Any,
+    seed: int,
+    device: str,
+    item_init: Any = None,
+    tensorboard_log: str | None = None,
+    for_inference: bool = False,
+) -> Any:
+    """Construct the SB3 algorithm of ``config`` on ``env`` (a VecEnv).
+
+    ``for_inference`` sizes the training buffers for an agent that only acts: replay buffers hold one
+    transition, and PPO's minibatch spans its (unused) rollout buffer, whatever the env's row count.
+    """
+    kwargs = {k: v for k, v in config.algo_kwargs.items() if k != "policy_kwargs"}
+    if for_inference and "buffer_size" in kwargs:
+        kwargs["buffer_size"] = 1
+    if for_inference and "batch_size" in kwargs and "n_steps" in kwargs:
+        kwargs["batch_size"] = int(kwargs["n_steps"]) * env.num_envs
+    return algo_class(config.algo)(
+        config.policy,
+        env,
+        policy_kwargs=policy_kwargs(config, item_init),
+        seed=seed,
+        device=device,
+        tensorboard_log=tensorboard_log,
+        verbose=0,
+        **kwargs,
+    )
+
+
+def save_agent(
+    model: Any,
+    config: TrainConfig,
+    path: str | os.PathLike[str],
+    extra: dict[str, Any] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write an agent directory atomically; ``extra`` is stored under ``"extra"`` in ``agent.json``."""
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "config": config.to_json(),
+        "observation_space": repr(model.observation_space),
+        "action_space": repr(model.action_space),
+        "num_timesteps": int(model.num_timesteps),
+        "extra": extra or {},
+    }
+    root = Path(path)
+    with atomic_directory(root, overwrite=overwrite) as tmp:
+        save_model(model.policy, str(tmp / WEIGHTS))
+        (tmp / METADATA).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return root
+
+
+def agent_directory(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or its ``final/`` agent when ``path`` is a training run's output directory."""
+    root = Path(path)
+    if not (root / METADATA).is_file() and (root / "final" / METADATA).is_file():
+        return root / "final"
+    return root
+
+
+def read_agent_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``agent.json`` of an agent directory (or a run's ``final/``), with its format version checked."""
+    root = agent_directory(path)
+    file = root / METADATA
+    if not file.is_file() or not (root / WEIGHTS).is_file():
+        raise CheckpointError(f"{root}: not an agent directory (needs {METADATA} and {WEIGHTS})")
+    try:
+        meta = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{file}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file}: agent format version {meta.get('format_version')!r}, "
+            f"this recsim-env reads {FORMAT_VERSION}"
+        )
+    return meta
+
+
+def config_from_json(data: dict[str, Any]) -> TrainConfig:
+    """The :class:`TrainConfig` stored in ``agent.json``."""
+    return TrainConfig(
+        algo=data["algo"],
+        env_id=data["env_id"],
+        n_timesteps=int(data["n_timesteps"]),
+        n_envs=int(data["n_envs"]),
+        policy=data["policy"],
+        env_kwargs=dict(data["env_kwargs"]),
+        features=FeaturesConfig(**data["features"]),
+        eval_freq=int(data["eval_freq"]),
+        n_eval_episodes=int(data["n_eval_episodes"]),
+        checkpoint_freq=int(data["checkpoint_freq"]),
+        algo_kwargs=dict(data["algo_kwargs"]),
+        source=data.get("source", ""),
+    )
+
+
+def load_agent(path: str | os.PathLike[str], env: Any, device: str = "cpu") -> Any:
+    """Rebuild the saved agent on ``env`` (a VecEnv of the same spaces) and load its weights."""
+    meta = read_agent_metadata(path)
+    config = config_from_json(meta["config"])
+    model = build_algorithm(config, env, seed=0, device=device, for_inference=True)
+    if (
+        repr(model.observation_space) != meta["observation_space"]
+        or repr(model.action_space) != meta["action_space"]
+    ):
+        raise CheckpointError(
+            f"{path}: the agent was trained on observation {meta['observation_space']} and action "
+            f"{meta['action_space']}; this env has {model.observation_space!r} and {model.action_space!r}"
+        )
+    missing, unexpected = load_model(
+        model.policy, str(agent_directory(path) / WEIGHTS), strict=False, device=device
+    )
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not fit the policy (missing {missing}, unexpected {unexpected})"
+        )
+    model.num_timesteps = int(meta["num_timesteps"])
+    return model

@@ -1,0 +1,272 @@
+"""Offline evaluation commands: ``recsim benchmark``, ``ope``, ``fidelity`` and ``export-minari``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from user_models.errors import InputError
+
+if TYPE_CHECKING:
+    from recsim_env.benchmark import EnvSettings
+
+
+def _add_simulator_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        required=True,
+        help="user-model checkpoint directory, or 'world' for a synthetic dataset's ground truth",
+    )
+    p.add_argument("--data", required=True, help="the dataset directory the model was trained on")
+    p.add_argument(
+        "--env-id",
+        default="RecSim-v0",
+        help="registered settings to start from, e.g. RecSim-LongTerm-v0 (default RecSim-v0)",
+    )
+    p.add_argument(
+        "--env-config",
+        type=Path,
+        default=None,
+        help="YAML of RecSimEnv settings over --env-id's (slate_size, max_steps, reward: {...}, "
+        "calibration: FILE, ...); a section given here replaces the id's section",
+    )
+    p.add_argument("--device", default="cpu", help="torch device of the simulation (default: cpu)")
+
+
+def _settings(args: argparse.Namespace) -> EnvSettings:
+    from recsim_env.benchmark import EnvSettings
+
+    return EnvSettings.load(args.env_id, args.env_config)
+
+
+def _policies(text: str) -> tuple[str, ...]:
+    names = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not names:
+        raise InputError("--policies: give a comma-separated list, e.g. random,popular,greedy,oracle")
+    return names
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="compare policies offline with common random numbers; metrics with 95%% CIs",
+        description="Run policies x seeds x a fixed evaluation population of simulated users (every policy "
+        "meets the same users and random streams) and write results.csv/json/md, PNG plots, "
+        "per-episode metrics and replayable trajectories to --out.",
+    )
+    _add_simulator_args(p)
+    p.add_argument(
+        "--policies",
+        required=True,
+        type=_policies,
+        help="comma-separated: random, popular, greedy, oracle, epsilon, linucb, mmr or agent dirs",
+    )
+    p.add_argument("--episodes", type=int, default=200, help="users per seed (default 200)")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    p.add_argument("--base-seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument(
+        "--save-trajectories",
+        type=int,
+        default=3,
+        help="episodes per policy saved for `recsim visualize --replay` (default 3)",
+    )
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser(
+        "export-minari",
+        help="write a policy's simulated sessions as a Minari dataset",
+        description="Run --policy on --episodes simulated users and write them as the Minari dataset "
+        "--dataset-id under $MINARI_DATASETS_PATH (needs the 'minari' extra).",
+    )
+    _add_simulator_args(p)
+    p.add_argument("--policy", required=True, help="a baseline name or a saved agent directory")
+    p.add_argument("--episodes", type=int, default=100, help="episodes to write (default 100)")
+    p.add_argument("--dataset-id", required=True, help="Minari id, e.g. recsim/ml100k-random-v0")
+    p.add_argument("--seed", type=int, default=0, help="population seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that id")
+    p.set_defaults(func=_export_minari)
+
+    p = sub.add_parser(
+        "ope",
+        help="off-policy estimators (IPS, SNIPS, DM, DR, IIPS, PI) vs the simulator's ground truth",
+        description="Log first slates under a stochastic popularity policy with propensities, estimate "
+        "each target's first-step value from the log, and compare with the value measured by running "
+        "the target in the simulator: bias and RMSE over seeds. Runs in the candidates action mode.",
+    )
+    _add_simulator_args(p)
+    p.add_argument(
+        "--targets",
+        type=_policies,
+        default=("uniform", "softpop", "popular", "oracle"),
+        help="comma-separated: uniform, softpop, or deterministic baselines (default "
+        "uniform,softpop,popular,oracle)",
+    )
+    p.add_argument("--logged", type=int, default=2000, help="logged users per seed (default 2000)")
+    p.add_argument("--seeds", type=int, default=10, help="independent logs (default 10)")
+    p.add_argument(
+        "--truth-users", type=int, default=20000, help="users measuring each truth (default 20000)"
+    )
+    p.add_argument("--out", required=True, type=Path, help="output directory (ope.md, ope.json)")
+    p.set_defaults(func=_ope)
+
+    p = sub.add_parser(
+        "fidelity",
+        help="simulator fidelity: vs held-out real sessions, and vs the synthetic ground-truth world",
+        description="Data fidelity: simulate held-out users from the prefix before their last session "
+        "under a logging-like policy and compare with the real last sessions (category and popularity "
+        "Jensen-Shannon, session-length KS, behavior mix, repeat rate, each with a real-vs-real noise "
+        "floor). Ground-truth fidelity (synthetic datasets): run --policies in the world and in the learned "
+        "simulator; returns, relative errors, Kendall's tau (targets: tau >= 0.8, error <= 15%%).",
+    )
+    _add_simulator_args(p)
+    p.add_argument(
+        "--policies",
+        type=_policies,
+        default=("random", "popular", "greedy", "oracle", "epsilon", "mmr"),
+        help="policies for the ground-truth comparison (default random,popular,greedy,oracle,epsilon,mmr)",
+    )
+    p.add_argument(
+        "--episodes", type=int, default=200, help="users per seed in the ground-truth runs (default 200)"
+    )
+    p.add_argument("--seeds", type=int, default=2, help="seeds of the ground-truth runs (default 2)")
+    p.add_argument("--users", type=int, default=500, help="held-out users for data fidelity (default 500)")
+    p.add_argument(
+        "--world-env-config",
+        type=Path,
+        default=None,
+        help="env settings of the world (default: --env-config without its calibration)",
+    )
+    p.add_argument(
+        "--ground-truth",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="run the ground-truth comparison (auto: when --data is a synthetic dataset)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="output directory (fidelity.md, fidelity.json)")
+    p.set_defaults(func=_fidelity)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from recsim_env.benchmark import BenchmarkConfig, run_benchmark
+
+    config = BenchmarkConfig(
+        policies=args.policies,
+        episodes=args.episodes,
+        seeds=args.seeds,
+        base_seed=args.base_seed,
+        save_trajectories=args.save_trajectories,
+        n_resamples=args.resamples,
+        device=args.device,
+    )
+    paths = run_benchmark(args.model, args.data, config, _settings(args), args.out)
+    print((args.out / "results.md").read_text())
+    print(f"wrote {len(paths)} files to {args.out}")
+    return 0
+
+
+def _export_minari(args: argparse.Namespace) -> int:
+    from recsim_env.minari_export import export_minari
+
+    if args.episodes < 1:
+        raise InputError(f"--episodes must be >= 1, got {args.episodes}")
+    root = os.environ.get("MINARI_DATASETS_PATH")
+    if root is not None:  # Minari 0.5.4 doubles a relative root when it writes episodes
+        os.environ["MINARI_DATASETS_PATH"] = str(Path(root).resolve())
+    dataset = export_minari(
+        args.model,
+        args.data,
+        args.policy,
+        args.episodes,
+        args.dataset_id,
+        _settings(args),
+        seed=args.seed,
+        device=args.device,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"wrote Minari dataset {args.dataset_id!r}: {dataset.total_episodes} episodes, "
+        f"{dataset.total_steps} steps; read it with minari.load_dataset({args.dataset_id!r})"
+    )
+    return 0
+
+
+def _ope(args: argparse.Namespace) -> int:
+    import json
+
+    from recsim_env.ope_simulator import OPEConfig, candidate_settings, ope_json, ope_markdown, run_ope
+
+    config = OPEConfig(targets=args.targets, n_logged=args.logged, seeds=args.seeds, n_truth=args.truth_users)
+    settings = _settings(args)
+    rows = run_ope(args.model, args.data, settings, config, device=args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    markdown = ope_markdown(rows, config)
+    _write(args.out / "ope.md", markdown)
+    _write(
+        args.out / "ope.json",
+        json.dumps(ope_json(rows, config, candidate_settings(settings)), indent=2) + "\n",
+    )
+    print(markdown)
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary sibling renamed into place (no half-written reports)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _fidelity(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from recsim_env.benchmark import BenchmarkConfig, EnvSettings
+    from recsim_env.fidelity import data_fidelity, fidelity_markdown, ground_truth_fidelity
+    from user_models.data.artifact import SequenceDataset
+
+    settings = _settings(args)
+    world_settings = (
+        EnvSettings.from_yaml(args.world_env_config)
+        if args.world_env_config is not None
+        else dataclasses.replace(settings, calibration=None)
+    )
+    synthetic = "synthetic_config" in SequenceDataset.load(args.data, verify=False).meta.extra
+    if args.ground_truth == "yes" and not synthetic:
+        raise InputError(
+            f"--ground-truth yes: {args.data} is not a synthetic dataset (no world to compare with)"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    data_result = data_fidelity(
+        args.model, args.data, settings, n_users=args.users, seed=args.seed, device=args.device
+    )
+    truth_result = None
+    if args.ground_truth == "yes" or (args.ground_truth == "auto" and synthetic):
+        config = BenchmarkConfig(
+            policies=args.policies,
+            episodes=args.episodes,
+            seeds=args.seeds,
+            base_seed=args.seed,
+            save_trajectories=0,
+            device=args.device,
+        )
+        truth_result = ground_truth_fidelity(
+            args.model, args.data, config, settings, world_settings, args.out
+        )
+    context = {"model": args.model, "data": args.data, "seed": args.seed}
+    markdown = fidelity_markdown(data_result, truth_result, context)
+    report = {
+        "context": context,
+        "env": settings.to_json(),
+        "world_env": world_settings.to_json(),
+        "data_fidelity": dataclasses.asdict(data_result),
+        "ground_truth_fidelity": None if truth_result is None else truth_result.to_json(),
+    }
+    _write(args.out / "fidelity.md", markdown)
+    _write(args.out / "fidelity.json", json.dumps(report, indent=2, default=float) + "\n")
+    print(markdown)
+    return 0

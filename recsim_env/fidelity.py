@@ -1,0 +1,511 @@
+"""Can the simulator be trusted? Two checks: against the logs, and against a known ground truth.
+
+**Data fidelity** (any dataset). Each selected user's *last session* is held out as the real
+continuation; the simulated user starts from everything before it (the prefix) and is shown slates by a
+logging-like policy (items sampled without replacement with probability proportional to their training
+popularity) until the simulated session ends. The simulated sessions are measured as the logs would show
+them (only consumed events; sessions with no consumption are invisible in logs and left out) and compared
+with the real continuations:
+
+- category distribution of consumed items: Jensen-Shannon divergence (base 2, in [0, 1]);
+- item popularity: distribution of consumed items over ten popularity bins (each bin holds a tenth of
+  the training events), Jensen-Shannon divergence;
+- session length (events per session): two-sample Kolmogorov-Smirnov statistic;
+- behavior mix: Jensen-Shannon divergence of the behavior distributions;
+- repeat rate: share of consumed events whose item the user already had (prefix or earlier in session).
+
+Each divergence comes with a *noise floor*: the same statistic between two random halves of the real
+continuations, i.e. what sampling noise alone produces at this size. Caveat: with leave-last-out
+training the model has seen the last session except its final two events, so this check measures how
+well the simulator reproduces sessions rather than how it generalises to unseen users.
+
+**Ground-truth fidelity** (synthetic datasets). The synthetic world that generated the logs is a
+:class:`~user_models.protocol.UserModel` too, so every policy can be run in the world itself and in the
+simulator whose Transformer learned from the world's logs, under the same env settings, seeds and
+evaluation populations. For each policy: its mean return in both, the relative error, and Kendall's tau
+between the two rankings of the policies. Targets: tau >= 0.8 and relative error <= 15%.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats as sps
+from scipy.spatial.distance import jensenshannon
+
+from recsim_env.benchmark import (
+    WORLD_MODEL,
+    BenchmarkConfig,
+    EnvSettings,
+    Simulator,
+    build_simulator,
+    collect_runs,
+    run_episodes,
+)
+from recsim_env.metrics import categories_multi_hot, consumption_rate
+from recsim_env.stats import bootstrap_mean_ci
+from user_models.errors import InputError
+from user_models.protocol import History
+
+TAU_TARGET = 0.8
+REL_ERROR_TARGET = 0.15
+N_POPULARITY_BINS = 10
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) of two non-negative mass vectors (normalised here)."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if p.sum() <= 0 or q.sum() <= 0:
+        return float("nan")
+    return float(jensenshannon(p / p.sum(), q / q.sum(), base=2) ** 2)
+
+
+def popularity_bins(popularity: np.ndarray, n_bins: int = N_POPULARITY_BINS) -> np.ndarray:
+    """``[n_items + 1]`` bin of each item: items sorted by popularity, cut so each bin holds ~1/n of events.
+
+    Bin 0 holds the most popular items. Items never seen in training fall in the last bin.
+    """
+    counts = np.asarray(popularity, dtype=np.float64)[1:]
+    order = np.argsort(-counts, kind="stable")
+    share = np.cumsum(counts[order]) / max(counts.sum(), 1.0)
+    bins = np.empty(counts.size, dtype=np.int64)
+    bins[order] = np.minimum((share * n_bins - 1e-9).astype(np.int64), n_bins - 1).clip(min=0)
+    bins[counts == 0] = n_bins - 1
+    return np.concatenate([[0], bins])
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """Consumed events of a set of sessions (as logs show them), plus each user's prior items.
+
+    Attributes:
+        items: per session, ``[L]`` consumed item ids in order.
+        behaviors: per session, ``[L]`` behavior ids.
+        prior: per session, the set of items the user had consumed before the session.
+    """
+
+    items: list[np.ndarray]
+    behaviors: list[np.ndarray]
+    prior: list[set[int]]
+
+    def subset(self, idx: np.ndarray) -> Sessions:
+        return Sessions(
+            [self.items[i] for i in idx], [self.behaviors[i] for i in idx], [self.prior[i] for i in idx]
+        )
+
+    def lengths(self) -> np.ndarray:
+        return np.array([len(s) for s in self.items])
+
+    def repeat_rate(self) -> float:
+        """Share of events whose item was consumed before (in the prefix or earlier in the session)."""
+        repeats = total = 0
+        for items, prior in zip(self.items, self.prior, strict=True):
+            seen = set(prior)
+            for item in items.tolist():
+                repeats += item in seen
+                seen.add(item)
+                total += 1
+        return repeats / total if total else float("nan")
+
+
+@dataclass(frozen=True)
+class SessionProfile:
+    """The distributions compared between real and simulated sessions."""
+
+    categories: np.ndarray
+    popularity: np.ndarray
+    behaviors: np.ndarray
+    lengths: np.ndarray
+    repeat_rate: float
+
+    @classmethod
+    def of(
+        cls, sessions: Sessions, categories: np.ndarray, bins: np.ndarray, n_behaviors: int
+    ) -> SessionProfile:
+        items = np.concatenate(sessions.items) if sessions.items else np.zeros(0, dtype=np.int64)
+        behaviors = np.concatenate(sessions.behaviors) if sessions.behaviors else np.zeros(0, dtype=np.int64)
+        rows = categories[items]
+        per_item = rows.sum(axis=1, keepdims=True)
+        return cls(
+            categories=(rows / np.where(per_item > 0, per_item, 1.0)).sum(axis=0),
+            popularity=np.bincount(bins[items], minlength=N_POPULARITY_BINS).astype(np.float64),
+            behaviors=np.bincount(behaviors, minlength=n_behaviors + 1)[1:].astype(np.float64),
+            lengths=sessions.lengths(),
+            repeat_rate=sessions.repeat_rate(),
+        )
+
+
+def compare_profiles(a: SessionProfile, b: SessionProfile) -> dict[str, float]:
+    """The data-fidelity statistics of ``a`` against ``b``."""
+    return {
+        "category_js": js_divergence(a.categories, b.categories),
+        "popularity_js": js_divergence(a.popularity, b.popularity),
+        "behavior_js": js_divergence(a.behaviors, b.behaviors),
+        "length_ks": float(sps.ks_2samp(a.lengths, b.lengths).statistic),
+        "repeat_rate_diff": a.repeat_rate - b.repeat_rate,
+    }
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Users whose last session is held out: their prefixes (a :class:`History`) and real sessions."""
+
+    users: np.ndarray
+    history: History
+    sessions: Sessions
+
+
+def held_out_sessions(
+    dataset: Any, n_users: int, rng: np.random.Generator, min_prefix: int = 1, max_prefix: int = 200
+) -> HeldOut:
+    """Pick up to ``n_users`` users with a prefix before their last session; split them there.
+
+    The prefix keeps its last ``max_prefix`` events (the simulator's window is shorter anyway).
+    """
+    inter = dataset.interactions
+    seqs = dataset.sequences
+    user_col = inter["user"].to_numpy()
+    session_col = inter["session"].to_numpy()
+    last_session = np.full(dataset.n_users, -1, dtype=np.int64)
+    np.maximum.at(last_session, user_col, session_col)
+    starts = seqs.offsets[:-1]
+    # First event of each user's last session: the prefix length.
+    in_last = session_col == last_session[user_col]
+    first_last = np.full(dataset.n_users, np.iinfo(np.int64).max)
+    np.minimum.at(first_last, user_col[in_last], np.flatnonzero(in_last))
+    prefix_len = np.where(first_last < np.iinfo(np.int64).max, first_last - starts, 0)
+    eligible = np.flatnonzero((prefix_len >= min_prefix) & (seqs.lengths - prefix_len >= 1))
+    if eligible.size == 0:
+        raise InputError(
+            f"dataset {dataset.meta.name!r}: no user has a session after at least {min_prefix} events"
+        )
+    users = np.sort(rng.choice(eligible, size=min(n_users, eligible.size), replace=False))
+    keep = np.minimum(prefix_len[users], max_prefix)
+    width = int(keep.max())
+    items = np.zeros((users.size, width), dtype=np.int64)
+    behaviors = np.zeros_like(items)
+    gaps = np.full((users.size, width), -1.0, dtype=np.float32)
+    real_items, real_behaviors, prior = [], [], []
+    for row, u in enumerate(users):
+        u_items, u_behaviors, u_times = seqs.user(int(u))
+        cut = int(prefix_len[u])
+        lo = cut - int(keep[row])
+        items[row, : keep[row]] = u_items[lo:cut]
+        behaviors[row, : keep[row]] = u_behaviors[lo:cut]
+        if u_times is not None and keep[row] > 1:
+            gaps[row, 1 : keep[row]] = np.diff(u_times[lo:cut]).astype(np.float32)
+        real_items.append(u_items[cut:].astype(np.int64))
+        real_behaviors.append(u_behaviors[cut:].astype(np.int64))
+        prior.append(set(u_items[:cut].tolist()))
+    history = History(
+        torch.as_tensor(items),
+        torch.as_tensor(behaviors),
+        torch.as_tensor(gaps),
+        torch.as_tensor(keep.astype(np.int64)),
+    )
+    return HeldOut(users, history, Sessions(real_items, real_behaviors, prior))
+
+
+class PrefixPopulation:
+    """A population that always returns the same users (the held-out prefixes), in row order."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    def sample(self, n: int, generator: torch.Generator) -> History:
+        if n != self.history.batch_size:
+            raise ValueError(f"this population holds {self.history.batch_size} users, asked for {n}")
+        return self.history
+
+
+class LoggingLikePolicy:
+    """The calibration's logging-like policy as an SB3-style policy over the core's current users.
+
+    Slates are drawn by :func:`recsim_env.calibrate.logging_slates` (items without replacement with
+    probability proportional to training popularity), the same policy the calibration matches the logs
+    under, from the policy's own generator. ``slate`` action mode only (actions are item ids).
+    """
+
+    def __init__(self, core: Any, seed: int) -> None:
+        self.core = core
+        self.generator = torch.Generator(device=core.device).manual_seed(seed)
+
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
+    ) -> tuple[np.ndarray, Any]:
+        from recsim_env.calibrate import logging_slates
+
+        return logging_slates(self.core, "popular", self.generator).cpu().numpy(), state
+
+
+@dataclass(frozen=True)
+class DataFidelity:
+    """Simulated vs real sessions, with the real-vs-real noise floor of each statistic."""
+
+    n_users: int
+    n_simulated_sessions: int
+    empty_simulated_sessions: float
+    statistics: dict[str, float]
+    noise_floor: dict[str, float]
+    real: dict[str, Any]
+    simulated: dict[str, Any]
+
+
+def _profile_summary(p: SessionProfile, behavior_names: tuple[str, ...]) -> dict[str, Any]:
+    behaviors = p.behaviors / max(p.behaviors.sum(), 1.0)
+    return {
+        "mean_session_length": float(p.lengths.mean()) if p.lengths.size else float("nan"),
+        "behavior_mix": {name: float(x) for name, x in zip(behavior_names, behaviors, strict=True)},
+        "repeat_rate": p.repeat_rate,
+        "popularity_bins": (p.popularity / max(p.popularity.sum(), 1.0)).round(4).tolist(),
+    }
+
+
+def data_fidelity(
+    model: Any, data: Any, settings: EnvSettings, *, n_users: int = 500, seed: int = 0, device: str = "cpu"
+) -> DataFidelity:
+    """Simulate the held-out users from their prefixes under the logging-like policy; compare sessions."""
+    from recsim_env.population import item_popularity
+
+    settings = replace(settings, action_mode="slate", candidates=None)
+    probe = build_simulator(model, data, settings, 1, device)
+    dataset = probe.dataset
+    rng = np.random.default_rng(seed)
+    held = held_out_sessions(dataset, n_users, rng)
+    sim = build_simulator(probe.core.model, data, settings, int(held.users.size), device)
+    sim.core.population = PrefixPopulation(held.history.to(sim.core.device))
+    popularity = np.asarray(item_popularity(dataset), dtype=np.float64)
+    run = run_episodes(
+        sim.core, sim.adapter, LoggingLikePolicy(sim.core, seed), seed, policy_name="logging-like"
+    )
+    simulated_items, simulated_behaviors, prior = [], [], []
+    for ep, real_prior in zip(run.episodes, held.sessions.prior, strict=True):
+        chose = ep.chosen > 0
+        simulated_items.append(ep.chosen[chose].astype(np.int64))
+        simulated_behaviors.append(ep.behaviors[chose].astype(np.int64))
+        prior.append(real_prior)
+    visible = np.array([len(x) > 0 for x in simulated_items])
+    simulated = Sessions(simulated_items, simulated_behaviors, prior).subset(np.flatnonzero(visible))
+    categories, _ = categories_multi_hot(dataset.items.sort("item")["category"].to_list())
+    bins = popularity_bins(popularity)
+    nb = dataset.n_behaviors
+    real_profile = SessionProfile.of(held.sessions, categories, bins, nb)
+    sim_profile = SessionProfile.of(simulated, categories, bins, nb)
+    half = rng.permutation(held.users.size)
+    a, b = half[: half.size // 2], half[half.size // 2 :]
+    floor = compare_profiles(
+        SessionProfile.of(held.sessions.subset(a), categories, bins, nb),
+        SessionProfile.of(held.sessions.subset(b), categories, bins, nb),
+    )
+    names = tuple(dataset.behaviors)
+    return DataFidelity(
+        n_users=int(held.users.size),
+        n_simulated_sessions=int(visible.sum()),
+        empty_simulated_sessions=float(1.0 - visible.mean()),
+        statistics=compare_profiles(sim_profile, real_profile),
+        noise_floor=floor,
+        real=_profile_summary(real_profile, names),
+        simulated=_profile_summary(sim_profile, names),
+    )
+
+
+@dataclass(frozen=True)
+class PolicyReturn:
+    """One policy in the world and in the learned simulator: mean return (95% bootstrap interval), mean
+    session length in steps and consumption rate (to tell *why* returns differ)."""
+
+    policy: str
+    world: float
+    world_low: float
+    world_high: float
+    learned: float
+    learned_low: float
+    learned_high: float
+    world_length: float
+    learned_length: float
+    world_consumption: float
+    learned_consumption: float
+
+    @property
+    def relative_error(self) -> float:
+        return (self.learned - self.world) / abs(self.world) if self.world else float("nan")
+
+
+@dataclass(frozen=True)
+class GroundTruthFidelity:
+    """Policy returns in the world and the learned simulator, and whether the targets are met."""
+
+    returns: list[PolicyReturn]
+    kendall_tau: float
+    max_relative_error: float
+    mean_abs_relative_error: float
+
+    @property
+    def meets_targets(self) -> bool:
+        return self.kendall_tau >= TAU_TARGET and self.max_relative_error <= REL_ERROR_TARGET
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "returns": [{**asdict(r), "relative_error": r.relative_error} for r in self.returns],
+            "kendall_tau": self.kendall_tau,
+            "max_relative_error": self.max_relative_error,
+            "mean_abs_relative_error": self.mean_abs_relative_error,
+            "targets": {"kendall_tau": TAU_TARGET, "relative_error": REL_ERROR_TARGET},
+            "meets_targets": self.meets_targets,
+        }
+
+
+def _policy_stats(
+    sim: Simulator, config: BenchmarkConfig, greedy_model: Path, progress: bool, desc: str
+) -> dict[str, tuple[float, float, float, float, float]]:
+    """Per policy: mean return with its interval, mean session length (steps) and consumption rate."""
+    runs = collect_runs(sim, config, greedy_model=greedy_model, progress=progress, desc=desc)
+    rng = np.random.default_rng(config.base_seed)
+    out = {}
+    for label, policy_runs in runs.items():
+        episodes = [ep for run in policy_runs for ep in run.episodes]
+        returns = np.array([ep.rewards.sum() for ep in episodes])
+        ci = bootstrap_mean_ci(returns, rng, n_resamples=config.n_resamples)
+        length = float(np.mean([ep.length for ep in episodes]))
+        consumption = float(np.mean([consumption_rate(ep.chosen) for ep in episodes]))
+        out[label] = (ci.estimate, ci.low, ci.high, length, consumption)
+    return out
+
+
+def ground_truth_fidelity(
+    model: Any,
+    data: Any,
+    config: BenchmarkConfig,
+    settings: EnvSettings,
+    world_settings: EnvSettings,
+    work_dir: Path,
+    *,
+    progress: bool = True,
+) -> GroundTruthFidelity:
+    """Run ``config``'s policies in the synthetic world and in the learned simulator; compare returns."""
+    if len(config.policies) < 2:
+        raise InputError(
+            "ground-truth fidelity needs at least two policies to rank (the issue asks for five)"
+        )
+    world = build_simulator(WORLD_MODEL, data, world_settings, config.episodes, config.device)
+    learned = build_simulator(model, data, settings, config.episodes, config.device)
+    greedy = work_dir / "greedy_recommender"
+    truth = _policy_stats(world, config, greedy, progress, "world")
+    sim = _policy_stats(learned, config, greedy, progress, "learned simulator")
+    returns = [
+        PolicyReturn(p, *truth[p][:3], *sim[p][:3], truth[p][3], sim[p][3], truth[p][4], sim[p][4])
+        for p in truth
+    ]
+    tau = float(sps.kendalltau([r.world for r in returns], [r.learned for r in returns]).statistic)
+    errors = np.array([abs(r.relative_error) for r in returns])
+    return GroundTruthFidelity(returns, tau, float(errors.max()), float(errors.mean()))
+
+
+def fidelity_markdown(
+    data_result: DataFidelity | None, truth_result: GroundTruthFidelity | None, context: dict[str, Any]
+) -> str:
+    """The fidelity report: the data table with its noise floor, and the world-vs-simulator table."""
+    lines = [
+        "# Simulator fidelity",
+        "",
+        "Settings: " + ", ".join(f"`{k}={v}`" for k, v in context.items()),
+        "",
+    ]
+    if data_result is not None:
+        d = data_result
+        lines += [
+            "## Data fidelity: simulated vs real held-out sessions",
+            "",
+            f"{d.n_users} users; their last session is the real continuation, the simulated user starts "
+            "from the events before it under a logging-like policy (slates sampled by training popularity). "
+            f"{d.n_simulated_sessions} simulated sessions had a consumption "
+            f"({d.empty_simulated_sessions:.1%} had none and would not appear in logs). "
+            "Caveat: leave-last-out training has seen these sessions except their last two events.",
+            "",
+            "| statistic | simulated vs real | real vs real (noise floor) |",
+            "|---|---|---|",
+        ]
+        for key, value in d.statistics.items():
+            lines.append(f"| {key} | {value:.4f} | {d.noise_floor[key]:.4f} |")
+        lines += ["", "| | real | simulated |", "|---|---|---|"]
+        for key in ("mean_session_length", "repeat_rate"):
+            lines.append(f"| {key} | {d.real[key]:.3f} | {d.simulated[key]:.3f} |")
+        for name in d.real["behavior_mix"]:
+            lines.append(
+                f"| behavior {name} | {d.real['behavior_mix'][name]:.3f} | "
+                f"{d.simulated['behavior_mix'][name]:.3f} |"
+            )
+        lines.append(
+            f"| popularity bins (top first) | {d.real['popularity_bins']} | "
+            f"{d.simulated['popularity_bins']} |"
+        )
+        lines.append("")
+    if truth_result is not None:
+        t = truth_result
+        verdict = "MET" if t.meets_targets else "MISSED"
+        lines += [
+            "## Ground-truth fidelity: the synthetic world vs the simulator learned from its logs",
+            "",
+            "| policy | return in world [95% CI] | return in learned simulator [95% CI] | relative error "
+            "| length world / learned | consumption world / learned |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in t.returns:
+            lines.append(
+                f"| {r.policy} | {r.world:.3f} [{r.world_low:.3f}, {r.world_high:.3f}] | {r.learned:.3f} "
+                f"[{r.learned_low:.3f}, {r.learned_high:.3f}] | {r.relative_error:+.1%} | "
+                f"{r.world_length:.1f} / {r.learned_length:.1f} | "
+                f"{r.world_consumption:.2f} / {r.learned_consumption:.2f} |"
+            )
+        lines += [
+            "",
+            f"Kendall's tau between the rankings: **{t.kendall_tau:.3f}** (target >= {TAU_TARGET}); "
+            f"largest relative error **{t.max_relative_error:.1%}**, mean {t.mean_abs_relative_error:.1%} "
+            f"(target <= {REL_ERROR_TARGET:.0%}). Targets **{verdict}**.",
+            "",
+        ]
+        if not t.meets_targets:
+            lines += [explain_miss(t), ""]
+    return "\n".join(lines)
+
+
+def explain_miss(t: GroundTruthFidelity) -> str:
+    """Why the targets were missed, read off the numbers (which policy, which direction, which mechanism)."""
+    reasons = []
+    worst = max(t.returns, key=lambda r: abs(r.relative_error))
+    if t.max_relative_error > REL_ERROR_TARGET:
+        direction = "over" if worst.relative_error > 0 else "under"
+        reasons.append(
+            f"the learned simulator {direction}-estimates `{worst.policy}` by "
+            f"{abs(worst.relative_error):.0%} (session length {worst.world_length:.1f} -> "
+            f"{worst.learned_length:.1f} steps, consumption rate "
+            f"{worst.world_consumption:.2f} -> {worst.learned_consumption:.2f})"
+        )
+        signs = {np.sign(r.relative_error) for r in t.returns if abs(r.relative_error) > REL_ERROR_TARGET}
+        if len(signs) == 1 and all(abs(r.relative_error) > REL_ERROR_TARGET for r in t.returns):
+            reasons.append(
+                "every policy is off in the same direction, which points at the session mechanism (leave, "
+                "no-choice, calibration) rather than at item preferences"
+            )
+    if t.kendall_tau < TAU_TARGET:
+        world_spread = max(r.world for r in t.returns) - min(r.world for r in t.returns)
+        learned_spread = max(r.learned for r in t.returns) - min(r.learned for r in t.returns)
+        overlapping = sum(
+            1
+            for i, a in enumerate(t.returns)
+            for b in t.returns[i + 1 :]
+            if a.world_low <= b.world_high and b.world_low <= a.world_high
+        )
+        pairs = len(t.returns) * (len(t.returns) - 1) // 2
+        reasons.append(
+            f"the rankings disagree (tau {t.kendall_tau:.2f}): the policies' returns spread over "
+            f"{world_spread:.3f} in the world but {learned_spread:.3f} in the learned simulator, and "
+            f"{overlapping} of {pairs} policy pairs have overlapping world intervals: the two simulators "
+            "react differently to what is recommended"
+        )
+    return "Why the targets were missed: " + "; ".join(reasons) + "."

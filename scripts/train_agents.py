@@ -1,0 +1,208 @@
+"""Train an RL agent on the simulator and compare it with the classic baselines on long-horizon return.
+
+Two subcommands, run by ``scripts/train_agents.sh``:
+
+``run``: train ``--algo`` (default MaskablePPO) on ``--env-id`` (default ``RecSim-LongTerm-v0``) within a
+wall-clock budget, then evaluate the agent, Random, MostPopular, Greedy (GRU4Rec trained on the logs)
+and OracleGreedy (the simulator's own model, a myopic upper reference) on the *same* fixed evaluation
+population (a seed the training never used), in the same action mode, and write ``results.json``.
+
+``report``: gather ``results.json`` files into a table in ``BENCHMARKS.md`` (between the
+``<!-- BEGIN train_agents -->`` / ``<!-- END train_agents -->`` markers), with 95% Student-t confidence
+intervals and whether the agent's interval lies entirely above each baseline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agents.config import load_train_config, parse_overrides  # noqa: E402
+from agents.envs import SimulatorSpec, make_vec_env  # noqa: E402
+from agents.evaluate import evaluate  # noqa: E402
+from agents.factory import make_policy  # noqa: E402
+from agents.train import FINAL, FixedPopulation, train  # noqa: E402
+
+BASELINES = ("random", "popular", "greedy", "oracle")
+EVAL_SEED = 123_457
+"""The evaluation population's seed (training uses --seed and seed + 10000 for its own evaluations)."""
+SECTION = "train_agents"
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.manual_seed(args.seed)
+    overrides = parse_overrides(args.hyperparams)
+    overrides["n_timesteps"] = args.timesteps
+    if args.num_envs is not None:
+        overrides["n_envs"] = args.num_envs
+    config = load_train_config(args.algo, env_id=args.env_id, overrides=overrides)
+    spec = SimulatorSpec(args.model, args.data)
+    out = Path(args.out)
+    print(
+        f"[{args.name}] training {config.algo} on {config.env_id} for up to {config.n_timesteps} steps "
+        f"or {args.max_minutes} min ({torch.get_num_threads()} torch threads)",
+        flush=True,
+    )
+    result = train(
+        config,
+        spec,
+        out,
+        seed=args.seed,
+        progress_bar=not args.no_progress,
+        max_seconds=args.max_minutes * 60,
+    )
+    record = json.loads((out / "train.json").read_text())
+
+    venv = FixedPopulation(
+        make_vec_env(spec, config.env_id, config.env_kwargs, args.eval_envs, EVAL_SEED), EVAL_SEED
+    )
+    mode = config.action_mode
+    rows: list[dict[str, Any]] = []
+    for name in (str(out / FINAL), *BASELINES):
+        start = time.perf_counter()
+        policy = make_policy(
+            name,
+            venv,
+            spec,
+            mode,
+            args.seed,
+            greedy_model=args.greedy_model or out / "greedy",
+            progress=not args.no_progress,
+        )
+        evaluation = evaluate(policy, venv, args.episodes, deterministic=True)
+        label = f"{config.algo} (agent)" if name.endswith(FINAL) else name
+        rows.append({"policy": label, **evaluation.to_json(), "seconds": time.perf_counter() - start})
+        ret = evaluation.mean_return
+        print(
+            f"[{args.name}] {label:>22}: return {ret.mean:.3f} [{ret.low:.3f}, {ret.high:.3f}] "
+            f"length {evaluation.mean_length.mean:.2f}",
+            flush=True,
+        )
+    venv.close()
+    results = {
+        "name": args.name,
+        "env_id": config.env_id,
+        "env_kwargs": dict(config.env_kwargs),
+        "algo": config.algo,
+        "train_steps": record["timesteps"],
+        "train_seconds": record["seconds"],
+        "train_steps_per_second": result.steps_per_second,
+        "max_minutes": args.max_minutes,
+        "episodes": args.episodes,
+        "eval_seed": EVAL_SEED,
+        "seed": args.seed,
+        "torch_threads": torch.get_num_threads(),
+        "machine": _machine(),
+        "rows": rows,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def report(args: argparse.Namespace) -> None:
+    runs = [json.loads(Path(p).read_text()) for p in args.results]
+    lines = [
+        "## RL agent vs baselines: long-horizon return",
+        "",
+        f"Command: `{args.shown_command}`. Return = undiscounted reward per session (behavior weights "
+        "b / n_behaviors), mean over the evaluation episodes with a 95% Student-t CI; every policy meets the "
+        "same fixed evaluation population (seed "
+        f"{runs[0]['eval_seed'] if runs else EVAL_SEED}) in the same action mode. "
+        "\"Agent above\": the agent's CI lies entirely above the policy's. OracleGreedy reads the "
+        "simulator's own model (a myopic reference, not a competitor).",
+        "",
+        "| data | env | policy | return (95% CI) | session length | episodes | agent above |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run_ in runs:
+        agent = run_["rows"][0]["return"]
+        for row in run_["rows"]:
+            ret, length = row["return"], row["length"]
+            above = (
+                "" if row is run_["rows"][0] else ("yes" if agent["ci95_low"] > ret["ci95_high"] else "no")
+            )
+            lines.append(
+                f"| {run_['name']} | {run_['env_id']} | {row['policy']} | {ret['mean']:.3f} "
+                f"[{ret['ci95_low']:.3f}, {ret['ci95_high']:.3f}] | {length['mean']:.2f} | {ret['n']} "
+                f"| {above} |"
+            )
+    lines.append("")
+    for run_ in runs:
+        lines.append(
+            f"- {run_['name']}: {run_['algo']} trained {run_['train_steps']} steps in "
+            f"{run_['train_seconds'] / 60:.1f} min ({run_['train_steps_per_second']:.0f} steps/s, budget "
+            f"{run_['max_minutes']} min, {run_['torch_threads']} torch threads) on {run_['machine']}; "
+            f"env kwargs {json.dumps(run_['env_kwargs'])}."
+        )
+    _write_section(Path(args.bench), "\n".join(lines))
+    print("\n".join(lines))
+
+
+def _write_section(path: Path, body: str) -> None:
+    """Replace (or append) this script's marked section of ``path``, written atomically."""
+    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
+    block = f"{begin}\n{body}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else text.rstrip("\n") + "\n\n" + block + "\n"
+    )
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train an agent and evaluate it against the baselines")
+    r.add_argument("--name", required=True, help="label of this run in the table (e.g. synthetic, ml-100k)")
+    r.add_argument("--model", required=True, help="user-model checkpoint directory")
+    r.add_argument("--data", required=True, help="dataset directory")
+    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--env-id", default="RecSim-LongTerm-v0")
+    r.add_argument("--algo", default="maskable_ppo")
+    r.add_argument(
+        "--timesteps", type=int, default=2_000_000, help="step cap (the time budget usually binds)"
+    )
+    r.add_argument("--max-minutes", type=float, default=30.0, help="training wall-clock budget")
+    r.add_argument("--num-envs", type=int, default=None)
+    r.add_argument("--episodes", type=int, default=500, help="evaluation episodes per policy")
+    r.add_argument("--eval-envs", type=int, default=50, help="parallel users during evaluation")
+    r.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE")
+    r.add_argument("--greedy-model", default=None, help="Greedy recommender directory (default OUT/greedy)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=run)
+    p = sub.add_parser("report", help="write the results table into BENCHMARKS.md")
+    p.add_argument("results", nargs="+", help="results.json files of `run`")
+    p.add_argument("--bench", default=str(ROOT / "BENCHMARKS.md"))
+    p.add_argument(
+        "--shown-command", default="bash scripts/train_agents.sh", help="the command shown in the table"
+    )
+    p.set_defaults(func=report)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

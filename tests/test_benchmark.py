@@ -1,0 +1,216 @@
+"""The offline benchmark on a hand-written user: common random numbers, reports, trajectories."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("recsim_env.core", reason="needs the simulation core (branch core)")
+pytest.importorskip("agents.policy", reason="needs the baselines (branch agents)")
+
+from recsim_env.benchmark import (  # noqa: E402
+    BenchmarkConfig,
+    EnvSettings,
+    build_policy,
+    build_simulator,
+    run_benchmark,
+    run_episodes,
+)
+from user_models.errors import InputError  # noqa: E402
+
+handwritten = pytest.importorskip("user_models.handwritten")
+testing = pytest.importorskip("recsim_env.testing")
+
+SETTINGS = EnvSettings(slate_size=2, max_steps=12)
+
+
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory):
+    torch.set_num_threads(1)
+    user = handwritten.clickbait_user()
+    data = tmp_path_factory.mktemp("bench") / "data"
+    testing.logged_dataset(user, n_users=12).save(data)
+    return user, data, build_simulator(user, data, SETTINGS, n_users=16)
+
+
+def flatten(run):
+    return [np.concatenate([ep.slates.ravel(), ep.chosen, ep.behaviors, ep.rewards]) for ep in run.episodes]
+
+
+def test_same_policy_twice_gives_identical_results(simulator):
+    _, _, sim = simulator
+    a = run_episodes(sim.core, sim.adapter, build_policy("random", sim, 3, None), seed=3)
+    b = run_episodes(sim.core, sim.adapter, build_policy("random", sim, 3, None), seed=3)
+    for x, y in zip(flatten(a), flatten(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    c = run_episodes(sim.core, sim.adapter, build_policy("random", sim, 3, None), seed=4)
+    pairs = zip(flatten(a), flatten(c), strict=True)
+    assert any(x.shape != y.shape or not np.array_equal(x, y) for x, y in pairs)
+
+
+class SwitchAfter:
+    """Acts like ``first`` for ``steps`` steps, then like ``then``: isolates the effect of actions."""
+
+    def __init__(self, first, then, steps):
+        self.first, self.then, self.steps, self.t = first, then, steps, 0
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=False, action_masks=None):
+        policy = self.first if self.t < self.steps else self.then
+        self.t += 1
+        return policy.predict(obs, state, episode_start, deterministic, action_masks=action_masks)
+
+
+def test_common_random_numbers_across_policies(simulator):
+    # Two policies that act alike for 3 steps meet the same users and the same random draws, so their
+    # episodes agree step for step until the actions differ; afterwards they diverge.
+    _, _, sim = simulator
+    base = run_episodes(sim.core, sim.adapter, build_policy("popular", sim, 0, None), seed=5)
+    switch = SwitchAfter(build_policy("popular", sim, 0, None), build_policy("random", sim, 1, None), 3)
+    other = run_episodes(sim.core, sim.adapter, switch, seed=5)
+    diverged = False
+    for x, y in zip(base.episodes, other.episodes, strict=True):
+        t = min(3, x.length, y.length)
+        np.testing.assert_array_equal(x.slates[:t], y.slates[:t])
+        np.testing.assert_array_equal(x.chosen[:t], y.chosen[:t])
+        np.testing.assert_array_equal(x.behaviors[:t], y.behaviors[:t])
+        assert (x.length <= 3) == (y.length <= 3) and (x.length < 3 or y.length >= 3)
+        diverged |= x.length != y.length or not np.array_equal(x.slates, y.slates)
+    assert diverged
+
+
+def test_benchmark_writes_reports_and_replayable_trajectories(simulator, tmp_path):
+    from recsim_env.render.trajectory import read_trajectory
+
+    user, data, _ = simulator
+    config = BenchmarkConfig(
+        policies=("random", "popular", "oracle"), episodes=10, seeds=2, n_resamples=100, save_trajectories=2
+    )
+    paths = run_benchmark(user, data, config, SETTINGS, tmp_path, progress=False)
+    results = json.loads(paths["results.json"].read_text())
+    metrics = {(m["policy"], m["metric"]) for m in results["metrics"]}
+    for metric in (
+        "return",
+        "length",
+        "consumption_rate",
+        "rate_view",
+        "rate_like",
+        "intra_list_distance",
+        "category_entropy",
+        "novelty",
+        "coverage",
+        "exposure_gini",
+    ):
+        assert ("oracle", metric) in metrics
+    ret = next(m for m in results["metrics"] if m["policy"] == "random" and m["metric"] == "return")
+    assert ret["n_episodes"] == 20 and ret["low"] <= ret["estimate"] <= ret["high"]
+    trajectory = read_trajectory(paths["trajectories/oracle"])
+    assert trajectory.meta["policy"] == "oracle" and len(trajectory.episodes()) == 2
+    assert (tmp_path / "metrics.png").stat().st_size > 0
+
+
+def test_env_settings_from_yaml(tmp_path):
+    path = tmp_path / "env.yaml"
+    path.write_text("slate_size: 3\nreward:\n  behavior_weights: [0.2, 1.0]\n  no_choice_penalty: 0.1\n")
+    settings = EnvSettings.from_yaml(path)
+    assert settings.slate_size == 3 and settings.reward.behavior_weights == (0.2, 1.0)
+    path.write_text("slate_sise: 3\n")
+    with pytest.raises(InputError, match="unknown setting.*slate_sise"):
+        EnvSettings.from_yaml(path)
+    path.write_text("reward:\n  weight: 1\n")
+    with pytest.raises(InputError, match="reward.*weight"):
+        EnvSettings.from_yaml(path)
+    with pytest.raises(InputError, match="repeated policy"):
+        BenchmarkConfig(policies=("random", "random"))
+
+
+def test_env_settings_cover_every_env_argument():
+    # EnvSettings mirrors RecSimEnv's keyword arguments; a new env argument must show up here.
+    import dataclasses
+    import inspect
+
+    from recsim_env.env import RecSimEnv
+
+    env_args = set(inspect.signature(RecSimEnv.__init__).parameters) - {
+        "self",
+        "model",
+        "data",
+        "device",
+        "render_mode",
+    }
+    assert {f.name for f in dataclasses.fields(EnvSettings)} == env_args
+
+
+def test_online_policies_learn_from_live_users_only(simulator):
+    _, _, sim = simulator
+
+    class Recorder:
+        """An online policy that records the batch sizes it acts on and learns from."""
+
+        def __init__(self, base):
+            self.base, self.acted, self.fed = base, [], []
+
+        def predict(self, obs, state=None, episode_start=None, deterministic=False, action_masks=None):
+            self.acted.append(len(obs["mask"]))
+            return self.base.predict(obs, state, episode_start, deterministic, action_masks=action_masks)
+
+        def observe(self, rewards, chosen, dones):
+            self.fed.append(len(rewards))
+
+    recorder = Recorder(build_policy("random", sim, 0, None))
+    run = run_episodes(sim.core, sim.adapter, recorder, seed=6)
+    lengths = np.array([ep.length for ep in run.episodes])
+    live = [int((lengths > t).sum()) for t in range(lengths.max())]
+    assert recorder.acted == live and recorder.fed == live
+
+
+def test_saved_agent_is_benchmarked_like_a_baseline(simulator, tmp_path):
+    from agents.checkpoint import build_algorithm, save_agent
+    from agents.config import load_train_config
+    from agents.envs import SimulatorSpec, make_vec_env
+
+    user, data, _ = simulator
+    overrides = {
+        "n_timesteps": 16,
+        "n_envs": 2,
+        "n_steps": 8,
+        "batch_size": 16,
+        "eval_freq": 0,
+        "checkpoint_freq": 0,
+        "env_kwargs": {"slate_size": 2, "max_steps": 12, "action_mode": "slate"},
+        "features": {"item_dim": 8, "hidden_dim": 8},
+    }
+    config = load_train_config("ppo", overrides=overrides)
+    spec = SimulatorSpec(user, data)
+    model = build_algorithm(
+        config, make_vec_env(spec, "RecSim-v0", config.env_kwargs, 2, 0), seed=0, device="cpu"
+    )
+    model.learn(16)
+    save_agent(model, config, tmp_path / "ppo_agent")
+    bench = BenchmarkConfig(
+        policies=("random", str(tmp_path / "ppo_agent")),
+        episodes=6,
+        seeds=1,
+        n_resamples=50,
+        save_trajectories=0,
+    )
+    paths = run_benchmark(user, data, bench, SETTINGS, tmp_path / "out", progress=False)
+    results = json.loads(paths["results.json"].read_text())
+    assert results["config"]["policies"] == ["random", "ppo_agent"]
+    assert any(m["policy"] == "ppo_agent" and m["metric"] == "return" for m in results["metrics"])
+
+
+def test_env_settings_start_from_a_registered_id(tmp_path):
+    from recsim_env.registration import LONG_TERM_KWARGS
+
+    long_term = EnvSettings.load("RecSim-LongTerm-v0")
+    assert long_term.leave == LONG_TERM_KWARGS["leave"]
+    assert long_term.max_steps == LONG_TERM_KWARGS["max_steps"]
+    path = tmp_path / "env.yaml"
+    path.write_text("max_steps: 7\n")
+    overridden = EnvSettings.load("RecSim-LongTerm-v0", path)
+    assert overridden.max_steps == 7 and overridden.leave == long_term.leave
+    with pytest.raises(InputError, match="not a learned-simulator id"):
+        EnvSettings.load("RecSim-World-v0")
+    with pytest.raises(InputError, match="--env-id"):
+        EnvSettings.load("NoSuchEnv-v0")
