@@ -179,3 +179,15 @@ def test_vector_env_renders_the_chosen_row(user, dataset) -> None:
     env.step(slates)
     assert sorted(base.session_frame(r).user_id for r in range(3)) == [3, 4, 5]
     env.close()
+
+
+def test_frames_of_several_rows_equal_single_frames(user, dataset) -> None:
+    env = gym.make_vec("RecSim-v0", num_envs=3, vectorization_mode="vector_entry_point", model=user,
+                       data=dataset, slate_size=3, history_len=8)
+    env.reset(seed=1)
+    env.step(np.array([[1, 2, 3], [11, 12, 13], [4, 15, 16]]))
+    from recsim_env.render.snapshot import FrameBuilder
+
+    builder = FrameBuilder(env.unwrapped.core, ItemCatalogue.from_dataset(dataset))
+    batch = builder.frames([2, 0], user_ids=[7, 5], episodes=[7, 5])
+    assert batch == [builder.frame(2, user_id=7, episode=7), builder.frame(0, user_id=5, episode=5)]
