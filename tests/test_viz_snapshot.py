@@ -16,7 +16,13 @@ from gymnasium.utils.env_checker import check_env
 
 import recsim_env  # noqa: F401  (registers the env ids)
 from recsim_env.render.frame import SessionFrame
-from recsim_env.render.snapshot import ATTENTION_SOURCE, InterestSummary, ItemCatalogue, occlusion_weights
+from recsim_env.render.snapshot import (
+    ATTENTION_SOURCE,
+    FrameBuilder,
+    InterestSummary,
+    ItemCatalogue,
+    occlusion_weights,
+)
 from recsim_env.testing import logged_dataset
 from user_models.handwritten import clickbait_user
 
@@ -186,8 +192,6 @@ def test_frames_of_several_rows_equal_single_frames(user, dataset) -> None:
                        data=dataset, slate_size=3, history_len=8)
     env.reset(seed=1)
     env.step(np.array([[1, 2, 3], [11, 12, 13], [4, 15, 16]]))
-    from recsim_env.render.snapshot import FrameBuilder
-
     builder = FrameBuilder(env.unwrapped.core, ItemCatalogue.from_dataset(dataset))
     batch = builder.frames([2, 0], user_ids=[7, 5], episodes=[7, 5])
     assert batch == [builder.frame(2, user_id=7, episode=7), builder.frame(0, user_id=5, episode=5)]
