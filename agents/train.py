@@ -75,7 +75,11 @@ class SaveAgent(BaseCallback):
 
 
 class StopAfter(BaseCallback):
-    """Stop training once ``seconds`` of wall-clock time have passed (a training-time budget)."""
+    """Stop training once ``seconds`` of wall-clock time have passed (a training-time budget).
+
+    Checked at every env step, so an on-policy update already under way finishes first (the budget can
+    be overrun by one update; ``train.json`` records the real time).
+    """
 
     def __init__(self, seconds: float) -> None:
         super().__init__()
