@@ -94,6 +94,8 @@ class TrainResult:
     """What a training run produced."""
 
     out: Path
+    timesteps: int
+    """Env steps actually taken (fewer than ``n_timesteps`` when the time budget ran out)."""
     steps_per_second: float
     final_eval: EvalResult
 
@@ -193,7 +195,7 @@ def train(
     (out / "train.json").write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
     venv.close()
     eval_env.close()
-    return TrainResult(out, model.num_timesteps / elapsed, final)
+    return TrainResult(out, int(model.num_timesteps), model.num_timesteps / elapsed, final)
 
 
 def _json_default(value: Any) -> Any:

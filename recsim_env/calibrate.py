@@ -22,16 +22,19 @@ What the logs say, and which parameter answers to it:
 without replacement by training-split popularity, or from the user model's own next-item
 distribution) and measuring the simulated sessions *as the logs would show them*: only sessions with at
 least one consumption, their number of events, and events per step between the first and the last
-event. A probe with the learned end off decides where the length parameter starts (see below). Each
-round then takes a secant step per parameter: the no-choice logit on the logit error of the
-consumption rate, the length parameter on the log ratio of the session lengths; the round with the
-smallest error is kept. Everything runs with fixed seeds, so a calibration is reproducible.
+event. The consumption rate falls with the no-choice logit and the session length with the length
+parameter, so each is solved in turn by bracketed 1-D root finding (secant, then Illinois regula
+falsi) on the logit error of the rate and the log ratio of the lengths: rate, length, rate, length,
+sharing ``rounds`` simulations. The simulated point with the smallest total error is kept. Everything
+runs with fixed seeds, so a calibration is reproducible.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -51,7 +54,7 @@ from user_models.protocol import History, UserModel
 LoggingPolicy = Literal["popular", "model"]
 OFFSET_FLOOR = -6.0
 """End-logit offset below which the learned end probability no longer matters (odds x 0.0025)."""
-MIN_DRAIN_SCALE = 1e-3
+MIN_DRAIN_SCALE = 0.01
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class CalibrationSettings:
 
     n_users: int = 512
     n_examples: int = 2048
-    rounds: int = 10
+    rounds: int = 24
     temperature_split: EvalSplit = "valid"
     logging_policy: LoggingPolicy = "popular"
     max_steps: int | None = None
@@ -258,7 +261,7 @@ def calibrate(
                          "pass a target consumption rate")
     max_steps = settings.max_steps or max(200, int(20 * target.steps_per_session))
     base = replace(config, max_steps=max_steps, candidates=None)
-    bar = tqdm(total=settings.rounds + 4, desc="calibrate", disable=not progress)
+    bar = tqdm(total=settings.rounds + 3, desc="calibrate", disable=not progress)
 
     def run(cfg: SimConfig, seed: int) -> SessionStats:
         core = build_core(model, dataset, cfg, n_users=settings.n_users)
@@ -275,39 +278,37 @@ def calibrate(
     # learned end no longer matters and z - OFFSET_FLOOR is the log of the patience drain scale, so one
     # monotone parameter lengthens sessions first by trusting the learned end less, then by weakening
     # patience (never the other way round).
-    # Where z starts: at the base offset, unless a probe with the learned end off (z = OFFSET_FLOOR)
-    # already ends sessions sooner than the logs; then patience binds and the search starts there.
-    probe_x = np.array([base.choice.no_choice_logit, OFFSET_FLOOR])
-    probe = run(_calibration(temperature, probe_x).apply(base), settings.seed)
-    patience_bound = probe.events_per_session < target.events_per_session
-    x = probe_x if patience_bound else np.array([base.choice.no_choice_logit, base.leave.end_logit_offset])
-    best: tuple[float, Calibration] | None = None
+    # Search over (no-choice logit c, length parameter z): z is the end-logit offset down to
+    # OFFSET_FLOOR; below it the learned end no longer matters and z - OFFSET_FLOOR is the log of the
+    # patience drain scale. The consumption rate falls with c and the session length falls with z
+    # (both monotone), so the two are solved in turn by bracketed 1-D root finding, twice.
     rounds: list[dict[str, Any]] = []
-    previous: tuple[np.ndarray, np.ndarray] | None = None
-    slope = np.full(2, -1.0)
-    for _ in range(settings.rounds):
-        params = _calibration(temperature, x)
-        if np.array_equal(x, probe_x):  # simulated by the probe already
-            stats = probe
-            bar.update(1)
-        else:
+    best: tuple[float, Calibration] | None = None
+    evaluated: dict[tuple[float, float], np.ndarray] = {}
+
+    def errors_at(c: float, z: float) -> np.ndarray:
+        nonlocal best
+        key = (round(c, 6), round(z, 6))
+        if key not in evaluated:
+            params = _calibration(temperature, np.array([c, z]))
             stats = run(params.apply(base), settings.seed)
-        errors = np.array([_logit(stats.consumption_rate) - _logit(target.consumption_rate),
-                           math.log(max(stats.events_per_session, 1e-6) / target.events_per_session)])
-        error = float(np.abs(errors).sum())
-        rounds.append({**_params(params), "error": error, **asdict(stats)})
-        if best is None or error < best[0]:
-            best = (error, params)
-        # A Newton step per coordinate: each error falls as its own parameter rises, by a slope that
-        # starts at -1 and is re-estimated by secant from the last two rounds (kept when the secant
-        # is not negative, e.g. through noise); steps are limited to 2 (no-choice logit) and 4 (z).
-        if previous is not None:
-            dx, de = x - previous[0], errors - previous[1]
-            measured = np.divide(de, dx, out=np.zeros(2), where=np.abs(dx) > 1e-6)
-            slope = np.where(measured < 0, np.clip(measured, -5.0, -0.05), slope)
-        previous = (x.copy(), errors)
-        x = x + np.clip(-errors / slope, [-2.0, -4.0], [2.0, 4.0])
-        x = np.clip(x, [-15.0, OFFSET_FLOOR + math.log(MIN_DRAIN_SCALE)], [15.0, 15.0])
+            errs = np.array([_logit(stats.consumption_rate) - _logit(target.consumption_rate),
+                             math.log(max(stats.events_per_session, 1e-6) / target.events_per_session)])
+            error = float(np.abs(errs).sum())
+            rounds.append({**_params(params), "error": error, **asdict(stats)})
+            if best is None or error < best[0]:
+                best = (error, params)
+            evaluated[key] = errs
+        return evaluated[key]
+
+    c, z = base.choice.no_choice_logit, base.leave.end_logit_offset
+    z_bounds = (OFFSET_FLOOR + math.log(MIN_DRAIN_SCALE), 8.0)
+    for which, share in (("c", 0.25), ("z", 0.4), ("c", 0.15), ("z", 0.2)):
+        iterations = max(2, round(share * settings.rounds))
+        if which == "c":
+            c = _solve_decreasing(partial(_rate_error, errors_at, z), c, (-15.0, 15.0), iterations)
+        else:
+            z = _solve_decreasing(partial(_length_error, errors_at, c), z, z_bounds, iterations)
     assert best is not None
     params = best[1]
     after = run(params.apply(base), settings.seed + 1000)
@@ -359,6 +360,53 @@ def format_report(calibration: Calibration) -> str:
         f"{before['drain_scale']:g}).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _rate_error(errors_at: Callable[[float, float], np.ndarray], z: float, c: float) -> float:
+    return float(errors_at(c, z)[0])
+
+
+def _length_error(errors_at: Callable[[float, float], np.ndarray], c: float, z: float) -> float:
+    return float(errors_at(c, z)[1])
+
+
+def _solve_decreasing(f: Callable[[float], float], x: float, bounds: tuple[float, float],
+                      iterations: int) -> float:
+    """The ``x`` in ``bounds`` with the smallest ``|f(x)|`` found in ``iterations`` evaluations of a
+    decreasing ``f``: secant steps (slope -1 until measured, at most 2) until the root is
+    bracketed, then Illinois regula falsi inside the bracket."""
+    lo, hi = bounds
+    x = float(np.clip(x, lo, hi))
+    fx = f(x)
+    points = [(x, fx)]
+    above = (x, fx) if fx > 0 else None  # f > 0: x is too small
+    below = (x, fx) if fx <= 0 else None
+    last_side = ""
+    for _ in range(iterations - 1):
+        if above is not None and below is not None:
+            (xa, fa), (xb, fb) = above, below
+            x_new = xa - fa * (xb - xa) / (fb - fa) if fb != fa else (xa + xb) / 2
+        else:
+            slope = -1.0
+            if len(points) > 1:
+                (x1, f1), (x2, f2) = points[-2], points[-1]
+                measured = (f2 - f1) / (x2 - x1) if x2 != x1 else 0.0
+                slope = measured if measured < 0 else -1.0
+            x_new = x + float(np.clip(-fx / slope, -2.0, 2.0))
+        x_new = float(np.clip(x_new, lo, hi))
+        if x_new == x:
+            break
+        x, fx = x_new, f(x_new)
+        points.append((x, fx))
+        if fx > 0:
+            if last_side == "above" and below is not None:
+                below = (below[0], below[1] / 2)  # Illinois: keep regula falsi from stalling
+            above, last_side = (x, fx), "above"
+        else:
+            if last_side == "below" and above is not None:
+                above = (above[0], above[1] / 2)
+            below, last_side = (x, fx), "below"
+    return min(points, key=lambda p: abs(p[1]))[0]
 
 
 def _calibration(temperature: float, x: np.ndarray) -> Calibration:

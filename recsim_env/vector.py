@@ -38,7 +38,10 @@ from gymnasium.vector.utils import batch_space
 
 from recsim_env.core import StepRecord
 from recsim_env.env import world_arguments
-from recsim_env.factory import build_env_core
+from recsim_env.factory import build_env_core, load_dataset
+from recsim_env.render.env_view import CoreRenderer
+from recsim_env.render.frame import SessionFrame
+from recsim_env.render.pygame_renderer import RENDER_FPS
 from recsim_env.render_text import format_step
 from user_models.data.artifact import SequenceDataset
 from user_models.protocol import UserModel
@@ -103,14 +106,17 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
     - ``model``, ``data`` and every other keyword argument: as for :class:`~recsim_env.env.RecSimEnv`
       (``slate_size``, ``action_mode``, ``observation_mode``, ``max_steps``, ``history_len``, configs,
       ``calibration``, ``strict``, ``device``).
-    - ``render_mode``: None or ``"ansi"``; :meth:`render` draws row :attr:`render_row`.
+    - ``render_mode``: None, ``"ansi"``, ``"rgb_array"`` or ``"human"`` (as for RecSimEnv; the pygame
+      modes need the ``viz`` extra, and ``human`` draws on every :meth:`reset` and :meth:`step`);
+      :meth:`render` draws row :attr:`render_row` and returns a tuple of one frame.
     - ``render_row``: which row :meth:`render` draws (default 0; may be changed at any time).
 
     ## Version history
     - v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4, "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {"render_modes": ["ansi", "human", "rgb_array"], "render_fps": RENDER_FPS,
+                "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(
         self,
@@ -124,7 +130,8 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got "
                              f"{render_mode!r}")
-        self.core, self.adapter = build_env_core(model, data, n_users=num_envs, **kwargs)
+        dataset = load_dataset(data)
+        self.core, self.adapter = build_env_core(model, dataset, n_users=num_envs, **kwargs)
         self.num_envs = num_envs
         self.device = self.core.device
         self.single_action_space = self.adapter.action_space
@@ -133,6 +140,14 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.render_mode = render_mode
         self.render_row = render_row
+        self._view = CoreRenderer(self.core, dataset, None if render_mode == "ansi" else render_mode,
+                                  fps=self.metadata["render_fps"], autoreset=True)
+        # Simulated users are numbered in arrival order (on the device: the fast path never syncs).
+        # A step's frame shows the users who took it, even in rows that were reset right after.
+        self._users = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._step_users = self._users
+        self._next_user = torch.zeros((), dtype=torch.long, device=self.device)
+        self._stepped = False
         self._seeded = False
         self._started = False
 
@@ -149,6 +164,9 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
             self._seeded = True
         self.core.reset()
         self._started = True
+        self._users = self._next_user + torch.arange(self.num_envs, device=self.device)
+        self._next_user = self._next_user + self.num_envs
+        self._stepped = False
         return self.adapter.observe()
 
     def step_tensors(self, actions: torch.Tensor) -> TensorStep:
@@ -167,6 +185,10 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         final_obs = self.adapter.observe()
         done = record.terminated | record.truncated
         self.core.reset(done)
+        self._step_users = self._users
+        self._users = torch.where(done, self._next_user + done.long().cumsum(0) - 1, self._users)
+        self._next_user = self._next_user + done.long().sum()
+        self._stepped = True
         return TensorStep(self.adapter.observe(), record.reward, record.terminated, record.truncated,
                           final_obs, record)
 
@@ -184,6 +206,8 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         obs = self.reset_tensors(None if seed is None else int(seed))
         info = {"patience": self.core.patience.cpu().numpy().copy(),
                 "history_length": self.core.history_lengths.cpu().numpy().copy()}
+        if self.render_mode == "human":
+            self.render()
         return self._to_numpy(obs), info
 
     def step(
@@ -198,22 +222,45 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         truncated = out.truncated.cpu().numpy().copy()
         reward = out.reward.double().cpu().numpy()
         infos = self._step_infos(out, terminated | truncated)
+        if self.render_mode == "human":
+            self.render()
         return self._to_numpy(out.obs), reward, terminated, truncated, infos
 
     def action_masks(self) -> np.ndarray:
         """``[N, mask_len]`` valid-action masks for sb3-contrib's MaskablePPO (discrete action modes)."""
         return self.action_masks_tensor().cpu().numpy().copy()
 
-    def render(self) -> tuple[str, ...] | None:
-        """Row :attr:`render_row`'s last step as text (a tuple of one frame), or None without ansi."""
-        if self.render_mode != "ansi":
+    def render(self) -> tuple[str | np.ndarray, ...] | None:
+        """Row :attr:`render_row`'s last step (a tuple of one frame: text or ``H x W x 3`` uint8).
+
+        None without a render mode, and in ``human`` mode (the frame is shown in the window).
+        """
+        if self.render_mode is None:
             return None
         if not 0 <= self.render_row < self.num_envs:
             raise ValueError(f"render_row {self.render_row} out of range [0, {self.num_envs})")
+        if self.render_mode != "ansi":
+            image = self._view.render(self.session_frame(self.render_row))
+            return None if image is None else (image,)
         record = self.core.last_record
-        if record is None:
+        if record is None or not self._stepped:
             return (f"new user, history of {int(self.core.history_lengths[self.render_row])} events\n",)
         return (format_step(record.row(self.render_row), self.core.behavior_names),)
+
+    def session_frame(self, row: int, policy: str = "") -> SessionFrame:
+        """Row ``row``'s last step (or its new user, right after :meth:`reset`) as a SessionFrame.
+
+        A row that finished in the last step shows that step of the user who left, though the row
+        already holds the next user (``SAME_STEP`` autoreset). ``user_id`` and ``episode`` are the
+        user's arrival number in this env.
+        """
+        if not self._started:
+            raise RuntimeError("call reset() before session_frame()")
+        user = int((self._step_users if self._stepped else self._users)[row])
+        return self._view.frame(row, after_step=self._stepped, user_id=user, episode=user, policy=policy)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self._view.close()
 
     # --- numpy conversion -------------------------------------------------------------------------
     def _to_numpy(self, obs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:

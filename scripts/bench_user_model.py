@@ -75,13 +75,16 @@ def prepare_synthetic(work: Path, users: int, events: float, seed: int) -> Seque
 def run_case(case: Case, work: Path) -> list[dict[str, Any]]:
     """Train and evaluate the Transformer and the baselines on ``case``; one row per model."""
     test = eval_examples(case.dataset, "test")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model, fit = train_user_model(case.dataset, work / f"model-{case.name}", case.model, case.train)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     rows = [{**ranking_report(TransformerScorer(model), test), "train_seconds": seconds,
+             "train_cpu_seconds": cpu,
              "parameters": model.n_parameters(), "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run}]
-    rows += baseline_reports(case.dataset, "test", case.gru, case.train)
-    return rows
+    cpu_started = time.process_time()
+    baselines = baseline_reports(case.dataset, "test", case.gru, case.train)
+    baselines[-1]["train_cpu_seconds"] = time.process_time() - cpu_started  # the GRU; Pop/Markov: counting
+    return rows + baselines
 
 
 def markdown(rows: list[dict[str, Any]], command: str, threads: int, case: Case) -> str:
@@ -92,20 +95,23 @@ def markdown(rows: list[dict[str, Any]], command: str, threads: int, case: Case)
         "",
         "Leave-last-out **test** split, full ranking over the whole catalogue, **seen items not masked** "
         "(headline; `seen masked` = history items removed except the target). Train time = the whole "
-        "training including per-epoch validation (early stopping on valid NDCG@10).",
+        "training including per-epoch validation (early stopping on valid NDCG@10); CPU = the process's "
+        "CPU seconds for it (on a shared, overloaded machine wall time overstates the cost).",
         "",
         f"Command: `{command}`  ",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
         f"torch {torch.__version__}, {threads} threads, Python {platform.python_version()}; "
+        f"load average {os.getloadavg()[0]:.1f} at the end; "
         f"run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
-        "| dataset | model | NDCG@10 | HR@10 | MRR | NDCG@10 (seen masked) | train time (s) | parameters |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| dataset | model | NDCG@10 | HR@10 | MRR | NDCG@10 (seen masked) | train wall (s) | train CPU (s) "
+        "| parameters |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(f"| {case.name} | {r['model']} | {r['ndcg@10']:.4f} | {r['hr@10']:.4f} | "
                      f"{r['mrr']:.4f} | {r['seen_masked']['ndcg@10']:.4f} | {r['train_seconds']:.1f} | "
-                     f"{r['parameters']:,} |")
+                     f"{r.get('train_cpu_seconds', 0.0):.1f} | {r['parameters']:,} |")
     lines.append("")
     lines.append(f"Dataset: {case.dataset.n_users} users, {case.dataset.n_items} items, "
                  f"{case.dataset.meta.n_interactions} events. Transformer `{asdict(case.model)}`, training "

@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parser.add_argument("--benchmarks", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--slate-size", type=int, default=5)
     parser.add_argument("--n-users", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=24)
     parser.add_argument("--logging-policy", choices=("popular", "model"), default="popular")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -107,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         "training-split logs, before (temperature 1, no-choice logit 0, no end offset) and after",
         "`recsim env calibrate`. Sessions are measured as logs show them: sessions with at least one",
         "event; consumption rate = events per step between a session's first and last event, with steps",
-        "reconstructed from within-session gaps (step = the median within-session gap).",
+        "reconstructed from within-session gaps (step = the median positive within-session gap).",
+        "Caveat: the synthetic logs' gaps are dwell times that vary by behavior (20-120 s), so their",
+        "reconstructed rate reflects dwell variation as well as skipped steps; MovieLens timestamps are",
+        "rating-entry times. The world is calibrated with RecSim-World-v0's configuration (its own",
+        "patience; no-choice steps are world events).",
         "",
         f"Command: `python scripts/calibrate_report.py {command}`",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "

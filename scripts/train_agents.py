@@ -145,6 +145,7 @@ def report(args: argparse.Namespace) -> None:
             f"{run_['max_minutes']} min, {run_['torch_threads']} torch threads) on {run_['machine']}; "
             f"env kwargs {json.dumps(run_['env_kwargs'])}."
         )
+    lines += [f"- {note}" for note in args.note]
     _write_section(Path(args.bench), "\n".join(lines))
     print("\n".join(lines))
 
@@ -199,6 +200,7 @@ def main() -> None:
     p.add_argument(
         "--shown-command", default="bash scripts/train_agents.sh", help="the command shown in the table"
     )
+    p.add_argument("--note", action="append", default=[], help="a line to add under the table (repeatable)")
     p.set_defaults(func=report)
     args = parser.parse_args()
     args.func(args)

@@ -4,7 +4,10 @@ Runs one policy in the env for up to ``--steps`` steps and saves the frame that 
 view (a full history whose top three events carry the most weight, none of them more than 60%), so the
 screenshot is reproducible::
 
-    python scripts/viz_screenshot.py --model runs/synth-model --data out/synth --out docs/session.png
+    recsim data synth --out out/viz-synth --users 800 --items 300 --events-per-user 60 --seed 0
+    recsim user-model train --data out/viz-synth --out runs/viz-model --epochs 6 --dim 32 --layers 2 \
+        --heads 2 --max-len 50 --seed 0
+    python scripts/viz_screenshot.py --model runs/viz-model --data out/viz-synth --out docs/session.png
 
 Use a synthetic dataset for committed screenshots: MovieLens titles may not be redistributed.
 """
@@ -13,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as `python scripts/viz_screenshot.py` from a checkout
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 

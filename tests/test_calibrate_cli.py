@@ -30,7 +30,7 @@ def test_logged_stats_recover_the_generating_process(user, dataset):
 
 
 def test_calibration_moves_simulation_to_the_logs(user, dataset, tmp_path):
-    settings = CalibrationSettings(n_users=96, n_examples=256, rounds=8, max_steps=150)
+    settings = CalibrationSettings(n_users=96, n_examples=256, rounds=14, max_steps=150)
     cal = calibrate(user, dataset, SimConfig(slate_size=3), settings, progress=False)
     logged, before, after = cal.report["logged"], cal.report["before"], cal.report["after"]
 

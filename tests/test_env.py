@@ -179,7 +179,7 @@ def test_long_term_myopic_policy_is_not_optimal():
         value = (user.behavior_probs(core.user_state, items) * weights).sum(-1) - 10.0 * core.repeated(items)
         return value.topk(3).indices[0].numpy() + 1
 
-    def returns(policy, episodes=120):
+    def returns(policy, episodes=60):
         out = []
         for episode in range(episodes):
             env.reset(seed=episode)

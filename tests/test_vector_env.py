@@ -229,7 +229,7 @@ def test_render_draws_the_chosen_row(user, dataset):
     assert "item      1" in env.render()[0]
     assert RecSimVectorEnv(1, model=user, data=dataset, **env_kwargs()).render() is None
     with pytest.raises(ValueError, match="render_mode"):
-        RecSimVectorEnv(1, model=user, data=dataset, render_mode="human", **env_kwargs())
+        RecSimVectorEnv(1, model=user, data=dataset, render_mode="rgb", **env_kwargs())
 
 
 def test_prefix_table_resets_equal_prefills(dataset):

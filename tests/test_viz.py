@@ -9,6 +9,7 @@ import dataclasses
 import gzip
 import json
 import os
+import stat
 import sys
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -81,6 +82,9 @@ def test_trajectory_round_trip(tmp_path, name: str) -> None:
     second = [dataclasses.replace(make_frame(s, chosen=None), episode=1, user_id=7) for s in range(2)]
     path = write_trajectory(tmp_path / name, first + second, meta={"policy": "random", "seed": 3})
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary file left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, "saved like any file, not private"
     trajectory = read_trajectory(path)
     assert trajectory.meta == {"policy": "random", "seed": 3}
     assert trajectory.frames == tuple(first + second)

@@ -16,7 +16,13 @@ from gymnasium.utils.env_checker import check_env
 
 import recsim_env  # noqa: F401  (registers the env ids)
 from recsim_env.render.frame import SessionFrame
-from recsim_env.render.snapshot import ATTENTION_SOURCE, InterestSummary, ItemCatalogue, occlusion_weights
+from recsim_env.render.snapshot import (
+    ATTENTION_SOURCE,
+    FrameBuilder,
+    InterestSummary,
+    ItemCatalogue,
+    occlusion_weights,
+)
 from recsim_env.testing import logged_dataset
 from user_models.handwritten import clickbait_user
 
@@ -152,3 +158,40 @@ def test_live_session_plays_and_records(user, dataset, tmp_path) -> None:
         assert frame.episode == previous.episode + ended
     assert {f.policy for f in frames} == {"random"}
     assert iio.imread(tmp_path / "s.gif", index=None).shape[0] == 6
+
+
+def test_vector_env_renders_the_chosen_row(user, dataset) -> None:
+    env = gym.make_vec("RecSim-v0", num_envs=3, vectorization_mode="vector_entry_point", model=user,
+                       data=dataset, slate_size=3, history_len=8, max_steps=2, render_mode="rgb_array")
+    base = env.unwrapped
+    env.reset(seed=0)
+    assert [base.session_frame(r).user_id for r in range(3)] == [0, 1, 2]
+    slates = np.array([[1, 2, 3], [11, 12, 13], [4, 15, 16]])
+    env.step(slates)
+    images = []
+    for row in range(3):
+        base.render_row = row
+        (image,) = env.render()
+        assert image.shape == (600, 960, 3) and image.dtype == np.uint8
+        images.append(image)
+        frame = base.session_frame(row)
+        assert [s.item.item for s in frame.slate] == slates[row].tolist() and frame.step == 1
+    assert (images[0] != images[1]).any()
+    _, _, terminated, truncated, _ = env.step(slates)  # max_steps=2: every row truncates and resets
+    assert truncated.all()
+    last = [base.session_frame(r) for r in range(3)]
+    assert [f.user_id for f in last] == [0, 1, 2], "a finished row's frame shows the user who left"
+    assert all(f.truncated and f.step == 2 and f.interests == () for f in last)
+    env.step(slates)
+    assert sorted(base.session_frame(r).user_id for r in range(3)) == [3, 4, 5]
+    env.close()
+
+
+def test_frames_of_several_rows_equal_single_frames(user, dataset) -> None:
+    env = gym.make_vec("RecSim-v0", num_envs=3, vectorization_mode="vector_entry_point", model=user,
+                       data=dataset, slate_size=3, history_len=8)
+    env.reset(seed=1)
+    env.step(np.array([[1, 2, 3], [11, 12, 13], [4, 15, 16]]))
+    builder = FrameBuilder(env.unwrapped.core, ItemCatalogue.from_dataset(dataset))
+    batch = builder.frames([2, 0], user_ids=[7, 5], episodes=[7, 5])
+    assert batch == [builder.frame(2, user_id=7, episode=7), builder.frame(0, user_id=5, episode=5)]

@@ -127,7 +127,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     ret = result.final_eval.mean_return
     print(
-        f"trained {config.algo} for {config.n_timesteps} steps ({result.steps_per_second:.0f} steps/s); "
+        f"trained {config.algo} for {result.timesteps} steps ({result.steps_per_second:.0f} steps/s); "
         f"final evaluation return {ret.mean:.3f} [{ret.low:.3f}, {ret.high:.3f}] over {ret.n} episodes; "
         f"agent in {result.out / 'final'}"
     )

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     calibrate.add_argument("--out", required=True, help="calibration JSON to write")
     calibrate.add_argument("--report", help="also write the Markdown before/after report here")
     calibrate.add_argument("--n-users", type=int, default=512, help="simulated users per round (512)")
-    calibrate.add_argument("--rounds", type=int, default=10, help="simulation rounds (10)")
+    calibrate.add_argument("--rounds", type=int, default=24, help="simulation rounds (24)")
     calibrate.add_argument("--examples", type=int, default=2048, help="events for temperature scaling (2048)")
     calibrate.add_argument("--logging-policy", choices=("popular", "model"), default="popular",
                            help="slates of the logging-like policy (popular)")

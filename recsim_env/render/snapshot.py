@@ -21,6 +21,7 @@ things a frame shows:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -190,12 +191,24 @@ class FrameBuilder:
     def frame(self, row: int, *, policy: str = "", user_id: int = 0, episode: int = 0,
               after_step: bool = True) -> SessionFrame:
         """The frame of ``row`` now: after its last step, or (``after_step=False``) just after reset."""
+        return self.frames([row], policy=policy, user_ids=[user_id], episodes=[episode],
+                           after_step=after_step)[0]
+
+    def frames(self, rows: Sequence[int], *, policy: str = "", user_ids: Sequence[int],
+               episodes: Sequence[int], after_step: bool = True) -> list[SessionFrame]:
+        """The frames of several rows at once: the catalogue logits (all rows) are computed once."""
+        logits = self.core.catalogue_logits()
+        return [self._frame(row, logits[row], policy, user_id, episode, after_step)
+                for row, user_id, episode in zip(rows, user_ids, episodes, strict=True)]
+
+    def _frame(self, row: int, logits: torch.Tensor, policy: str, user_id: int, episode: int,
+               after_step: bool) -> SessionFrame:
         core = self.core
         behaviors = tuple(core.behavior_names)
         record = core.last_record if after_step else None
         snap = None if record is None else record.row(row)
         replaced = snap is not None and self.autoreset and (snap.terminated or snap.truncated)
-        interests = () if replaced else self._interests(core.catalogue_logits()[row])
+        interests = () if replaced else self._interests(logits)
         if snap is None:
             items, behavior_ids = _visible(core.history_items[row], core.history_behaviors[row])
             return SessionFrame(

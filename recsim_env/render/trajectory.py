@@ -88,6 +88,7 @@ class TrajectoryWriter:
         """Finish the file and rename it into place; returns its path."""
         if not self._file.closed:
             self._file.close()
+            os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp makes it private; a saved file should not be
             os.replace(self._tmp, self.path)
         return self.path
 
@@ -107,6 +108,13 @@ class TrajectoryWriter:
             self.close()
         else:
             self.abort()
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_trajectory(
