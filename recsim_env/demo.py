@@ -60,7 +60,8 @@ class DemoSizes:
         user_model_epochs: maximum Transformer epochs (early stopping may end sooner).
         gru_epochs: maximum GRU4Rec epochs (the next-item baseline and the Greedy policy's recommender).
         calibration_users: simulated users per calibration round.
-        calibration_rounds: calibration rounds.
+        calibration_rounds: calibration rounds (:class:`~recsim_env.calibrate.CalibrationSettings`; its
+            four root-finding phases take at least two simulations each).
         ppo_timesteps: environment steps of agent training.
         ppo_envs: parallel simulated users during training.
         ppo_evaluations: evaluations during training (the learning curve's points).
@@ -101,7 +102,7 @@ DEFAULT = DemoSizes(
     user_model_epochs=4,
     gru_epochs=3,
     calibration_users=384,
-    calibration_rounds=6,
+    calibration_rounds=16,
     ppo_timesteps=20_480,
     ppo_envs=16,
     ppo_evaluations=4,
@@ -121,7 +122,7 @@ QUICK = DemoSizes(
     user_model_epochs=2,
     gru_epochs=2,
     calibration_users=128,
-    calibration_rounds=4,
+    calibration_rounds=8,
     ppo_timesteps=6144,
     ppo_envs=16,
     ppo_evaluations=3,
