@@ -24,8 +24,8 @@ def register(subparsers: Any) -> None:
         description="Prepare data, train the Transformer user model, calibrate it, compare it with Pop, "
         "Markov and GRU4Rec, train MaskablePPO on the simulator, benchmark it against Random, "
         "MostPopular, Greedy and the Oracle, check fidelity, and record one session as a GIF. Writes "
-        "OUT/report.md (tables, PNG plots, the GIF). The default synthetic run takes about 15 minutes on "
-        "2 CPU cores, --quick about 3.",
+        "OUT/report.md (tables, PNG plots, the GIF). Budgets on 2 CPU cores: the default synthetic run "
+        "within 15 minutes, --quick within 3 (more on a machine busy with other jobs).",
     )
     parser.add_argument(
         "--dataset",
