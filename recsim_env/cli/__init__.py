@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from user_models.errors import InputError
 
-GROUPS = ("data", "user_model", "env", "agent", "visualize", "offline")
+GROUPS = ("demo", "data", "user_model", "env", "agent", "visualize", "offline")
 """Module names under ``recsim_env.cli``, in the order ``--help`` lists them."""
 
 
