@@ -106,7 +106,7 @@ def calibrate_world(root: Path) -> Path:
 
 
 def prepare(
-    root: Path, data_args: list[str] | None, sizes: Sizes, preset: list[str], calibrate_args: list[str]
+    root: Path, data_args: list[str] | None, sizes: Sizes, calibrate_args: list[str]
 ) -> dict[str, Path]:
     """Dataset, model, calibration and env config under ``root``, made when missing.
 
@@ -138,7 +138,6 @@ def prepare(
             "--epochs",
             str(sizes.train_epochs),
             "--no-progress",
-            *preset,
             log=root / "train.log",
         )
     if not paths["calibration"].exists():
@@ -344,7 +343,7 @@ def main() -> None:
     sizes = QUICK if args.quick else Sizes()
     roots, times = {}, {}
     synth_root = args.out / "synthetic"
-    paths = prepare(synth_root, None, sizes, [], [])
+    paths = prepare(synth_root, None, sizes, [])
     times["synthetic"] = evaluate("synthetic", paths, synth_root, sizes, synthetic=True)
     roots["synthetic"] = synth_root
     ml100k = Path(os.environ.get("RECSIM_ML100K", ROOT.parent / "shared" / "data" / "ml-100k"))
@@ -353,7 +352,7 @@ def main() -> None:
         data_args = ["prepare", "--dataset", "ml-100k", "--data-dir", str(ml100k), "--no-progress"]
         # ml-100k's ratings come in bursts (median within-session gap 0 s), so the consumption rate per
         # step cannot be reconstructed from time: assume half the slates lead to a rating.
-        paths = prepare(ml_root, data_args, sizes, ["--preset", "ml-100k"], ["--consumption-rate", "0.5"])
+        paths = prepare(ml_root, data_args, sizes, ["--consumption-rate", "0.5"])
         times["ml-100k"] = evaluate("ml-100k", paths, ml_root, sizes, synthetic=False)
         roots["ml-100k"] = ml_root
     else:

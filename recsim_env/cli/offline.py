@@ -120,7 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "under a logging-like policy and compare with the real last sessions (category and popularity "
         "Jensen-Shannon, session-length KS, behavior mix, repeat rate, each with a real-vs-real noise "
         "floor). Ground-truth fidelity (synthetic datasets): run --policies in the world and in the learned "
-        "simulator; returns, relative errors, Kendall's tau (targets: tau >= 0.8, error <= 15%%).",
+        "simulator; returns, relative errors, Kendall's tau (targets: tau >= 0.8, error <= 15%).",
     )
     _add_simulator_args(p)
     p.add_argument(
