@@ -21,7 +21,7 @@ from typing import Any
 
 from safetensors.torch import load_model, save_model
 
-from agents.config import FeaturesConfig, TrainConfig, algo_class
+from agents.config import SLATE_POLICY, FeaturesConfig, TrainConfig, algo_class
 from user_models.data.artifact import atomic_directory
 from user_models.errors import CheckpointError
 
@@ -35,7 +35,7 @@ def policy_kwargs(config: TrainConfig, item_init: Any = None) -> dict[str, Any]:
     from agents.features import HistoryExtractor
 
     kwargs = dict(config.algo_kwargs.get("policy_kwargs") or {})
-    if config.policy == "MultiInputPolicy":
+    if config.policy in ("MultiInputPolicy", SLATE_POLICY):
         kwargs["features_extractor_class"] = HistoryExtractor
         kwargs["features_extractor_kwargs"] = {
             "item_dim": config.features.item_dim,
@@ -64,8 +64,13 @@ def build_algorithm(
         kwargs["buffer_size"] = 1
     if for_inference and "batch_size" in kwargs and "n_steps" in kwargs:
         kwargs["batch_size"] = int(kwargs["n_steps"]) * env.num_envs
+    policy: Any = config.policy
+    if policy == SLATE_POLICY:
+        from agents.slate_policy import SlateRankingPolicy
+
+        policy = SlateRankingPolicy
     return algo_class(config.algo)(
-        config.policy,
+        policy,
         env,
         policy_kwargs=policy_kwargs(config, item_init),
         seed=seed,

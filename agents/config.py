@@ -34,6 +34,9 @@ ACTION_MODES = {
 }
 """The env action modes each algorithm can act in (DQN needs ``Discrete``: candidates with k = 1)."""
 
+SLATE_POLICY = "SlateRankingPolicy"
+"""``policy`` name of :class:`agents.slate_policy.SlateRankingPolicy` (MaskablePPO, candidates mode)."""
+
 RECSIM_KEYS = (
     "n_timesteps",
     "n_envs",
@@ -107,7 +110,8 @@ class TrainConfig:
         env_id: the registered env id (a section of the hyperparameter file).
         n_timesteps: total env steps (summed over parallel users).
         n_envs: parallel simulated users.
-        policy: SB3 policy name (``MultiInputPolicy`` for the ``history`` observation).
+        policy: SB3 policy name (``MultiInputPolicy`` for the ``history`` observation), or
+            :data:`SLATE_POLICY` (a shared candidate scorer with Plackett-Luce slates; MaskablePPO).
         env_kwargs: extra ``gym.make`` arguments (action mode, slate size, ...).
         features: the history features extractor's settings.
         eval_freq: evaluate every this many env steps (summed over users); 0 disables.
@@ -261,6 +265,10 @@ def _freeze(algo: str, env_id: str, section: dict[str, Any], source: str) -> Tra
         raise InputError(
             f"{source}: {algo} cannot act in action_mode {config.action_mode!r}; "
             f"use {' or '.join(ACTION_MODES[algo])}"
+        )
+    if config.policy == SLATE_POLICY and (algo != "maskable_ppo" or config.action_mode != "candidates"):
+        raise InputError(
+            f"{source}: policy {SLATE_POLICY} needs algo maskable_ppo and env_kwargs.action_mode candidates"
         )
     if algo == "dqn" and config.env_kwargs.get("slate_size") != 1:
         raise InputError(

@@ -54,6 +54,8 @@ class HistoryExtractor(BaseFeaturesExtractor):
         self.behaviors = nn.Embedding(n_behaviors + 1, item_dim, padding_idx=0)
         self.gru = nn.GRU(item_dim, hidden_dim, batch_first=True)
         self.query = nn.Linear(hidden_dim, item_dim)
+        self.user_dim = hidden_dim
+        self.item_dim = item_dim
         self.n_candidates = n_candidates
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -77,3 +79,9 @@ class HistoryExtractor(BaseFeaturesExtractor):
             parts += [candidates.flatten(1), affinity]
         parts += [observations[k].float().flatten(1) for k in self._extra_keys]
         return torch.cat(parts, dim=1)
+
+    def split(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The user vectors ``[B, hidden_dim]`` and candidate embeddings ``[B, C, item_dim]`` in ``features``."""
+        user = features[:, : self.user_dim]
+        end = self.user_dim + self.n_candidates * self.item_dim
+        return user, features[:, self.user_dim : end].reshape(len(features), self.n_candidates, self.item_dim)

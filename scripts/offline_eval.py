@@ -32,7 +32,7 @@ MARK = "offline_eval"
 class Sizes:
     """How big each run is."""
 
-    train_epochs: int = 4
+    train_epochs: int = 30  # the trainer's default: early stopping on validation NDCG@10 ends it
     episodes: int = 200
     seeds: int = 3
     fidelity_users: int = 500

@@ -44,7 +44,6 @@ results=()
 for name in $DATASETS; do
     data="$OUT/$name/data"
     model="$OUT/$name/user_model"
-    preset=()
     calibrate_args=()
     case "$name" in
         synthetic)
@@ -57,7 +56,6 @@ for name in $DATASETS; do
                 continue
             fi
             [[ -d "$data" ]] || recsim data prepare --dataset ml-100k --data-dir "$ML100K" --out "$data"
-            preset=(--preset ml-100k)
             calibrate_args=(--consumption-rate "$ML100K_CONSUMPTION_RATE")
             ;;
         *) echo "train_agents: unknown dataset $name" >&2; exit 2 ;;
@@ -65,7 +63,7 @@ for name in $DATASETS; do
     if [[ ! -f "$model/config.json" ]]; then
         epochs=()
         [[ -n "$USER_MODEL_EPOCHS" ]] && epochs=(--epochs "$USER_MODEL_EPOCHS")
-        recsim user-model train --data "$data" --out "$model" "${preset[@]}" "${epochs[@]}" --no-progress
+        recsim user-model train --data "$data" --out "$model" "${epochs[@]}" --no-progress
     fi
     # Choice temperature, no-choice logit and session ends fitted to the logs (see recsim env calibrate).
     calibration="$OUT/$name/calibration.json"

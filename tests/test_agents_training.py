@@ -79,17 +79,20 @@ def test_ppo_learns_the_identity_user(simulator: SimulatorSpec, tmp_path: Path) 
 ALGO_CASES = [
     ("a2c", "slate", {"n_steps": 4}),
     ("maskable_ppo", "candidates", {"n_steps": 8, "batch_size": 32}),
+    ("maskable_ppo", "candidates", {"n_steps": 8, "batch_size": 32, "policy": "SlateRankingPolicy"}),
     ("dqn", "candidates", {"learning_starts": 16, "buffer_size": 256}),
     ("sac", "embedding", {"learning_starts": 16, "buffer_size": 256, "batch_size": 16}),
     ("td3", "embedding", {"learning_starts": 16, "buffer_size": 256, "batch_size": 16}),
 ]
 
 
-@pytest.mark.parametrize(("algo", "mode", "extra"), ALGO_CASES, ids=[case[0] for case in ALGO_CASES])
+@pytest.mark.parametrize(("algo", "mode", "extra"), ALGO_CASES, ids=[case[0] + ("_slate_policy" if "policy" in case[2] else "") for case in ALGO_CASES])
 def test_every_algorithm_trains_saves_and_loads_to_identical_actions(
     simulator: SimulatorSpec, tmp_path: Path, algo: str, mode: str, extra: dict
 ) -> None:
     env_extra = {"candidates": {"n_candidates": 4}} if mode == "candidates" else {}
+    if extra.get("policy") == "SlateRankingPolicy":
+        env_extra["slate_size"] = 2
     config = _config(algo, mode, 64, env_extra, **extra)
     venv = make_vec_env(simulator, "RecSim-v0", config.env_kwargs, config.n_envs, 0)
     model = build_algorithm(config, venv, seed=0, device="cpu")

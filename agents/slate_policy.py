@@ -1,0 +1,166 @@
+"""A slate policy for MaskablePPO in the candidates mode: score every candidate, rank without replacement.
+
+SB3's default policy for ``MultiDiscrete([C] * k)`` draws each of the k slots independently from its own
+C logits, computed by one MLP over all candidates' features at once. For a recommender that wastes both
+data and slots: the network must learn the same "how good is this item for this user" function C times
+over (once per input position), and independent slots pick the same candidate twice (the env shows
+nothing in a repeated slot; a deterministic policy whose slots agree shows a slate of one item).
+
+:class:`SlateRankingPolicy` instead
+
+- scores each candidate with one small network shared by all candidates (so what it learns about an
+  item transfers to every position the item appears in), from the user vector and the candidate's
+  embedding made by :class:`~agents.features.HistoryExtractor`;
+- draws the slate from the Plackett-Luce distribution over those scores (a softmax, then a softmax
+  over the rest, k times), i.e. k *distinct* candidates; the deterministic action is the top k.
+
+The critic is SB3's usual MLP on the same features. Only ``maskable_ppo`` uses it (its masks are
+applied to the candidates before ranking).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from sb3_contrib.common.maskable.distributions import MaskableDistribution, MaybeMasks
+from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
+from torch import nn
+
+from agents.features import HistoryExtractor
+
+MASKED_LOGIT = -1e8
+"""Logit of a masked candidate (as sb3-contrib's masked categorical): never drawn while others remain."""
+REMOVED_LOGIT = -1e9
+"""Logit of a candidate already in the slate when the next position is drawn (probability exactly 0)."""
+
+
+class PlackettLuceDistribution(MaskableDistribution):
+    """Ordered draws of ``k`` distinct positions out of ``C`` with Plackett-Luce probabilities.
+
+    ``P(a_1..a_k) = prod_j exp(s[a_j]) / sum_{c not in a_<j} exp(s[c])`` for scores ``s`` ([B, C]).
+    Sampling uses the Gumbel-top-k trick (the top k of ``s + Gumbel noise``, in order, is exactly such a
+    draw). The exact entropy sums over all C!/(C-k)! slates, so :meth:`entropy` returns the sum of the
+    per-position entropies along the most likely slate, a standard tractable stand-in (equal to the
+    exact entropy for k = 1). Masks use sb3-contrib's MaskablePPO layout (``[B, k * C]``, one identical
+    block per slot) or ``[B, C]``.
+    """
+
+    def __init__(self, n_candidates: int, slate_size: int) -> None:
+        super().__init__()
+        self.n_candidates = n_candidates
+        self.slate_size = slate_size
+        self._scores: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None
+
+    def proba_distribution_net(self, *args: Any, **kwargs: Any) -> nn.Module:
+        raise NotImplementedError("SlateRankingPolicy builds its own candidate scorer")
+
+    def proba_distribution(self, action_logits: torch.Tensor) -> PlackettLuceDistribution:  # type: ignore[override]
+        self._scores = action_logits.reshape(-1, self.n_candidates)
+        self.logits = self._scores
+        return self
+
+    def apply_masking(self, masks: MaybeMasks) -> None:
+        assert self._scores is not None, "proba_distribution first"
+        if masks is None:
+            self.logits = self._scores
+            return
+        allowed = torch.as_tensor(masks, dtype=torch.bool, device=self._scores.device)
+        allowed = allowed.reshape(len(self._scores), -1)[:, : self.n_candidates]
+        self.logits = torch.where(allowed, self._scores, torch.full_like(self._scores, MASKED_LOGIT))
+
+    def _remaining_logits(self, actions: torch.Tensor) -> torch.Tensor:
+        """``[B, k, C]``: before draw j, the logits with the candidates of draws ``< j`` removed."""
+        assert self.logits is not None
+        taken = nn.functional.one_hot(actions, self.n_candidates)
+        taken_before = (taken.cumsum(dim=1) - taken) > 0
+        # A finite floor, not -inf: p * log p of a removed candidate must have a zero (not NaN) gradient.
+        return self.logits.unsqueeze(1).masked_fill(taken_before, REMOVED_LOGIT)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        actions = actions.long().reshape(-1, self.slate_size)
+        remaining = self._remaining_logits(actions)
+        chosen = remaining.gather(2, actions.unsqueeze(2)).squeeze(2)
+        return (chosen - remaining.logsumexp(dim=2)).sum(dim=1)
+
+    def entropy(self) -> torch.Tensor:
+        remaining = self._remaining_logits(self.mode())
+        log_p = remaining.log_softmax(dim=2)
+        return -(log_p.exp() * log_p).sum(dim=(1, 2))
+
+    def sample(self) -> torch.Tensor:
+        assert self.logits is not None
+        uniform = torch.rand_like(self.logits).clamp_(min=1e-20, max=1.0 - 1e-7)
+        gumbel = -torch.log(-torch.log(uniform))
+        return (self.logits + gumbel).topk(self.slate_size, dim=1).indices
+
+    def mode(self) -> torch.Tensor:
+        assert self.logits is not None
+        return self.logits.topk(self.slate_size, dim=1).indices
+
+    def actions_from_params(self, action_logits: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        self.proba_distribution(action_logits)
+        return self.get_actions(deterministic=deterministic)
+
+    def log_prob_from_params(self, action_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        actions = self.actions_from_params(action_logits)
+        return actions, self.log_prob(actions)
+
+
+class CandidateScorer(nn.Module):
+    """One score per candidate from ``[user vector, candidate embedding, their product]``, shared weights.
+
+    Reads the feature layout of :class:`~agents.features.HistoryExtractor` (``extractor.split``).
+    """
+
+    def __init__(self, extractor: HistoryExtractor, hidden: int = 64) -> None:
+        super().__init__()
+        self.extractor_split = extractor.split
+        self.user_to_item = nn.Linear(extractor.user_dim, extractor.item_dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(extractor.user_dim + 2 * extractor.item_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        user, candidates = self.extractor_split(features)
+        n_candidates = candidates.shape[1]
+        user_items = user.unsqueeze(1).expand(-1, n_candidates, -1)
+        interaction = self.user_to_item(user).unsqueeze(1) * candidates
+        return self.mlp(torch.cat([user_items, candidates, interaction], dim=2)).squeeze(2)
+
+
+class SlateRankingPolicy(MaskableMultiInputActorCriticPolicy):
+    """MaskablePPO policy: a shared candidate scorer and a Plackett-Luce slate (see the module docstring).
+
+    Takes MaskablePPO's usual ``policy_kwargs``; ``net_arch`` sizes the critic only (a list, or a dict
+    whose ``vf`` entry is used), because the actor is the candidate scorer. The features extractor must be
+    a :class:`~agents.features.HistoryExtractor` and the action space ``MultiDiscrete([C] * k)`` or
+    ``Discrete(C)`` (the candidates mode).
+    """
+
+    def __init__(self, observation_space: spaces.Dict, action_space: spaces.Space[Any], *args: Any,
+                 net_arch: list[int] | dict[str, list[int]] | None = None, **kwargs: Any) -> None:
+        if isinstance(action_space, spaces.Discrete):
+            self._slate = (int(action_space.n), 1)
+        elif isinstance(action_space, spaces.MultiDiscrete) and len(set(action_space.nvec.tolist())) == 1:
+            self._slate = (int(action_space.nvec[0]), len(action_space.nvec))
+        else:
+            raise ValueError(f"SlateRankingPolicy needs the candidates action mode, got {action_space}")
+        critic = net_arch.get("vf", [64, 64]) if isinstance(net_arch, dict) else (net_arch or [64, 64])
+        super().__init__(observation_space, action_space, *args, net_arch={"pi": [], "vf": list(critic)},
+                         **kwargs)
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)
+        extractor = self.pi_features_extractor
+        if not isinstance(extractor, HistoryExtractor) or extractor.n_candidates != self._slate[0]:
+            raise ValueError("SlateRankingPolicy needs HistoryExtractor features of the candidates mode")
+        self.action_dist = PlackettLuceDistribution(*self._slate)
+        self.action_net = CandidateScorer(extractor)
+        if self.ortho_init:
+            # Small output gain, as SB3 does for its action layer: the first slates are near uniform.
+            nn.init.orthogonal_(self.action_net.mlp[-1].weight, gain=0.01)
+            nn.init.zeros_(self.action_net.mlp[-1].bias)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
