@@ -3,7 +3,8 @@
 Two subcommands, run by ``scripts/train_agents.sh``:
 
 ``run``: train ``--algo`` (default MaskablePPO) on ``--env-id`` (default ``RecSim-LongTerm-v0``) within a
-wall-clock budget, then evaluate the agent, Random, MostPopular, Greedy (GRU4Rec trained on the logs)
+wall-clock budget, then evaluate the agent (``--agent best``: the checkpoint that scored best in the
+training run's own periodic evaluations, on a population disjoint from the test one), Random, MostPopular, Greedy (GRU4Rec trained on the logs)
 and OracleGreedy (the simulator's own model, a myopic upper reference) on the *same* fixed evaluation
 population (a seed the training never used), in the same action mode, and write ``results.json``.
 
@@ -69,8 +70,9 @@ def run(args: argparse.Namespace) -> None:
         make_vec_env(spec, config.env_id, config.env_kwargs, args.eval_envs, EVAL_SEED), EVAL_SEED
     )
     mode = config.action_mode
+    agent = out / args.agent if (out / args.agent).is_dir() else out / FINAL
     rows: list[dict[str, Any]] = []
-    for name in (str(out / FINAL), *BASELINES):
+    for name in (str(agent), *BASELINES):
         start = time.perf_counter()
         policy = make_policy(
             name,
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> None:
             progress=not args.no_progress,
         )
         evaluation = evaluate(policy, venv, args.episodes, deterministic=True)
-        label = f"{config.algo} (agent)" if name.endswith(FINAL) else name
+        label = f"{config.algo} (agent, {agent.name})" if name == str(agent) else name
         rows.append({"policy": label, **evaluation.to_json(), "seconds": time.perf_counter() - start})
         ret = evaluation.mean_return
         print(
@@ -96,6 +98,8 @@ def run(args: argparse.Namespace) -> None:
         "env_id": config.env_id,
         "env_kwargs": dict(config.env_kwargs),
         "algo": config.algo,
+        "policy_class": config.policy,
+        "agent": agent.name,
         "train_steps": record["timesteps"],
         "train_seconds": record["seconds"],
         "train_steps_per_second": result.steps_per_second,
@@ -140,7 +144,8 @@ def report(args: argparse.Namespace) -> None:
     lines.append("")
     for run_ in runs:
         lines.append(
-            f"- {run_['name']}: {run_['algo']} trained {run_['train_steps']} steps in "
+            f"- {run_['name']}: {run_['algo']} ({run_.get('policy_class', 'MultiInputPolicy')}, "
+            f"{run_.get('agent', FINAL)} agent) trained {run_['train_steps']} steps in "
             f"{run_['train_seconds'] / 60:.1f} min ({run_['train_steps_per_second']:.0f} steps/s, budget "
             f"{run_['max_minutes']} min, {run_['torch_threads']} torch threads) on {run_['machine']}; "
             f"env kwargs {json.dumps(run_['env_kwargs'])}."
@@ -191,6 +196,13 @@ def main() -> None:
     r.add_argument("--eval-envs", type=int, default=50, help="parallel users during evaluation")
     r.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE")
     r.add_argument("--greedy-model", default=None, help="Greedy recommender directory (default OUT/greedy)")
+    r.add_argument(
+        "--agent",
+        choices=("best", "final"),
+        default="best",
+        help="which agent to evaluate: the best of the training run's own evaluations (on a population "
+        "disjoint from the test population; RL Zoo's practice) or the last one",
+    )
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=run)
