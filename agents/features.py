@@ -81,7 +81,7 @@ class HistoryExtractor(BaseFeaturesExtractor):
         return torch.cat(parts, dim=1)
 
     def split(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The user vectors ``[B, hidden_dim]`` and candidate embeddings ``[B, C, item_dim]`` in ``features``."""
+        """The user vectors ``[B, hidden_dim]`` and candidate embeddings ``[B, C, item_dim]``."""
         user = features[:, : self.user_dim]
         end = self.user_dim + self.n_candidates * self.item_dim
         return user, features[:, self.user_dim : end].reshape(len(features), self.n_candidates, self.item_dim)

@@ -57,7 +57,7 @@ class PlackettLuceDistribution(MaskableDistribution):
     def proba_distribution_net(self, *args: Any, **kwargs: Any) -> nn.Module:
         raise NotImplementedError("SlateRankingPolicy builds its own candidate scorer")
 
-    def proba_distribution(self, action_logits: torch.Tensor) -> PlackettLuceDistribution:  # type: ignore[override]
+    def proba_distribution(self, action_logits: torch.Tensor) -> PlackettLuceDistribution:
         self._scores = action_logits.reshape(-1, self.n_candidates)
         self.logits = self._scores
         return self
@@ -119,16 +119,15 @@ class CandidateScorer(nn.Module):
         super().__init__()
         self.extractor_split = extractor.split
         self.user_to_item = nn.Linear(extractor.user_dim, extractor.item_dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(extractor.user_dim + 2 * extractor.item_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1)
-        )
+        self.hidden = nn.Sequential(nn.Linear(extractor.user_dim + 2 * extractor.item_dim, hidden), nn.Tanh())
+        self.out = nn.Linear(hidden, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         user, candidates = self.extractor_split(features)
         n_candidates = candidates.shape[1]
         user_items = user.unsqueeze(1).expand(-1, n_candidates, -1)
         interaction = self.user_to_item(user).unsqueeze(1) * candidates
-        return self.mlp(torch.cat([user_items, candidates, interaction], dim=2)).squeeze(2)
+        return self.out(self.hidden(torch.cat([user_items, candidates, interaction], dim=2))).squeeze(2)
 
 
 class SlateRankingPolicy(MaskableMultiInputActorCriticPolicy):
@@ -140,7 +139,7 @@ class SlateRankingPolicy(MaskableMultiInputActorCriticPolicy):
     ``Discrete(C)`` (the candidates mode).
     """
 
-    def __init__(self, observation_space: spaces.Dict, action_space: spaces.Space[Any], *args: Any,
+    def __init__(self, observation_space: spaces.Dict, action_space: spaces.Space[Any], lr_schedule: Any,
                  net_arch: list[int] | dict[str, list[int]] | None = None, **kwargs: Any) -> None:
         if isinstance(action_space, spaces.Discrete):
             self._slate = (int(action_space.n), 1)
@@ -149,8 +148,8 @@ class SlateRankingPolicy(MaskableMultiInputActorCriticPolicy):
         else:
             raise ValueError(f"SlateRankingPolicy needs the candidates action mode, got {action_space}")
         critic = net_arch.get("vf", [64, 64]) if isinstance(net_arch, dict) else (net_arch or [64, 64])
-        super().__init__(observation_space, action_space, *args, net_arch={"pi": [], "vf": list(critic)},
-                         **kwargs)
+        actor_critic = {"pi": [], "vf": list(critic)}
+        super().__init__(observation_space, action_space, lr_schedule, net_arch=actor_critic, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
@@ -158,9 +157,12 @@ class SlateRankingPolicy(MaskableMultiInputActorCriticPolicy):
         if not isinstance(extractor, HistoryExtractor) or extractor.n_candidates != self._slate[0]:
             raise ValueError("SlateRankingPolicy needs HistoryExtractor features of the candidates mode")
         self.action_dist = PlackettLuceDistribution(*self._slate)
-        self.action_net = CandidateScorer(extractor)
+        scorer = CandidateScorer(extractor)
         if self.ortho_init:
             # Small output gain, as SB3 does for its action layer: the first slates are near uniform.
-            nn.init.orthogonal_(self.action_net.mlp[-1].weight, gain=0.01)
-            nn.init.zeros_(self.action_net.mlp[-1].bias)
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+            nn.init.orthogonal_(scorer.out.weight, gain=0.01)
+            nn.init.zeros_(scorer.out.bias)
+        self.action_net = scorer
+        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )

@@ -4,9 +4,10 @@ Two subcommands, run by ``scripts/train_agents.sh``:
 
 ``run``: train ``--algo`` (default MaskablePPO) on ``--env-id`` (default ``RecSim-LongTerm-v0``) within a
 wall-clock budget, then evaluate the agent (``--agent best``: the checkpoint that scored best in the
-training run's own periodic evaluations, on a population disjoint from the test one), Random, MostPopular, Greedy (GRU4Rec trained on the logs)
-and OracleGreedy (the simulator's own model, a myopic upper reference) on the *same* fixed evaluation
-population (a seed the training never used), in the same action mode, and write ``results.json``.
+training run's own periodic evaluations, on a population disjoint from the test one), Random,
+MostPopular, Greedy (GRU4Rec trained on the logs) and OracleGreedy (the simulator's own model, a myopic
+upper reference) on the *same* fixed evaluation population (a seed the training never used), in the same
+action mode, and write ``results.json``.
 
 ``report``: gather ``results.json`` files into a table in ``BENCHMARKS.md`` (between the
 ``<!-- BEGIN train_agents -->`` / ``<!-- END train_agents -->`` markers), with 95% Student-t confidence

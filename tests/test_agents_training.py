@@ -86,7 +86,10 @@ ALGO_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("algo", "mode", "extra"), ALGO_CASES, ids=[case[0] + ("_slate_policy" if "policy" in case[2] else "") for case in ALGO_CASES])
+ALGO_IDS = [algo + ("_slate_policy" if "policy" in extra else "") for algo, _, extra in ALGO_CASES]
+
+
+@pytest.mark.parametrize(("algo", "mode", "extra"), ALGO_CASES, ids=ALGO_IDS)
 def test_every_algorithm_trains_saves_and_loads_to_identical_actions(
     simulator: SimulatorSpec, tmp_path: Path, algo: str, mode: str, extra: dict
 ) -> None:
