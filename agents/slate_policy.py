@@ -110,24 +110,32 @@ class PlackettLuceDistribution(MaskableDistribution):
 
 
 class CandidateScorer(nn.Module):
-    """One score per candidate from ``[user vector, candidate embedding, their product]``, shared weights.
+    """One score per candidate, by one network shared by all candidates.
 
-    Reads the feature layout of :class:`~agents.features.HistoryExtractor` (``extractor.split``).
+    Its input per candidate: the user vector, the candidate's embedding, their elementwise product, and
+    an embedding of the candidate's position in the list (the env lists candidates by retrieval source
+    and rank, which says how close the item is to the user's recent history). Reads the feature layout
+    of :class:`~agents.features.HistoryExtractor` (``extractor.split``).
     """
 
-    def __init__(self, extractor: HistoryExtractor, hidden: int = 64) -> None:
+    def __init__(self, extractor: HistoryExtractor, hidden: int = 64, position_dim: int = 8) -> None:
         super().__init__()
         self.extractor_split = extractor.split
         self.user_to_item = nn.Linear(extractor.user_dim, extractor.item_dim)
-        self.hidden = nn.Sequential(nn.Linear(extractor.user_dim + 2 * extractor.item_dim, hidden), nn.Tanh())
+        self.position = nn.Parameter(torch.zeros(extractor.n_candidates, position_dim))
+        nn.init.normal_(self.position, std=0.1)
+        width = extractor.user_dim + 2 * extractor.item_dim + position_dim
+        self.hidden = nn.Sequential(nn.Linear(width, hidden), nn.Tanh())
         self.out = nn.Linear(hidden, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         user, candidates = self.extractor_split(features)
-        n_candidates = candidates.shape[1]
+        batch, n_candidates, _ = candidates.shape
         user_items = user.unsqueeze(1).expand(-1, n_candidates, -1)
         interaction = self.user_to_item(user).unsqueeze(1) * candidates
-        return self.out(self.hidden(torch.cat([user_items, candidates, interaction], dim=2))).squeeze(2)
+        position = self.position.unsqueeze(0).expand(batch, -1, -1)
+        inputs = torch.cat([user_items, candidates, interaction, position], dim=2)
+        return self.out(self.hidden(inputs)).squeeze(2)
 
 
 class SlateRankingPolicy(MaskableMultiInputActorCriticPolicy):
