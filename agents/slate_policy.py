@@ -10,7 +10,7 @@ nothing in a repeated slot; a deterministic policy whose slots agree shows a sla
 
 - scores each candidate with one small network shared by all candidates (so what it learns about an
   item transfers to every position the item appears in), from the user vector and the candidate's
-  embedding made by :class:`~agents.features.HistoryExtractor`;
+  embedding made by :class:`~agents.features.HistoryExtractor` and the candidate's list position;
 - draws the slate from the Plackett-Luce distribution over those scores (a softmax, then a softmax
   over the rest, k times), i.e. k *distinct* candidates; the deterministic action is the top k.
 
