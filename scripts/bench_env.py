@@ -46,7 +46,7 @@ from tqdm import tqdm  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from calibrate_report import update_section  # noqa: E402  (scripts/ is on sys.path when run as a script)
+from benchmarks_md import write_section  # noqa: E402  (scripts/ is on sys.path when run as a script)
 
 from recsim_env.config import LeaveConfig, PopulationConfig  # noqa: E402
 from recsim_env.env import RecSimEnv  # noqa: E402
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.write:
         name = "bench_env" if args.device == "cpu" else "bench_env_cuda"
-        update_section(args.benchmarks, name, text)
+        write_section(args.benchmarks, name, text)
     return 0
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from benchmarks_md import write_section  # scripts/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -87,19 +88,6 @@ def machine() -> str:
             f"polars {pl.__version__}")
 
 
-def write_section(text: str) -> None:
-    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    current = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    if begin in current and end in current:
-        head, rest = current.split(begin, 1)
-        tail = rest.split(end, 1)[1]
-        current = head + block + tail
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    BENCHMARKS.write_text(current)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -144,6 +132,8 @@ def main() -> None:
     print(verdict)
     if not args.no_write:
         write_section(
+            BENCHMARKS,
+            SECTION,
             f"## Ingestion (`scripts/bench_ingest.py`)\n\n"
             f"{args.events:,} events ({size_mb:.0f} MiB CSV: user_id, item_id, unix timestamp, event), "
             f"`recsim data prepare` end to end in a fresh process (read, clean, 5-core, ids, sessions, "

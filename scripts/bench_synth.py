@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchmarks_md import write_section  # scripts/ is on sys.path when run as a script
 
 from user_models.data.artifact import SequenceDataset
 from user_models.protocol import History
@@ -127,19 +128,6 @@ def next_item_hit_rates(ds: SequenceDataset, world: SyntheticWorld, k: int = 10)
         return float(((scores > scores.gather(1, target)).sum(1) < k).float().mean())
 
     return hit_rate(world_scores), hit_rate(popularity[None])
-
-
-def write_section(path: Path, name: str, body: str) -> None:
-    """Replace (or append) the text between ``<!-- BEGIN name -->`` and ``<!-- END name -->``."""
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    block = f"{begin}\n{body}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks_md import write_section  # noqa: E402  (scripts/ is on sys.path when run as a script)
+
 from recsim_env.cli import main as recsim  # noqa: E402
 from user_models.baselines import GRUConfig, baseline_reports  # noqa: E402
 from user_models.data.artifact import SequenceDataset  # noqa: E402
@@ -88,9 +90,8 @@ def run_case(case: Case, work: Path) -> list[dict[str, Any]]:
 
 
 def markdown(rows: list[dict[str, Any]], command: str, threads: int, case: Case) -> str:
-    """The BENCHMARKS.md section of one dataset."""
+    """The BENCHMARKS.md section of one dataset (without its markers)."""
     lines = [
-        f"<!-- BEGIN {SECTION}:{case.name} -->",
         f"## User model on {case.name}: Transformer vs Pop, Markov, GRU4Rec",
         "",
         "Leave-last-out **test** split, full ranking over the whole catalogue, **seen items not masked** "
@@ -117,22 +118,7 @@ def markdown(rows: list[dict[str, Any]], command: str, threads: int, case: Case)
                  f"{case.dataset.meta.n_interactions} events. Transformer `{asdict(case.model)}`, training "
                  f"lr {case.train.lr}, batch {case.train.batch_size}, at most {case.train.epochs} epochs, "
                  f"patience {case.train.patience}; GRU4Rec `{asdict(case.gru)}` with the same training loop.")
-    lines.append(f"<!-- END {SECTION}:{case.name} -->")
     return "\n".join(lines)
-
-
-def write_section(path: Path, name: str, section: str) -> None:
-    """Replace the section ``name`` of ``path`` (between its markers), or append it."""
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    begin, end = f"<!-- BEGIN {SECTION}:{name} -->", f"<!-- END {SECTION}:{name} -->"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def main() -> None:
@@ -168,7 +154,7 @@ def main() -> None:
         print(format_table(rows))
         print(format_table(rows, masked=True))
         print("train seconds: " + ", ".join(f"{r['model']} {r['train_seconds']:.1f}" for r in rows))
-        write_section(args.benchmarks, case.name, markdown(rows, command, args.threads, case))
+        write_section(args.benchmarks, f"{SECTION}:{case.name}", markdown(rows, command, args.threads, case))
         print(f"wrote the {SECTION}:{case.name} section of {args.benchmarks}")
 
 

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import cast
 
 import torch
+from benchmarks_md import write_section  # scripts/ is on sys.path when run as a script
 
 from recsim_env.calibrate import CalibrationSettings, LoggingPolicy, calibrate, format_report
 from recsim_env.config import SimConfig
@@ -82,18 +82,6 @@ def load(model: str, data: str, device: str) -> tuple[UserModel, SequenceDataset
     return load_model(model, torch.device(device), dataset), dataset
 
 
-def update_section(path: Path, name: str, body: str) -> None:
-    """Replace (or append) the text between ``<!-- BEGIN name -->`` and ``<!-- END name -->``."""
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}\n"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = CalibrationSettings(n_users=args.n_users, rounds=args.rounds,
@@ -132,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"### {name}\n\n{table}\n(calibrated in {seconds:.0f} s)\n")
         parts += [f"### {name} (model `{model_path}`)", "", table, f"Calibration took {seconds:.0f} s.", ""]
         (args.out_dir / f"{name}.report.json").write_text(json.dumps(calibration.report, indent=2) + "\n")
-    update_section(args.benchmarks, SECTION, "\n".join(parts))
+    write_section(args.benchmarks, SECTION, "\n".join(parts))
     print(f"wrote {args.benchmarks} section '{SECTION}' and {args.out_dir}/*.json")
     return 0
 

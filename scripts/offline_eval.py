@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks_md import write_section  # scripts/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "offline_eval"
 
@@ -259,9 +261,8 @@ def evaluate(
 
 
 def section(results: dict[str, Path], times: dict[str, dict[str, float]], command: str) -> str:
-    """The BENCHMARKS.md section: each dataset's benchmark table, fidelity verdict and OPE table."""
+    """The BENCHMARKS.md section's body: each dataset's benchmark table, fidelity verdict and OPE table."""
     lines = [
-        f"<!-- BEGIN {MARK} -->",
         "## Offline evaluation: benchmark, fidelity, off-policy evaluation",
         "",
         f"Command: `{command}`. Machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
@@ -304,19 +305,7 @@ def section(results: dict[str, Path], times: dict[str, dict[str, float]], comman
             lines.append("")
         if name in times:
             lines += ["Wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times[name].items()), ""]
-    lines.append(f"<!-- END {MARK} -->")
     return "\n".join(lines)
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) this script's section of BENCHMARKS.md."""
-    path = ROOT / "BENCHMARKS.md"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- BEGIN {MARK} -->.*?<!-- END {MARK} -->", re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text + "\n"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(new)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -333,7 +322,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.report_only:
         roots = {name: args.out / name for name in ("synthetic", "ml-100k") if (args.out / name).exists()}
-        write_section(section(roots, {}, "python scripts/offline_eval.py"))
+        write_section(ROOT / "BENCHMARKS.md", MARK, section(roots, {}, "python scripts/offline_eval.py"))
         return
     sizes = QUICK if args.quick else Sizes()
     roots, times = {}, {}
@@ -355,7 +344,7 @@ def main() -> None:
     text = section(roots, times, "python scripts/offline_eval.py" + (" --quick" if args.quick else ""))
     print(text)
     if not args.quick:
-        write_section(text)
+        write_section(ROOT / "BENCHMARKS.md", MARK, text)
 
 
 if __name__ == "__main__":

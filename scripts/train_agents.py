@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks_md import write_section  # noqa: E402  (scripts/ is on sys.path when run as a script)
 
 from agents.config import load_train_config, parse_overrides  # noqa: E402
 from agents.envs import SimulatorSpec, make_vec_env  # noqa: E402
@@ -152,24 +153,8 @@ def report(args: argparse.Namespace) -> None:
             f"env kwargs {json.dumps(run_['env_kwargs'])}."
         )
     lines += [f"- {note}" for note in args.note]
-    _write_section(Path(args.bench), "\n".join(lines))
+    write_section(Path(args.bench), SECTION, "\n".join(lines))
     print("\n".join(lines))
-
-
-def _write_section(path: Path, body: str) -> None:
-    """Replace (or append) this script's marked section of ``path``, written atomically."""
-    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
-    block = f"{begin}\n{body}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = (
-        pattern.sub(lambda _: block, text)
-        if pattern.search(text)
-        else text.rstrip("\n") + "\n\n" + block + "\n"
-    )
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _machine() -> str:
