@@ -91,22 +91,42 @@ class Args:
 def parse_args(argv: list[str] | None = None) -> Args:
     defaults = Args()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=defaults.device)
-    parser.add_argument("--threads", type=int, default=defaults.threads)
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(defaults.sizes))
-    parser.add_argument("--sync-cap", type=int, default=defaults.sync_cap)
-    parser.add_argument("--seconds", type=float, default=defaults.seconds)
-    parser.add_argument("--history-n", type=int, default=defaults.history_n)
-    parser.add_argument("--histories", type=int, nargs="*", default=list(defaults.histories))
-    parser.add_argument("--layers", type=int, default=defaults.layers)
-    parser.add_argument("--dim", type=int, default=defaults.dim)
-    parser.add_argument("--window", type=int, default=defaults.window)
-    parser.add_argument("--n-items", type=int, default=defaults.n_items)
-    parser.add_argument("--slate-size", type=int, default=defaults.slate_size)
-    parser.add_argument("--end-logit-offset", type=float, default=defaults.end_logit_offset)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--benchmarks", type=Path, default=defaults.benchmarks)
-    parser.add_argument("--no-write", dest="write", action="store_false")
+    parser.add_argument("--device", default=defaults.device,
+                        help="torch device of the batched runs; the sync baseline stays on the CPU "
+                        "(default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=defaults.threads,
+                        help="torch intra-op threads (default: %(default)s)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(defaults.sizes),
+                        help="numbers of users N to measure (default: %(default)s)")
+    parser.add_argument("--sync-cap", type=int, default=defaults.sync_cap,
+                        help="largest N measured for the SyncVectorEnv baseline; larger N reuse its "
+                        "per-user rate (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=defaults.seconds,
+                        help="minimum timed seconds per measurement, after warm-up (default: %(default)s)")
+    parser.add_argument("--history-n", type=int, default=defaults.history_n,
+                        help="N for the history-length rows (default: %(default)s)")
+    parser.add_argument("--histories", type=int, nargs="*", default=list(defaults.histories),
+                        help="history lengths for the step-time rows (default: %(default)s)")
+    parser.add_argument("--layers", type=int, default=defaults.layers,
+                        help="Transformer layers (default: %(default)s)")
+    parser.add_argument("--dim", type=int, default=defaults.dim,
+                        help="Transformer model width (default: %(default)s)")
+    parser.add_argument("--window", type=int, default=defaults.window,
+                        help="Transformer attention window, max_len (default: %(default)s)")
+    parser.add_argument("--n-items", type=int, default=defaults.n_items,
+                        help="catalogue size (default: %(default)s, ml-100k's)")
+    parser.add_argument("--slate-size", type=int, default=defaults.slate_size,
+                        help="items per slate (default: %(default)s)")
+    parser.add_argument("--end-logit-offset", type=float, default=defaults.end_logit_offset,
+                        help="shift of the fresh model's session-end logit, for sessions of realistic "
+                        "length (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of the model, logs and users (default: %(default)s)")
+    parser.add_argument("--benchmarks", type=Path, default=defaults.benchmarks,
+                        help="Markdown file whose bench_env (or bench_env_cuda) section is rewritten "
+                        "(default: the repository's BENCHMARKS.md)")
+    parser.add_argument("--no-write", dest="write", action="store_false",
+                        help="print the tables only; leave the --benchmarks file alone")
     ns = parser.parse_args(argv)
     return Args(**{**vars(ns), "sizes": tuple(ns.sizes), "histories": tuple(ns.histories)})
 

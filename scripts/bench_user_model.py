@@ -124,16 +124,25 @@ def markdown(rows: list[dict[str, Any]], command: str, threads: int, case: Case)
 def main() -> None:
     default_raw = Path(os.environ.get("RECSIM_ML100K", ROOT / ".." / "shared" / "data" / "ml-100k"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ml100k", type=Path, default=default_raw, help="raw ml-100k (RecBole atomic files)")
+    parser.add_argument("--ml100k", type=Path, default=default_raw,
+                        help="raw ml-100k in RecBole atomic files "
+                        "(default: $RECSIM_ML100K, else ../shared/data/ml-100k)")
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench_user_model",
-                        help="prepared datasets and checkpoints (not committed)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-ml100k", action="store_true")
-    parser.add_argument("--skip-synthetic", action="store_true")
-    parser.add_argument("--synthetic-users", type=int, default=2000)
-    parser.add_argument("--synthetic-events", type=float, default=50.0, help="mean events per user")
-    parser.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md")
+                        help="prepared datasets and checkpoints, not committed "
+                        "(default: the repository's out/bench_user_model)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the synthetic data and of training (default: %(default)s)")
+    parser.add_argument("--skip-ml100k", action="store_true", help="do not benchmark on ml-100k")
+    parser.add_argument("--skip-synthetic", action="store_true",
+                        help="do not benchmark on the synthetic world's logs")
+    parser.add_argument("--synthetic-users", type=int, default=2000,
+                        help="users in the synthetic logs (default: %(default)s)")
+    parser.add_argument("--synthetic-events", type=float, default=50.0,
+                        help="mean events per synthetic user (default: %(default)s)")
+    parser.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md",
+                        help="Markdown file whose user_model:<dataset> sections are rewritten "
+                        "(default: the repository's BENCHMARKS.md)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
