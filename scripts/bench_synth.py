@@ -25,6 +25,7 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
 import platform
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,12 +34,20 @@ import numpy as np
 import torch
 from benchmarks_md import write_section  # scripts/ is on sys.path when run as a script
 
-from user_models.data.artifact import SequenceDataset
-from user_models.protocol import History
-from user_models.synthetic import SyntheticConfig, SyntheticWorld, generate_logs, synthesize_dataset
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as `python scripts/bench_synth.py` without an installed package
+
+from user_models.data.artifact import SequenceDataset  # noqa: E402
+from user_models.protocol import History  # noqa: E402
+from user_models.synthetic import (  # noqa: E402
+    SyntheticConfig,
+    SyntheticWorld,
+    generate_logs,
+    synthesize_dataset,
+)
 
 SECTION = "synth"
-BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+BENCHMARKS = ROOT / "BENCHMARKS.md"
 
 
 def main() -> None:

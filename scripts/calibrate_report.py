@@ -30,12 +30,14 @@ from typing import cast
 import torch
 from benchmarks_md import write_section  # scripts/ is on sys.path when run as a script
 
-from recsim_env.calibrate import CalibrationSettings, LoggingPolicy, calibrate, format_report
-from recsim_env.config import SimConfig
-from recsim_env.env import WORLD_LEAVE
-from recsim_env.factory import load_dataset, load_model
-from user_models.data.artifact import SequenceDataset
-from user_models.protocol import UserModel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run without an installed package
+
+from recsim_env.calibrate import CalibrationSettings, LoggingPolicy, calibrate, format_report  # noqa: E402
+from recsim_env.config import SimConfig  # noqa: E402
+from recsim_env.env import WORLD_LEAVE  # noqa: E402
+from recsim_env.factory import load_dataset, load_model  # noqa: E402
+from user_models.data.artifact import SequenceDataset  # noqa: E402
+from user_models.protocol import UserModel  # noqa: E402
 
 SECTION = "calibration"
 
