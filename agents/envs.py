@@ -16,7 +16,6 @@ import numpy as np
 
 from agents.policy import ActionLayout
 from user_models.data.artifact import SequenceDataset
-from user_models.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -55,37 +54,6 @@ class SimulatorSpec:
         return {"model": model, "data": data, "device": self.device}
 
 
-CONFIG_KWARGS = ("reward", "population", "choice", "leave", "candidates")
-"""Env arguments that are frozen config dataclasses of :mod:`recsim_env.config` (plain mappings in YAML)."""
-
-
-def env_arguments(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``gym.make`` keyword arguments from plain (YAML/JSON) ones: mappings become the config dataclasses.
-
-    ``{"reward": {"no_choice_penalty": 0.1}}`` becomes ``{"reward": RewardConfig(no_choice_penalty=0.1)}``;
-    lists become tuples (frozen configs hold tuples).
-    """
-    from recsim_env import config as sim_config
-
-    classes = {
-        "reward": sim_config.RewardConfig,
-        "population": sim_config.PopulationConfig,
-        "choice": sim_config.ChoiceConfig,
-        "leave": sim_config.LeaveConfig,
-        "candidates": sim_config.CandidateConfig,
-    }
-    out = dict(env_kwargs)
-    for key in CONFIG_KWARGS:
-        value = out.get(key)
-        if isinstance(value, Mapping):
-            fields = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-            try:
-                out[key] = classes[key](**fields)
-            except TypeError as exc:
-                raise InputError(f"env_kwargs.{key}: {exc}") from None
-    return out
-
-
 def make_vec_env(
     spec: SimulatorSpec, env_id: str, env_kwargs: Mapping[str, Any], n_envs: int, seed: int
 ) -> Any:
@@ -93,7 +61,8 @@ def make_vec_env(
 
     ``gym.make_vec`` builds the native vector env (so the env id's registered arguments apply, e.g.
     ``RecSim-LongTerm-v0``'s impatient users); :class:`recsim_env.sb3.RecSimVecEnv` adapts it to SB3 and
-    ``VecMonitor`` records episode returns. ``env_kwargs`` are plain values (see :func:`env_arguments`).
+    ``VecMonitor`` records episode returns. ``env_kwargs`` may be plain (YAML/JSON) values:
+    the env turns mappings into its frozen configs (:func:`recsim_env.config.section_config`).
     """
     import gymnasium as gym
     from stable_baselines3.common.vec_env import VecMonitor
@@ -108,7 +77,7 @@ def make_vec_env(
         model=spec.user_model,
         data=spec.dataset,
         device=spec.device,
-        **env_arguments(env_kwargs),
+        **env_kwargs,
     )
     venv = RecSimVecEnv(vector)  # type: ignore[arg-type]
     venv.seed(seed)

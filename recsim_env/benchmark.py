@@ -29,7 +29,15 @@ import numpy as np
 import torch
 import yaml
 
-from recsim_env.config import CandidateConfig, ChoiceConfig, LeaveConfig, PopulationConfig, RewardConfig
+from recsim_env.config import (
+    SECTIONS,
+    CandidateConfig,
+    ChoiceConfig,
+    LeaveConfig,
+    PopulationConfig,
+    RewardConfig,
+    section_config,
+)
 from recsim_env.metrics import Catalogue, Episode, categories_multi_hot
 from user_models.errors import InputError
 
@@ -40,7 +48,7 @@ class EnvSettings:
 
     Read from ``--env-config YAML``: top-level keys are the fields below; ``reward``, ``population``,
     ``choice``, ``leave`` and ``candidates`` are mappings of the fields of the frozen configs in
-    :mod:`recsim_env.config` (converted by :func:`agents.envs.env_arguments`, the agents' YAML reader).
+    :mod:`recsim_env.config` (converted by :func:`recsim_env.config.section_config`).
     Unknown keys are an error (a typo must not silently fall back to a default). A field left at None
     takes the env's default; for ``--model world`` those are the ``RecSim-World-v0`` defaults (the
     world's own patience instead of the core's, no-choice steps as world events).
@@ -102,14 +110,12 @@ class EnvSettings:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = "env config") -> EnvSettings:
-        from agents.envs import env_arguments
-
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"{source}: unknown setting(s) {unknown} (known: {', '.join(sorted(known))})")
         try:
-            return cls(**env_arguments(data))
+            return cls(**{k: section_config(k, v) if k in SECTIONS else v for k, v in data.items()})
         except (TypeError, InputError) as exc:
             raise InputError(f"{source}: {exc}") from None
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -286,6 +287,41 @@ class Calibration:
             )
         except KeyError as exc:
             raise InputError(f"{source}: missing key {exc.args[0]!r}") from None
+
+
+SECTIONS: dict[str, type] = {
+    "reward": RewardConfig,
+    "population": PopulationConfig,
+    "choice": ChoiceConfig,
+    "leave": LeaveConfig,
+    "candidates": CandidateConfig,
+}
+"""Env arguments that are frozen configs; each may also be given as a plain mapping of its fields."""
+
+
+def section_config(name: str, value: Any) -> Any:
+    """The env argument ``name`` as its frozen config: a mapping (YAML, JSON, ``gym.make`` kwargs) of
+    the config's fields becomes the dataclass (lists become tuples); None and dataclasses pass through.
+
+    Plain mappings keep env specs JSON-serialisable (Minari stores them) and ``gym.make`` friendly.
+
+    Raises:
+        InputError: an unknown field or an invalid value, naming the argument.
+    """
+    if not isinstance(value, Mapping):
+        return value
+    fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+    try:
+        return SECTIONS[name](**fields_)
+    except TypeError as exc:
+        raise InputError(f"env argument {name!r}: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"env argument {name!r}: {exc}") from None
+
+
+def plain_section(value: Any) -> Any:
+    """The inverse of :func:`section_config`: a frozen config as a plain (JSON-ready) mapping."""
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
 
 
 def _check(condition: bool, message: str) -> None:

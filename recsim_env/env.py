@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -80,7 +81,8 @@ class RecSimEnv(gym.Env[Any, Any]):
     - ``slate_size`` (5), ``action_mode`` ("slate"), ``observation_mode`` ("history"),
       ``max_steps`` (100), ``history_len`` (50): as above.
     - ``reward``, ``population``, ``choice``, ``leave``, ``candidates``: frozen configs from
-      :mod:`recsim_env.config` (None: documented defaults).
+      :mod:`recsim_env.config`, or plain mappings of their fields (``reward={"no_choice_penalty": 0.1}``;
+      None: documented defaults).
     - ``calibration``: a :class:`Calibration` or its JSON (from ``recsim env calibrate``); overrides the
       choice temperature, no-choice logit and end-logit offset.
     - ``no_choice_event`` (False): append a behavior-0 event on no-choice steps (models that define
@@ -107,11 +109,11 @@ class RecSimEnv(gym.Env[Any, Any]):
         observation_mode: str = "history",
         max_steps: int = 100,
         history_len: int = 50,
-        reward: RewardConfig | None = None,
-        population: PopulationConfig | None = None,
-        choice: ChoiceConfig | None = None,
-        leave: LeaveConfig | None = None,
-        candidates: CandidateConfig | None = None,
+        reward: RewardConfig | Mapping[str, Any] | None = None,
+        population: PopulationConfig | Mapping[str, Any] | None = None,
+        choice: ChoiceConfig | Mapping[str, Any] | None = None,
+        leave: LeaveConfig | Mapping[str, Any] | None = None,
+        candidates: CandidateConfig | Mapping[str, Any] | None = None,
         calibration: PathLike | Calibration | None = None,
         no_choice_event: bool = False,
         strict: bool = False,

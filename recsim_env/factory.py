@@ -7,8 +7,9 @@ users identically.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 
@@ -20,6 +21,7 @@ from recsim_env.config import (
     PopulationConfig,
     RewardConfig,
     SimConfig,
+    section_config,
 )
 from recsim_env.core import SimulationCore
 from recsim_env.population import item_popularity, make_population, median_session_gap
@@ -108,11 +110,11 @@ def build_env_core(
     observation_mode: str = "history",
     max_steps: int = 100,
     history_len: int = 50,
-    reward: RewardConfig | None = None,
-    population: PopulationConfig | None = None,
-    choice: ChoiceConfig | None = None,
-    leave: LeaveConfig | None = None,
-    candidates: CandidateConfig | None = None,
+    reward: RewardConfig | Mapping[str, Any] | None = None,
+    population: PopulationConfig | Mapping[str, Any] | None = None,
+    choice: ChoiceConfig | Mapping[str, Any] | None = None,
+    leave: LeaveConfig | Mapping[str, Any] | None = None,
+    candidates: CandidateConfig | Mapping[str, Any] | None = None,
     calibration: PathLike | Calibration | None = None,
     no_choice_event: bool = False,
     strict: bool = False,
@@ -121,21 +123,23 @@ def build_env_core(
     """The core and the space adapter behind an env with the given arguments (see :class:`RecSimEnv`).
 
     Shared by the single env and the vector views, so one set of keyword arguments means the same
-    simulator everywhere.
+    simulator everywhere. ``reward``, ``population``, ``choice``, ``leave`` and ``candidates`` take
+    their frozen config or a plain mapping of its fields (:func:`recsim_env.config.section_config`).
     """
     if action_mode not in ACTION_MODES:
         raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
-    if action_mode == "candidates" and candidates is None:
-        candidates = CandidateConfig()
+    candidate_config: CandidateConfig | None = section_config("candidates", candidates)
+    if action_mode == "candidates" and candidate_config is None:
+        candidate_config = CandidateConfig()
     config = SimConfig(
         slate_size=slate_size,
         max_steps=max_steps,
         history_len=history_len,
-        choice=choice or ChoiceConfig(),
-        leave=leave or LeaveConfig(),
-        reward=reward or RewardConfig(),
-        population=population or PopulationConfig(),
-        candidates=candidates if action_mode == "candidates" else None,
+        choice=section_config("choice", choice) or ChoiceConfig(),
+        leave=section_config("leave", leave) or LeaveConfig(),
+        reward=section_config("reward", reward) or RewardConfig(),
+        population=section_config("population", population) or PopulationConfig(),
+        candidates=candidate_config if action_mode == "candidates" else None,
         no_choice_event=no_choice_event,
     )
     core = build_core(model, data, config, n_users=n_users, device=device, calibration=calibration)

@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from recsim_env.benchmark import EnvSettings, Transitions
+from recsim_env.config import plain_section
 from user_models.errors import InputError
 
 
@@ -109,8 +110,8 @@ def write_minari_dataset(
         dataset_id: Minari id, ``(namespace/)name-vN``.
         observation_space: the env's observation space.
         action_space: the env's action space.
-        env_spec: stored so ``dataset.recover_environment()`` works; only when its kwargs are JSON
-            (paths, numbers), otherwise the spaces alone are stored.
+        env_spec: stored so ``dataset.recover_environment()`` works; its kwargs must be JSON values
+            (see :func:`env_spec_for`); None stores the spaces alone.
         algorithm_name: the policy's name, stored in the metadata.
         description: free text stored in the metadata.
         overwrite: replace an existing local dataset of that id instead of failing.
@@ -140,7 +141,6 @@ def write_minari_dataset(
     buffers, dropped = episode_buffers(episodes, observation_space, action_space)
     if dropped:
         description = f"{description} Info keys not stored (non-numeric or ragged): {', '.join(dropped)}."
-    spec = env_spec if env_spec is not None and _json_kwargs(env_spec) else None
     with warnings.catch_warnings():
         # Minari nags about publishing metadata (code permalink, e-mail, eval env) that a local,
         # simulator-generated dataset does not have.
@@ -150,7 +150,7 @@ def write_minari_dataset(
         return minari.create_dataset_from_buffers(
             dataset_id=dataset_id,
             buffer=buffers,
-            env=spec,
+            env=env_spec,
             algorithm_name=algorithm_name,
             author="recsim-env",
             observation_space=observation_space,
@@ -168,7 +168,8 @@ def env_spec_for(model: str, data: str, settings: EnvSettings, device: str) -> g
     import recsim_env  # noqa: F401  (registers the ids)
     from recsim_env.benchmark import WORLD_MODEL
 
-    kwargs = {"data": data, "device": device, **settings.kwargs()}
+    plain = {key: plain_section(value) for key, value in settings.kwargs().items()}  # JSON values
+    kwargs = {"data": data, "device": device, **plain}
     if model == WORLD_MODEL:
         return dataclasses.replace(gym.spec("RecSim-World-v0"), kwargs=kwargs)
     return dataclasses.replace(gym.spec("RecSim-v0"), kwargs={"model": model, **kwargs})
@@ -218,11 +219,3 @@ def export_minari(
         description=description,
         overwrite=overwrite,
     )
-
-
-def _json_kwargs(spec: gym.envs.registration.EnvSpec) -> bool:
-    try:
-        json.dumps(spec.kwargs)
-    except TypeError:
-        return False
-    return True

@@ -127,6 +127,21 @@ def test_render_ansi_and_info(user, dataset):
     assert {"position", "item", "behavior", "choice_probs", "leave_prob", "patience"} <= info.keys()
 
 
+def test_config_sections_accept_plain_mappings_and_name_bad_fields(user, dataset):
+    env = make(user, dataset, reward={"no_choice_penalty": 0.5}, choice={"repeat": "mask"},
+               action_mode="candidates", candidates={"n_candidates": 6})
+    config = env.unwrapped.core.config
+    assert config.reward == RewardConfig(no_choice_penalty=0.5)
+    assert config.choice == ChoiceConfig(repeat="mask")
+    assert config.candidates == CandidateConfig(n_candidates=6)
+    from user_models.errors import InputError
+
+    with pytest.raises(InputError, match="env argument 'reward'.*no_choice_penalty"):
+        make(user, dataset, reward={"no_choice_penalty": -1.0})
+    with pytest.raises(InputError, match="env argument 'leave'.*colour"):
+        make(user, dataset, leave={"colour": 1})
+
+
 def test_registered_ids():
     for env_id in ("RecSim-v0", "RecSim-LongTerm-v0", "RecSim-World-v0"):
         assert env_id in gym.registry

@@ -54,3 +54,27 @@ def test_round_trip(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="not a Minari id"):
         write_minari_dataset(episodes, "bad id!", obs_space, act_space, algorithm_name="random",
                              description="test")
+
+
+def test_env_spec_with_nested_settings_is_stored_and_recovers_the_env(tmp_path, monkeypatch):
+    """Frozen config sections travel as plain mappings, so Minari stores the spec (as JSON) and
+    ``recover_environment`` rebuilds the env with the same settings."""
+    from recsim_env.benchmark import WORLD_MODEL
+    from recsim_env.config import LeaveConfig, RewardConfig
+    from recsim_env.minari_export import export_minari
+    from user_models.synthetic import synthesize_dataset
+    from user_models.synthetic.config import SyntheticConfig
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    torch.set_num_threads(1)
+    data = tmp_path / "world"
+    synthesize_dataset(SyntheticConfig(n_users=40, n_items=30, n_categories=4, seed=0)).save(data)
+    reward = RewardConfig(behavior_weights=(0.0, 0.0, 0.5, 1.0))
+    settings = EnvSettings(slate_size=2, max_steps=8, reward=reward, leave=LeaveConfig(no_choice_drain=0.3))
+    export_minari(WORLD_MODEL, str(data), "random", 3, "recsim/test-spec-v0", settings)
+    dataset = minari.load_dataset("recsim/test-spec-v0")
+    assert dataset.spec.env_spec.id == "RecSim-World-v0"
+    env = dataset.recover_environment()
+    config = env.unwrapped.core.config
+    assert config.reward == settings.reward and config.leave == settings.leave and config.max_steps == 8
+    assert env.observation_space == dataset.observation_space
