@@ -278,10 +278,16 @@ def run_episodes(
     steps: list[dict[str, np.ndarray]] = []
     observations: list[dict[str, np.ndarray]] = []
     frames: list[Any] = []
-    rows = range(min(frame_rows, n)) if frame_builder is not None else range(0)
-    frames += [
-        frame_builder.frame(r, policy=policy_name, user_id=r, episode=r, after_step=False) for r in rows
-    ]
+    rows = np.arange(min(frame_rows, n) if frame_builder is not None else 0)
+
+    def record_frames(recorded: np.ndarray, after_step: bool) -> None:
+        """Frames of ``recorded`` rows, built in one batch (one catalogue-logits pass per step)."""
+        if len(recorded):
+            ids = recorded.tolist()
+            frames.extend(frame_builder.frames(ids, policy=policy_name, user_ids=ids, episodes=ids,
+                                               after_step=after_step))
+
+    record_frames(rows, after_step=False)
     initial_patience = core.patience.cpu().numpy().copy()
     while bool(active.any()):
         obs = adapter.observe_numpy()
@@ -321,11 +327,7 @@ def run_episodes(
         steps.append(step)
         if online:
             policy.observe(step["reward"][live], step["position"][live], done.cpu().numpy()[live])
-        frames += [
-            frame_builder.frame(r, policy=policy_name, user_id=r, episode=r)
-            for r in rows
-            if step["active"][r]
-        ]
+        record_frames(rows[step["active"][rows]], after_step=True)
         active = active & ~done
         if on_step is not None:
             on_step(int(active.sum()))
