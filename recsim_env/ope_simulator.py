@@ -313,10 +313,21 @@ def ope_markdown(rows: list[OPERow], config: OPEConfig) -> str:
     for r in rows:
         lines.append(
             f"| {r.target} | {r.truth:.4f} [{r.truth_low:.4f}, {r.truth_high:.4f}] | {r.mean_ess:.1f} | "
-            f"{r.estimator} | "
-            f"{r.mean_estimate:.4f} | {r.bias:+.4f} | {r.relative_bias:+.1%} | {r.rmse:.4f} |"
+            f"{r.estimator} | {_cell(r.mean_estimate, '.4f')} | {_cell(r.bias, '+.4f')} | "
+            f"{_cell(r.relative_bias, '+.1%')} | {_cell(r.rmse, '.4f')} |"
         )
+    if any(not np.isfinite(r.mean_estimate) for r in rows):
+        lines += [
+            "",
+            "undefined: no logged slate equals the target's (slate ESS 0, as for deterministic targets), so "
+            "every whole-slate IPS weight is 0 and SNIPS divides 0 by 0. The per-slot estimators (iips, pi) "
+            "and the model-based ones (dm, dr) still answer.",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: float, spec: str) -> str:
+    return format(value, spec) if np.isfinite(value) else "undefined"
 
 
 def ope_json(rows: list[OPERow], config: OPEConfig, settings: EnvSettings) -> dict[str, Any]:

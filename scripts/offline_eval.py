@@ -14,7 +14,6 @@ Reports land under ``--out``; nothing generated is committed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -288,21 +287,10 @@ def section(results: dict[str, Path], times: dict[str, dict[str, float]], comman
             if fid.exists():
                 body = fid.read_text().split("\n", 3)[-1]
                 lines += [f"{title}:", "", re.sub(r"^## ", "#### ", body, flags=re.M), ""]
-        ope = root / "ope" / "ope.json"
+        ope = root / "ope" / "ope.md"
         if ope.exists():
-            rows = json.loads(ope.read_text())["rows"]
-            lines += [
-                "Off-policy evaluation (first-step value; bias and RMSE over seeds):",
-                "",
-                "| target | truth | estimator | bias | RMSE |",
-                "|---|---|---|---|---|",
-            ]
-            lines += [
-                f"| {r['target']} | {r['truth']:.4f} | {r['estimator']} | {r['bias']:+.4f} "
-                f"| {r['rmse']:.4f} |"
-                for r in rows
-            ]
-            lines.append("")
+            body = ope.read_text().split("\n", 2)[-1]  # the table and its notes, without the title
+            lines += ["Off-policy evaluation (first-step value; bias and RMSE over seeds):", "", body, ""]
         if name in times:
             lines += ["Wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times[name].items()), ""]
     return "\n".join(lines)
