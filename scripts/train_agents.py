@@ -155,6 +155,46 @@ def report(args: argparse.Namespace) -> None:
     lines += [f"- {note}" for note in args.note]
     write_section(Path(args.bench), SECTION, "\n".join(lines))
     print("\n".join(lines))
+    runs_root = Path(args.results[0]).resolve().parent.parent.parent
+    plot = Path(args.plot) if args.plot else runs_root / "train_agents.png"
+    plot_runs(runs, [Path(p).parent for p in args.results], plot)
+    print(f"plot: {plot}")
+
+
+def plot_runs(runs: list[dict[str, Any]], run_dirs: list[Path], path: Path) -> None:
+    """One row per run: returns with 95% CIs per policy, and the agent's evaluation return over training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(len(runs), 2, figsize=(11, 3.2 * len(runs)), squeeze=False)
+    for (bars, curve), run_, run_dir in zip(axes, runs, run_dirs, strict=True):
+        names = [row["policy"] for row in run_["rows"]]
+        means = np.array([row["return"]["mean"] for row in run_["rows"]])
+        low = means - np.array([row["return"]["ci95_low"] for row in run_["rows"]])
+        high = np.array([row["return"]["ci95_high"] for row in run_["rows"]]) - means
+        bars.barh(names, means, xerr=[low, high], color=["tab:red"] + ["tab:gray"] * (len(names) - 1))
+        bars.invert_yaxis()
+        bars.set_xlabel("return per session (95% CI)")
+        bars.set_title(f"{run_['name']}\n{run_['env_id']}, {run_['rows'][0]['return']['n']} test episodes",
+                       fontsize=9)
+        evaluations = run_dir / "evaluations.npz"
+        if evaluations.exists():
+            record = np.load(evaluations)
+            curve.plot(record["timesteps"], record["results"].mean(axis=1), color="tab:red", label="agent")
+            for row in run_["rows"][1:]:
+                curve.axhline(row["return"]["mean"], ls="--", lw=0.8, color="gray")
+                curve.annotate(row["policy"], (record["timesteps"][-1], row["return"]["mean"]), fontsize=7)
+            curve.set_xlabel("training steps")
+            curve.set_ylabel("evaluation return")
+            curve.set_title("agent during training (own evaluation population);\ndashed: baselines on the test "
+                            "population", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _machine() -> str:
@@ -198,6 +238,7 @@ def main() -> None:
     p.add_argument(
         "--shown-command", default="bash scripts/train_agents.sh", help="the command shown in the table"
     )
+    p.add_argument("--plot", default=None, help="PNG to write (default: OUT/train_agents.png next to the runs)")
     p.add_argument("--note", action="append", default=[], help="a line to add under the table (repeatable)")
     p.set_defaults(func=report)
     args = parser.parse_args()
