@@ -189,8 +189,8 @@ def plot_runs(runs: list[dict[str, Any]], run_dirs: list[Path], path: Path) -> N
                 curve.annotate(row["policy"], (record["timesteps"][-1], row["return"]["mean"]), fontsize=7)
             curve.set_xlabel("training steps")
             curve.set_ylabel("evaluation return")
-            curve.set_title("agent during training (own evaluation population);\ndashed: baselines on the test "
-                            "population", fontsize=9)
+            title = "agent during training (own evaluation population);\ndashed: baselines, test population"
+            curve.set_title(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -238,7 +238,7 @@ def main() -> None:
     p.add_argument(
         "--shown-command", default="bash scripts/train_agents.sh", help="the command shown in the table"
     )
-    p.add_argument("--plot", default=None, help="PNG to write (default: OUT/train_agents.png next to the runs)")
+    p.add_argument("--plot", default=None, help="PNG to write (default: train_agents.png next to the runs)")
     p.add_argument("--note", action="append", default=[], help="a line to add under the table (repeatable)")
     p.set_defaults(func=report)
     args = parser.parse_args()
