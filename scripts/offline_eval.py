@@ -14,6 +14,7 @@ Reports land under ``--out``; nothing generated is committed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -27,6 +28,8 @@ from benchmarks_md import write_section  # scripts/ is on sys.path when run as a
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "offline_eval"
+TIMES = "wall_times.json"
+"""Each dataset's command wall times, kept under ``--out`` so ``--report-only`` can show them."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,7 @@ def section(results: dict[str, Path], times: dict[str, dict[str, float]], comman
     ]
     for name, root in results.items():
         lines += [f"### {name}", ""]
+        root_has_world = (root / "benchmark_world").exists()
         for sub, title in (
             ("benchmark", "Benchmark (learned simulator)"),
             ("benchmark_world", "Benchmark (ground-truth world)"),
@@ -280,7 +284,7 @@ def section(results: dict[str, Path], times: dict[str, dict[str, float]], comman
                 body = text[text.index("| policy |") :]  # the metrics table, then the paired differences
                 lines += [f"{title}:", "", re.sub(r"^## ", "#### ", body, flags=re.M), ""]
         for sub, title in (
-            ("fidelity", "Fidelity (world with RecSim-World-v0 defaults)"),
+            ("fidelity", "Fidelity (world with RecSim-World-v0 defaults)" if root_has_world else "Fidelity"),
             ("fidelity_calibrated_world", "Fidelity (world calibrated like the learned simulator)"),
         ):
             fid = root / sub / "fidelity.md"
@@ -310,13 +314,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.report_only:
         roots = {name: args.out / name for name in ("synthetic", "ml-100k") if (args.out / name).exists()}
-        write_section(ROOT / "BENCHMARKS.md", MARK, section(roots, {}, "python scripts/offline_eval.py"))
+        recorded = {name: json.loads((root / TIMES).read_text()) for name, root in roots.items()
+                    if (root / TIMES).exists()}
+        text = section(roots, recorded, "python scripts/offline_eval.py")
+        write_section(ROOT / "BENCHMARKS.md", MARK, text)
         return
     sizes = QUICK if args.quick else Sizes()
     roots, times = {}, {}
     synth_root = args.out / "synthetic"
     paths = prepare(synth_root, None, sizes, [])
     times["synthetic"] = evaluate("synthetic", paths, synth_root, sizes, synthetic=True)
+    (synth_root / TIMES).write_text(json.dumps(times["synthetic"]) + "\n")
     roots["synthetic"] = synth_root
     ml100k = Path(os.environ.get("RECSIM_ML100K", ROOT.parent / "shared" / "data" / "ml-100k"))
     if ml100k.exists():
@@ -326,6 +334,7 @@ def main() -> None:
         # step cannot be reconstructed from time: assume half the slates lead to a rating.
         paths = prepare(ml_root, data_args, sizes, ["--consumption-rate", "0.5"])
         times["ml-100k"] = evaluate("ml-100k", paths, ml_root, sizes, synthetic=False)
+        (ml_root / TIMES).write_text(json.dumps(times["ml-100k"]) + "\n")
         roots["ml-100k"] = ml_root
     else:
         print(f"ml-100k not found at {ml100k} (set RECSIM_ML100K); synthetic world only")
