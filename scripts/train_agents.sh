@@ -10,8 +10,8 @@
 # Usage: bash scripts/train_agents.sh            (full run: 30 min of training per dataset)
 # Environment knobs (defaults in brackets):
 #   OUT [out/train_agents]  PYTHON [.venv/bin/python, else python3]  ALGO [maskable_ppo]
-#   ENV_ID [RecSim-LongTerm-v0]  MAX_MINUTES [30]  EPISODES [500]  THREADS [1] (measured: MaskablePPO with
-#   its small networks ran 587 env steps/s on 1 torch thread, 421 on 2)
+#   ENV_ID [RecSim-LongTerm-v0]  MAX_MINUTES [30]  EPISODES [500]  THREADS [1] (MaskablePPO's small
+#   networks: 587 env steps/s on 1 torch thread beside another run, 421 on 2 threads alone; measured)
 #   ML100K [$RECSIM_ML100K, else ../shared/data/ml-100k]  SYNTH_ARGS [""]  USER_MODEL_EPOCHS [""]
 #   DATASETS ["synthetic ml-100k"]  ML100K_CONSUMPTION_RATE [0.5]
 # The ml-100k run is skipped with a message when the raw data is absent (its licence forbids
