@@ -12,8 +12,11 @@
 #   OUT [out/train_agents]  PYTHON [.venv/bin/python, else python3]  ALGO [maskable_ppo]
 #   ENV_ID [RecSim-LongTerm-v0]  MAX_MINUTES [30]  EPISODES [500]  THREADS [1] (MaskablePPO's small
 #   networks: 587 env steps/s on 1 torch thread beside another run, 421 on 2 threads alone; measured)
-#   ML100K [$RECSIM_ML100K, else ../shared/data/ml-100k]  SYNTH_ARGS [""]  USER_MODEL_EPOCHS [""]
+#   ML100K [$RECSIM_ML100K, else ../shared/data/ml-100k]  USER_MODEL_EPOCHS [""]
+#   SYNTH_ARGS ["--users 2000 --items 1000 --seed 0"]
 #   DATASETS ["synthetic ml-100k"]  ML100K_CONSUMPTION_RATE [0.5]
+#   INIT_ITEM_EMBEDDINGS [true]: start the agent's item embeddings from the training logs' co-occurrence
+#   (agents/item_features.py says what that does and does not leak); false learns them from scratch.
 # The ml-100k run is skipped with a message when the raw data is absent (its licence forbids
 # redistribution: bring your own copy).
 set -euo pipefail
@@ -29,13 +32,14 @@ MAX_MINUTES=${MAX_MINUTES:-30}
 EPISODES=${EPISODES:-500}
 THREADS=${THREADS:-1}
 ML100K=${ML100K:-${RECSIM_ML100K:-../shared/data/ml-100k}}
-SYNTH_ARGS=${SYNTH_ARGS:-}
+SYNTH_ARGS=${SYNTH_ARGS:---users 2000 --items 1000 --seed 0}  # the world scripts/offline_eval.py uses
 USER_MODEL_EPOCHS=${USER_MODEL_EPOCHS:-}
 DATASETS=${DATASETS:-synthetic ml-100k}
 # ML-100k's timestamps cannot give a step length: half of the within-session gaps are 0 s (ratings were
 # entered in bursts), so calibration needs the logged consumption rate (events per simulated step) as an
 # explicit assumption. 0.5 means a shown slate leads to a rating every other step; change it here.
 ML100K_CONSUMPTION_RATE=${ML100K_CONSUMPTION_RATE:-0.5}
+INIT_ITEM_EMBEDDINGS=${INIT_ITEM_EMBEDDINGS:-true}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
 recsim() { "$PYTHON" -m recsim_env.cli "$@"; }
@@ -73,11 +77,11 @@ for name in $DATASETS; do
     "$PYTHON" scripts/train_agents.py run --name "$name" --model "$model" --data "$data" \
         --out "$OUT/$name/agent" --algo "$ALGO" --env-id "$ENV_ID" --max-minutes "$MAX_MINUTES" \
         --episodes "$EPISODES" --greedy-model "$OUT/$name/greedy" --no-progress \
-        --hyperparams "env_kwargs.calibration=$calibration"
+        --hyperparams "env_kwargs.calibration=$calibration" "features.init_item_embeddings=$INIT_ITEM_EMBEDDINGS"
     results+=("$OUT/$name/agent/results.json")
 done
 
 if [[ ${#results[@]} -gt 0 ]]; then
     "$PYTHON" scripts/train_agents.py report "${results[@]}" \
-        --shown-command "MAX_MINUTES=$MAX_MINUTES EPISODES=$EPISODES bash scripts/train_agents.sh"
+        --shown-command "MAX_MINUTES=$MAX_MINUTES EPISODES=$EPISODES INIT_ITEM_EMBEDDINGS=$INIT_ITEM_EMBEDDINGS bash scripts/train_agents.sh"
 fi
