@@ -313,9 +313,7 @@ def section_config(name: str, value: Any) -> Any:
     fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
     try:
         return SECTIONS[name](**fields_)
-    except TypeError as exc:
-        raise InputError(f"env argument {name!r}: {exc}") from None
-    except InputError as exc:
+    except (TypeError, InputError) as exc:  # an unknown field, or a value the config rejects
         raise InputError(f"env argument {name!r}: {exc}") from None
 
 
