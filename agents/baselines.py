@@ -86,7 +86,8 @@ class MostPopular(ScoringPolicy):
     Args:
         layout: how the env's actions encode a slate.
         rng: tie-breaking noise.
-        popularity: ``[n_items + 1]`` event counts per item id (:func:`agents.item_features.item_popularity`).
+        popularity: ``[n_items + 1]`` event counts per item id
+            (:func:`user_models.data.popularity.item_popularity`).
     """
 
     def __init__(self, layout: ActionLayout, rng: np.random.Generator, popularity: np.ndarray) -> None:
@@ -123,24 +124,25 @@ class Greedy(ScoringPolicy):
 
 
 class SimulatorScorer(Protocol):
-    """The simulator's own view of its users (privileged): preference logits for given items."""
+    """The simulator's own view of its users (privileged): the env views' ``oracle_scores``."""
 
-    def item_logits(self, items: np.ndarray) -> np.ndarray:
-        """``[B, M]`` the current users' logits for the ``[B, M]`` item ids."""
+    def oracle_scores(self, items: np.ndarray) -> np.ndarray:
+        """``[B, M]`` the current users' choice utilities of the ``[B, M]`` item ids (-inf for id 0)."""
         ...
 
 
 class OracleGreedy(ScoringPolicy):
     """The top items by the simulator's own user model: maximises immediate choice probability.
 
-    Under a multinomial-logit choice model the slate of the k highest logits maximises the probability
-    that the user picks something this step. It reads the simulator's hidden user state, so it is a
-    reference upper bound for myopic policies, not a deployable recommender.
+    Under a multinomial-logit choice model the slate of the k highest utilities maximises the
+    probability that the user picks something this step. It reads the simulator's hidden user state,
+    so it is a reference upper bound for myopic policies, not a deployable recommender.
 
     Args:
         layout: how the env's actions encode a slate.
         rng: tie-breaking noise.
-        simulator: the env's user model bound to its current users (rows in the batch's order).
+        simulator: the env's users' own choice utilities (an env, vector env or SB3 adapter of
+            recsim-env: their ``oracle_scores``; rows in the batch's order).
     """
 
     def __init__(self, layout: ActionLayout, rng: np.random.Generator, simulator: SimulatorScorer) -> None:
@@ -148,8 +150,7 @@ class OracleGreedy(ScoringPolicy):
         self.simulator = simulator
 
     def score(self, obs: Mapping[str, np.ndarray], items: np.ndarray) -> np.ndarray:
-        logits = self.simulator.item_logits(np.maximum(items, 1))
-        return np.where(items > 0, logits, -np.inf)
+        return self.simulator.oracle_scores(items)
 
 
 class EpsilonGreedy(ScoringPolicy):

@@ -19,7 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 from safetensors.torch import load_model, save_model
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.config import SLATE_POLICY, FeaturesConfig, TrainConfig, algo_class
 from user_models.data.artifact import atomic_directory
@@ -52,25 +54,11 @@ def build_algorithm(
     device: str,
     item_init: Any = None,
     tensorboard_log: str | None = None,
-    for_inference: bool = False,
 ) -> Any:
-    """Construct the SB3 algorithm of ``config`` on ``env`` (a VecEnv).
-
-    ``for_inference`` sizes the training buffers for an agent that only acts: replay buffers hold one
-    transition, and PPO's minibatch spans its (unused) rollout buffer, whatever the env's row count.
-    """
+    """Construct the SB3 algorithm of ``config`` to train on ``env`` (the VecEnv its caller built)."""
     kwargs = {k: v for k, v in config.algo_kwargs.items() if k != "policy_kwargs"}
-    if for_inference and "buffer_size" in kwargs:
-        kwargs["buffer_size"] = 1
-    if for_inference and "batch_size" in kwargs and "n_steps" in kwargs:
-        kwargs["batch_size"] = int(kwargs["n_steps"]) * env.num_envs
-    policy: Any = config.policy
-    if policy == SLATE_POLICY:
-        from agents.slate_policy import SlateRankingPolicy
-
-        policy = SlateRankingPolicy
     return algo_class(config.algo)(
-        policy,
+        _policy_class(config),
         env,
         policy_kwargs=policy_kwargs(config, item_init),
         seed=seed,
@@ -79,6 +67,54 @@ def build_algorithm(
         verbose=0,
         **kwargs,
     )
+
+
+class SpacesOnly(gym.Env[Any, Any]):
+    """An env that only declares an observation and an action space (it is never stepped).
+
+    SB3 builds an algorithm from an env; to build a saved agent from spaces alone, this stands in for
+    one, so loading an agent needs no simulator.
+    """
+
+    def __init__(self, observation_space: gym.Space[Any], action_space: gym.Space[Any]) -> None:
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+    def step(self, action: Any) -> Any:
+        raise RuntimeError("SpacesOnly only declares spaces; act in a real env")
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        raise RuntimeError("SpacesOnly only declares spaces; act in a real env")
+
+
+def inference_algorithm(config: TrainConfig, observation_space: Any, action_space: Any, device: str) -> Any:
+    """The SB3 algorithm of ``config`` built from spaces alone, to act (not to train).
+
+    Buffers are sized for one env that is never stepped: replay buffers hold one transition and PPO's
+    minibatch spans its (unused) rollout buffer.
+    """
+    kwargs = {k: v for k, v in config.algo_kwargs.items() if k != "policy_kwargs"}
+    if "buffer_size" in kwargs:
+        kwargs["buffer_size"] = 1
+    if "batch_size" in kwargs and "n_steps" in kwargs:
+        kwargs["batch_size"] = int(kwargs["n_steps"])
+    return algo_class(config.algo)(
+        _policy_class(config),
+        DummyVecEnv([lambda: SpacesOnly(observation_space, action_space)]),
+        policy_kwargs=policy_kwargs(config),
+        seed=0,
+        device=device,
+        verbose=0,
+        **kwargs,
+    )
+
+
+def _policy_class(config: TrainConfig) -> Any:
+    if config.policy == SLATE_POLICY:
+        from agents.slate_policy import SlateRankingPolicy
+
+        return SlateRankingPolicy
+    return config.policy
 
 
 def save_agent(
@@ -148,11 +184,13 @@ def config_from_json(data: dict[str, Any]) -> TrainConfig:
     )
 
 
-def load_agent(path: str | os.PathLike[str], env: Any, device: str = "cpu") -> Any:
-    """Rebuild the saved agent on ``env`` (a VecEnv of the same spaces) and load its weights."""
+def load_agent(
+    path: str | os.PathLike[str], observation_space: Any, action_space: Any, device: str = "cpu"
+) -> Any:
+    """Rebuild the saved agent for an env with these spaces and load its weights (no env needed)."""
     meta = read_agent_metadata(path)
     config = config_from_json(meta["config"])
-    model = build_algorithm(config, env, seed=0, device=device, for_inference=True)
+    model = inference_algorithm(config, observation_space, action_space, device)
     if (
         repr(model.observation_space) != meta["observation_space"]
         or repr(model.action_space) != meta["action_space"]

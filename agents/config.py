@@ -10,16 +10,14 @@ as YAML, dotted keys reach into mappings: ``env_kwargs.slate_size=3``) apply on 
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from user_models.errors import InputError
+from user_models.yamlio import load_yaml_file, parse_yaml
 
 ALGOS = ("ppo", "a2c", "maskable_ppo", "dqn", "sac", "td3")
 """Algorithms ``recsim agent train`` supports."""
@@ -47,28 +45,6 @@ RECSIM_KEYS = (
     "n_eval_episodes",
     "checkpoint_freq",
 )
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2 floats: PyYAML (YAML 1.1) reads ``1e-4`` as a string, a classic hyperparameter trap."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def _load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 def algo_class(algo: str) -> type:
@@ -112,7 +88,9 @@ class TrainConfig:
         n_envs: parallel simulated users.
         policy: SB3 policy name (``MultiInputPolicy`` for the ``history`` observation), or
             :data:`SLATE_POLICY` (a shared candidate scorer with Plackett-Luce slates; MaskablePPO).
-        env_kwargs: extra ``gym.make`` arguments (action mode, slate size, ...).
+        env_kwargs: settings of the env over ``env_id``'s (action mode, slate size, ...): plain values,
+            the fields of ``recsim_env.config.EnvConfig``, which validates them when the env is built
+            (agents never import the env).
         features: the history features extractor's settings.
         eval_freq: evaluate every this many env steps (summed over users); 0 disables.
         n_eval_episodes: episodes per evaluation (a fixed population: the same seed every time).
@@ -164,23 +142,24 @@ def default_hyperparams_path(algo: str) -> Path:
     return Path(str(resources.files("agents") / "hyperparams" / f"{algo}.yml"))
 
 
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["a=1", "env_kwargs.slate_size=3"]`` -> ``{"a": 1, "env_kwargs": {"slate_size": 3}}``."""
+def parse_overrides(pairs: Sequence[str], flag: str = "--hyperparams") -> dict[str, Any]:
+    """``["a=1", "env_kwargs.slate_size=3"]`` -> ``{"a": 1, "env_kwargs": {"slate_size": 3}}``.
+
+    Values are YAML (:func:`user_models.yamlio.parse_yaml`, so ``1e-4`` is a float); errors name
+    ``flag`` and the pair.
+    """
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise InputError(f"--hyperparams {pair!r}: expected KEY=VALUE")
-        try:
-            value = _load_yaml(raw)
-        except yaml.YAMLError as exc:
-            raise InputError(f"--hyperparams {pair!r}: value is not valid YAML ({exc})") from None
+            raise InputError(f"{flag} {pair!r}: expected KEY=VALUE")
+        value = parse_yaml(raw, f"{flag} {pair!r}")
         *parents, leaf = key.split(".")
         node = out
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise InputError(f"--hyperparams {pair!r}: {part!r} is not a mapping")
+                raise InputError(f"{flag} {pair!r}: {part!r} is not a mapping")
         node[leaf] = value
     return out
 
@@ -210,12 +189,7 @@ def load_train_config(
     if algo not in ALGOS:
         raise InputError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
     file = Path(path) if path is not None else default_hyperparams_path(algo)
-    try:
-        document = _load_yaml(file.read_text())
-    except OSError as exc:
-        raise InputError(f"{file}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{file}: invalid YAML ({exc})") from None
+    document = load_yaml_file(file, "hyperparameter file")
     if not isinstance(document, dict) or env_id not in document:
         sections = ", ".join(document) if isinstance(document, dict) else "none"
         raise InputError(f"{file}: no section {env_id!r} (sections: {sections})")

@@ -11,10 +11,21 @@ from typing import Any
 
 import numpy as np
 
-from agents.baselines import MMR, EpsilonGreedy, Greedy, LinUCB, MostPopular, OracleGreedy, RandomPolicy
-from agents.envs import SimulatorSpec, action_layout, simulator_scorer
-from agents.item_features import item_popularity, log_item_embeddings
-from agents.policy import Policy
+from agents.baselines import (
+    MMR,
+    EpsilonGreedy,
+    Greedy,
+    LinUCB,
+    MostPopular,
+    OracleGreedy,
+    RandomPolicy,
+    SimulatorScorer,
+)
+from agents.checkpoint import load_agent
+from agents.item_features import log_item_embeddings
+from agents.policy import ActionLayout, Policy
+from user_models.data.artifact import SequenceDataset
+from user_models.data.popularity import item_popularity
 from user_models.errors import InputError
 
 BASELINES = ("random", "popular", "greedy", "oracle", "epsilon", "linucb", "mmr")
@@ -26,45 +37,60 @@ EPSILON = 0.1
 """Exploration rate of the ``epsilon`` baseline (epsilon-greedy over ``greedy``)."""
 MMR_LAMBDA = 0.7
 """Relevance weight of the ``mmr`` baseline (MMR over ``greedy``)."""
+LOG_BASELINES = ("popular", "greedy", "epsilon", "linucb", "mmr")
+"""Baselines fitted on the dataset's training logs."""
+
+
+def check_policy_name(name: str) -> None:
+    """Raise InputError unless ``name`` is a baseline or an existing (agent) directory."""
+    if name not in BASELINES and not Path(name).exists():
+        raise InputError(f"--policy {name!r}: neither a baseline ({', '.join(BASELINES)}) nor a directory")
 
 
 def make_policy(
     name: str,
-    venv: Any,
-    spec: SimulatorSpec,
+    observation_space: Any,
+    action_space: Any,
     action_mode: str,
     seed: int,
+    *,
+    dataset: SequenceDataset | None = None,
+    scorer: SimulatorScorer | None = None,
     greedy_model: str | Path | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> Policy:
-    """The policy called ``name`` for the envs of ``venv`` (an SB3 VecEnv built from ``spec``).
+    """The policy called ``name`` for an env with the given (single-env) spaces.
+
+    Built from spaces plus what the policy needs passed in, the way SB3 takes ``policy_kwargs``: no env
+    is needed to build one.
 
     Args:
         name: a baseline name (:data:`BASELINES`) or a saved agent directory.
-        venv: the VecEnv the policy will act in (its action space fixes the slate layout).
-        spec: the simulator behind ``venv`` (the dataset for log-derived baselines, the model for the oracle).
+        observation_space: the env's observation space (saved agents are checked against it).
+        action_space: the env's action space (it fixes the slate layout).
         action_mode: the env's action mode.
         seed: seeds the policy's generator (and the Greedy recommender's training).
+        dataset: the logs the log-derived baselines (:data:`LOG_BASELINES`) are fitted on.
+        scorer: the simulator's privileged choice utilities (``oracle_scores``), for ``oracle``.
         greedy_model: directory of the Greedy recommender (:mod:`agents.greedy`): loaded when it exists,
             else trained from the logs and saved there; None: trained and not saved.
         progress: show progress bars while fitting log-based models.
+        device: torch device of a saved agent's networks.
     """
+    check_policy_name(name)
     if name not in BASELINES:
-        path = Path(name)
-        if not path.exists():
-            raise InputError(
-                f"--policy {name!r}: neither a baseline ({', '.join(BASELINES)}) nor a directory"
-            )
-        from agents.checkpoint import load_agent
-
-        return load_agent(path, venv)
-    layout = action_layout(venv, action_mode)
+        return load_agent(name, observation_space, action_space, device=device)
+    layout = ActionLayout.from_space(action_space, action_mode)
     rng = np.random.default_rng(seed)
     if name == "random":
         return RandomPolicy(layout, rng)
     if name == "oracle":
-        return OracleGreedy(layout, rng, simulator_scorer(venv))
-    dataset = spec.dataset
+        if scorer is None:
+            raise InputError("policy 'oracle' needs the simulator's scorer (an env's oracle_scores)")
+        return OracleGreedy(layout, rng, scorer)
+    if dataset is None:
+        raise InputError(f"policy {name!r} is fitted on logs: pass the dataset")
     if name == "popular":
         return MostPopular(layout, rng, item_popularity(dataset))
     if name == "linucb":
@@ -77,7 +103,7 @@ def make_policy(
     return MMR(greedy, log_item_embeddings(dataset, EMBEDDING_DIM, seed), MMR_LAMBDA)
 
 
-def _recommender(dataset: Any, path: str | Path | None, seed: int, progress: bool) -> Any:
+def _recommender(dataset: SequenceDataset, path: str | Path | None, seed: int, progress: bool) -> Any:
     from agents.greedy import load_log_recommender, save_log_recommender, train_log_recommender
 
     if path is not None and Path(path).exists():

@@ -21,12 +21,6 @@ from scipy.sparse.linalg import svds
 from user_models.data.artifact import SequenceDataset, Sequences
 
 
-def item_popularity(dataset: SequenceDataset) -> np.ndarray:
-    """``[n_items + 1]`` event counts per item id in the training split (index 0, padding, is 0)."""
-    items = dataset.train_sequences().items
-    return np.bincount(items, minlength=dataset.n_items + 1).astype(np.int64)
-
-
 def cooccurrence_embeddings(
     sequences: Sequences, n_items: int, dim: int, seed: int, window: int = 5
 ) -> np.ndarray:

@@ -98,6 +98,18 @@ class ActionLayout:
         if self.discrete and self.slate_size != 1:
             raise InputError("a Discrete action space holds one choice; slate size must be 1")
 
+    @classmethod
+    def from_space(cls, action_space: Any, mode: str) -> ActionLayout:
+        """The layout of an env's (single) action space in action mode ``mode``."""
+        from gymnasium import spaces
+
+        if isinstance(action_space, spaces.Discrete):
+            return cls(mode, 1, int(action_space.n), discrete=True)  # type: ignore[arg-type]
+        if isinstance(action_space, spaces.MultiDiscrete):
+            nvec = np.asarray(action_space.nvec).ravel()  # slate mode: choice = item id, 0 an empty slot
+            return cls(mode, len(nvec), int(nvec[0]))  # type: ignore[arg-type]
+        return cls(mode, 1, 1)  # type: ignore[arg-type]  # embedding mode: __post_init__ raises
+
     def choice_items(self, obs: Observation, batch_size: int) -> np.ndarray:
         """``[B, n_choices]`` item id behind each choice (0 where a candidate slot is empty)."""
         if self.mode == "candidates":

@@ -9,8 +9,11 @@ Output directory layout::
     OUT/evaluations.npz                       EvalCallback's record (timesteps, returns, lengths)
     OUT/train.json                            config, seed, device, steps/s, final evaluation
 
-Evaluation uses a *fixed population*: a separate env whose rows are reseeded with the same seed before
-every evaluation, so successive evaluations meet the same users and differences are the agent's.
+The caller builds the envs, as with SB3's ``PPO(policy, env)``: a training VecEnv and an evaluation
+VecEnv. The evaluation env is wrapped in :class:`FixedPopulation` (its rows are reseeded with the same
+seed before every evaluation), so successive evaluations meet the same users and differences are the
+agent's. The final evaluation is the caller's too (``evaluate``): recsim-env passes its one evaluator,
+the offline rollout harness, so a trained agent is measured exactly as ``recsim benchmark`` would.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +33,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from agents.checkpoint import build_algorithm, save_agent
 from agents.config import TrainConfig
-from agents.envs import SimulatorSpec, make_vec_env
-from agents.evaluate import EvalResult, evaluate
+from agents.item_features import log_item_embeddings
+from user_models.data.artifact import SequenceDataset
 
 FINAL = "final"
 """Subdirectory of a training run holding the final agent."""
@@ -101,49 +105,57 @@ class TrainResult:
     timesteps: int
     """Env steps actually taken (fewer than ``n_timesteps`` when the time budget ran out)."""
     steps_per_second: float
-    final_eval: EvalResult
+    final_eval: dict[str, Any]
+    """The caller's ``evaluate`` result for the final agent (empty without one)."""
 
 
 def train(
     config: TrainConfig,
-    simulator: SimulatorSpec,
+    env: VecEnv,
     out: str | Path,
+    *,
+    eval_env: VecEnv | None = None,
+    evaluate: Callable[[Any], dict[str, Any]] | None = None,
+    dataset: SequenceDataset | None = None,
     seed: int = 0,
     device: str = "cpu",
     progress_bar: bool = True,
     max_seconds: float | None = None,
+    record: Mapping[str, Any] | None = None,
 ) -> TrainResult:
-    """Train ``config.algo`` on the simulator and write the agent and its logs to ``out``.
+    """Train ``config.algo`` on ``env`` and write the agent and its logs to ``out``.
 
     Args:
-        config: algorithm, env and run settings (see :func:`agents.config.load_train_config`).
-        simulator: the user model and dataset the envs simulate.
+        config: algorithm and run settings (see :func:`agents.config.load_train_config`).
+        env: the training VecEnv (``config.n_envs`` rows), built by the caller.
         out: output directory (created; existing files are replaced).
-        seed: seeds SB3 (policy init, sampling) and the training envs' populations.
+        eval_env: the VecEnv of periodic evaluations (``config.eval_freq``), wrapped here in
+            :class:`FixedPopulation` with the seed ``seed + EVAL_SEED_OFFSET``; needed when evaluating.
+        evaluate: measures the final agent (a JSON-ready summary stored in ``train.json``).
+        dataset: the training logs; needed when ``config.features.init_item_embeddings``.
+        seed: seeds SB3 (policy init, sampling).
         device: torch device of the agent's networks.
         progress_bar: show SB3's progress bar.
         max_seconds: stop training after this much wall-clock time even if ``n_timesteps`` is not
             reached (the steps actually taken are recorded).
+        record: what the envs simulate (model, data, env settings), stored in ``train.json`` and in
+            the final agent's metadata.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    venv = make_vec_env(simulator, config.env_id, config.env_kwargs, config.n_envs, seed)
-    eval_seed = seed + EVAL_SEED_OFFSET
-    eval_env = FixedPopulation(
-        make_vec_env(
-            simulator, config.env_id, config.env_kwargs, min(config.n_eval_episodes, config.n_envs), eval_seed
-        ),
-        eval_seed,
-    )
     item_init = None
     if config.features.init_item_embeddings:
-        from agents.item_features import log_item_embeddings
-
-        item_init = log_item_embeddings(simulator.dataset, config.features.item_dim, seed)
-    model = build_algorithm(config, venv, seed, device, item_init, tensorboard_log=str(out / "tensorboard"))
+        if dataset is None:
+            raise ValueError("init_item_embeddings needs the dataset the embeddings are fitted on")
+        item_init = log_item_embeddings(dataset, config.features.item_dim, seed)
+    model = build_algorithm(config, env, seed, device, item_init, tensorboard_log=str(out / "tensorboard"))
 
     callbacks: list[BaseCallback] = []
+    fixed_eval = None
     if config.eval_freq > 0:
+        if eval_env is None:
+            raise ValueError("config.eval_freq > 0 needs an eval_env")
+        fixed_eval = FixedPopulation(eval_env, seed + EVAL_SEED_OFFSET)
         eval_class = EvalCallback
         if config.algo == "maskable_ppo":
             from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
@@ -151,7 +163,7 @@ def train(
             eval_class = MaskableEvalCallback
         callbacks.append(
             eval_class(
-                eval_env,
+                fixed_eval,
                 n_eval_episodes=config.n_eval_episodes,
                 eval_freq=max(config.eval_freq // config.n_envs, 1),
                 log_path=str(out),
@@ -178,27 +190,25 @@ def train(
             tb_log_name=config.algo,
         )
     elapsed = time.perf_counter() - start
-    save_agent(
-        model, config, out / FINAL, extra={"seed": seed, "device": device, "simulator": simulator.describe()}
-    )
+    simulated = dict(record or {})
+    save_agent(model, config, out / FINAL, extra={"seed": seed, "device": device, "simulator": simulated})
 
-    final = evaluate(
-        model, eval_env, config.n_eval_episodes, deterministic=True, use_masks=config.algo == "maskable_ppo"
-    )
-    record = {
+    final = evaluate(model) if evaluate is not None else {}
+    summary = {
         "config": config.to_json(),
         "seed": seed,
         "device": device,
         "torch_threads": torch.get_num_threads(),
-        "simulator": simulator.describe(),
+        "simulator": simulated,
         "timesteps": int(model.num_timesteps),
         "seconds": elapsed,
         "steps_per_second": model.num_timesteps / elapsed,
-        "final_eval": final.to_json(),
+        "final_eval": final,
     }
-    (out / "train.json").write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
-    venv.close()
-    eval_env.close()
+    (out / "train.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    env.close()
+    if fixed_eval is not None:
+        fixed_eval.close()
     return TrainResult(out, int(model.num_timesteps), model.num_timesteps / elapsed, final)
 
 

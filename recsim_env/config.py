@@ -1,7 +1,7 @@
 """Frozen configuration of the simulation core: choice, leave, reward, population, candidates.
 
 Every free parameter of the user dynamics that the logs cannot teach the Transformer lives here, with its
-default and the reason for it. :func:`recsim_env.calibrate.calibrate` fits the parameters that the
+default and the reason for it. :func:`recsim_env.offline.calibrate.calibrate` fits the parameters that the
 logs *can* pin down (temperature, no-choice logit, end-logit offset, and the patience drain scale when
 patience alone ends sessions too early) and returns a :class:`Calibration`, which
 :meth:`Calibration.apply` writes into a :class:`SimConfig`.
@@ -10,11 +10,13 @@ patience alone ends sessions too early) and returns a :class:`Calibration`, whic
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from user_models.errors import InputError
 
@@ -273,6 +275,13 @@ class Calibration:
             raise InputError(f"{source}: calibration file not found; run `recsim env calibrate`") from None
         except json.JSONDecodeError as exc:
             raise InputError(f"{source}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        return cls.from_mapping(data, str(source))
+
+    @classmethod
+    def from_mapping(cls, data: Any, source: str = "calibration") -> Calibration:
+        """A calibration from its JSON mapping (what :meth:`save` writes); errors name ``source``."""
+        if not isinstance(data, Mapping):
+            raise InputError(f"{source}: a calibration must be a JSON object, got {type(data).__name__}")
         if data.get("format_version") != CALIBRATION_FORMAT_VERSION:
             raise InputError(f"{source}: calibration format version {data.get('format_version')!r}, "
                              f"expected {CALIBRATION_FORMAT_VERSION}")
@@ -287,39 +296,193 @@ class Calibration:
             )
         except KeyError as exc:
             raise InputError(f"{source}: missing key {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{source}: {exc}") from None
 
 
-SECTIONS: dict[str, type] = {
+ACTION_MODES: tuple[str, ...] = ("slate", "candidates", "embedding")
+OBSERVATION_MODES: tuple[str, ...] = ("history", "state")
+MAX_HISTORY_LEN = 4096
+"""Longest recent-history window an env keeps per user (each row holds ``[history_len]`` buffers and the
+model's cache; 10**7 would be gigabytes for one user)."""
+MAX_SLATE_SIZE = 1024
+MAX_STEPS_LIMIT = 1_000_000
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Every setting of a recsim-env environment: the one place a setting is declared.
+
+    ``gym.make(id, **kwargs)``, ``gym.make_vec``, ``--env-config YAML``, ``--env-kwargs KEY=VALUE`` and the
+    ``env_kwargs`` of the hyperparameter YAMLs all go through :meth:`from_mapping`, which names a bad key
+    or value. Every env view (single, vector, SB3 adapter, world envs) is built from one of these.
+
+    Attributes:
+        slate_size: Items shown per step (k).
+        action_mode: ``slate`` (k item ids), ``candidates`` (k positions among the retrieved candidates)
+            or ``embedding`` (a vector mapped to the k nearest items).
+        observation_mode: ``history`` (what a real recommender sees) or ``state`` (adds the privileged
+            user-state vector).
+        max_steps: Steps after which an episode is truncated.
+        history_len: Recent events kept per user for observations and repeat detection.
+        gap_seconds: Seconds between simulated steps, passed to the model as the event gap. None: the
+            dataset's median within-session gap.
+        reward: The reward of a step (:class:`RewardConfig`).
+        population: Where simulated users come from (:class:`PopulationConfig`).
+        choice: The choice model's parameters (:class:`ChoiceConfig`).
+        leave: When users leave (:class:`LeaveConfig`).
+        candidates: Candidate retrieval (:class:`CandidateConfig`); used in the ``candidates`` action mode
+            only, where None means the defaults.
+        calibration: A calibration JSON written by ``recsim env calibrate`` (or a :class:`Calibration`);
+            overrides the choice temperature, no-choice logit, end-logit offset and drain scale.
+        no_choice_event: Append a "no response" event (behavior 0) on no-choice steps (models that define
+            one, like the synthetic world; see :class:`SimConfig`).
+        strict: Raise on an item repeated within one slate instead of showing nothing in its later slot.
+        device: Torch device of the simulation (where a model loaded from a path goes).
+    """
+
+    slate_size: int = 5
+    action_mode: Literal["slate", "candidates", "embedding"] = "slate"
+    observation_mode: Literal["history", "state"] = "history"
+    max_steps: int = 100
+    history_len: int = 50
+    gap_seconds: float | None = None
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    population: PopulationConfig = field(default_factory=PopulationConfig)
+    choice: ChoiceConfig = field(default_factory=ChoiceConfig)
+    leave: LeaveConfig = field(default_factory=LeaveConfig)
+    candidates: CandidateConfig | None = None
+    calibration: str | Calibration | None = None
+    no_choice_event: bool = False
+    strict: bool = False
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _check(self.action_mode in ACTION_MODES, f"action_mode must be one of {ACTION_MODES}, got "
+               f"{self.action_mode!r}")
+        _check(self.observation_mode in OBSERVATION_MODES, f"observation_mode must be one of "
+               f"{OBSERVATION_MODES}, got {self.observation_mode!r}")
+        _check(1 <= self.slate_size <= MAX_SLATE_SIZE, f"slate_size must be in [1, {MAX_SLATE_SIZE}], got "
+               f"{self.slate_size}")
+        _check(1 <= self.max_steps <= MAX_STEPS_LIMIT, f"max_steps must be in [1, {MAX_STEPS_LIMIT}], got "
+               f"{self.max_steps}")
+        _check(1 <= self.history_len <= MAX_HISTORY_LEN, f"history_len must be in [1, {MAX_HISTORY_LEN}], "
+               f"got {self.history_len}")
+        _check(self.gap_seconds is None or self.gap_seconds >= 0, f"gap_seconds must be >= 0, got "
+               f"{self.gap_seconds}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "env config",
+                     base: EnvConfig | None = None) -> EnvConfig:
+        """The config of ``data`` (plain values, or frozen configs for the sections) over ``base``.
+
+        Sections (``reward``, ``population``, ``choice``, ``leave``, ``candidates``) may be plain mappings
+        of their fields (YAML, JSON, ``gym.make`` kwargs; lists become tuples); a section given here
+        replaces ``base``'s whole section. Values are type-checked: ``slate_size=2.5``, ``True`` or
+        ``"abc"`` are errors, not silently converted.
+
+        Raises:
+            InputError: an unknown key, a value of the wrong type, or a value a config rejects; the
+                message names ``source``, the key and the value.
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(f"{source}: an env config must be a mapping of settings, got "
+                             f"{type(data).__name__}")
+        values = _typed_fields(cls, data, source)
+        try:
+            return replace(base, **values) if base is not None else cls(**values)
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The settings as plain JSON-ready values (what :meth:`from_mapping` reads back)."""
+        return asdict(self)
+
+    def sim_config(self) -> SimConfig:
+        """The simulation core's part of these settings (calibration not yet applied)."""
+        candidates = (self.candidates or CandidateConfig()) if self.action_mode == "candidates" else None
+        return SimConfig(slate_size=self.slate_size, max_steps=self.max_steps, history_len=self.history_len,
+                         gap_seconds=self.gap_seconds, choice=self.choice, leave=self.leave,
+                         reward=self.reward, population=self.population, candidates=candidates,
+                         no_choice_event=self.no_choice_event)
+
+    def loaded_calibration(self) -> Calibration | None:
+        """The calibration to apply (read from its JSON file when given as a path), or None."""
+        if self.calibration is None or isinstance(self.calibration, Calibration):
+            return self.calibration
+        return Calibration.load(self.calibration)
+
+
+_SECTIONS: dict[str, type] = {
     "reward": RewardConfig,
     "population": PopulationConfig,
     "choice": ChoiceConfig,
     "leave": LeaveConfig,
     "candidates": CandidateConfig,
 }
-"""Env arguments that are frozen configs; each may also be given as a plain mapping of its fields."""
 
 
-def section_config(name: str, value: Any) -> Any:
-    """The env argument ``name`` as its frozen config: a mapping (YAML, JSON, ``gym.make`` kwargs) of
-    the config's fields becomes the dataclass (lists become tuples); None and dataclasses pass through.
+def _typed_fields(cls: type, data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``data`` checked against the fields of the dataclass ``cls``: known keys, values of the right type."""
+    hints = get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise InputError(f"{source}: unknown setting(s) {unknown} (known: {', '.join(known)})")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{source}: env argument {key!r}" if cls is EnvConfig else f"{source}: {key}"
+        section = _SECTIONS.get(key)
+        if section is not None and isinstance(value, Mapping):
+            fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+            checked = _typed_fields(section, fields_, where)  # errors: "...: env argument 'reward': x ..."
+            try:
+                value = section(**checked)
+            except InputError as exc:
+                raise InputError(f"{where}: {exc}") from None
+        elif key == "calibration" and isinstance(value, Mapping):
+            value = Calibration.from_mapping(value, where)
+        elif key == "calibration" and isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not _matches(value, hints[key]):
+            raise InputError(f"{where} must be {_type_name(hints[key])}, got {value!r}")
+        out[key] = value
+    return out
 
-    Plain mappings keep env specs JSON-serialisable (Minari stores them) and ``gym.make`` friendly.
 
-    Raises:
-        InputError: an unknown field or an invalid value, naming the argument.
-    """
-    if not isinstance(value, Mapping):
-        return value
-    fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-    try:
-        return SECTIONS[name](**fields_)
-    except (TypeError, InputError) as exc:  # an unknown field, or a value the config rejects
-        raise InputError(f"env argument {name!r}: {exc}") from None
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the annotated type (the few shapes config fields use)."""
+    origin = get_origin(hint)
+    if origin in (Union, UnionType):
+        return any(_matches(value, arg) for arg in get_args(hint))
+    if origin is Literal:
+        return value in get_args(hint)
+    if origin is tuple:
+        item = get_args(hint)[0]
+        return isinstance(value, tuple) and all(_matches(v, item) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, hint)
 
 
-def plain_section(value: Any) -> Any:
-    """The inverse of :func:`section_config`: a frozen config as a plain (JSON-ready) mapping."""
-    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+def _type_name(hint: Any) -> str:
+    origin = get_origin(hint)
+    if origin in (Union, UnionType):
+        return " or ".join(_type_name(arg) for arg in get_args(hint))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(hint))
+    if origin is tuple:
+        return f"a list of {_type_name(get_args(hint)[0])}"
+    if hint is type(None):
+        return "null"
+    names = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}
+    return names.get(hint, f"a {getattr(hint, '__name__', hint)} mapping")
 
 
 def _check(condition: bool, message: str) -> None:

@@ -7,15 +7,15 @@ individual ``recsim`` commands call:
    (:func:`user_models.data.movielens.read_ml100k` + :func:`user_models.data.prepare.prepare`);
 2. **user model**: train the Transformer user model (:func:`user_models.train.train_user_model`);
 3. **calibration**: fit choice temperature, no-choice logit and session ends
-   (:func:`recsim_env.calibrate.calibrate`);
+   (:func:`recsim_env.offline.calibrate.calibrate`);
 4. **user-model evaluation**: next-item metrics against Pop, Markov and GRU4Rec on the test split, plus the
    behavior and session-end heads (:mod:`user_models.evaluate`); the GRU4Rec trained here is also the
    Greedy policy's recommender later on, so it is trained once;
 5. **agent**: train MaskablePPO briefly on the calibrated simulator (:func:`agents.train.train`);
 6. **benchmark**: the agent against Random, MostPopular, Greedy and the Oracle with common random numbers
-   (:func:`recsim_env.benchmark.run_benchmark`);
+   (:func:`recsim_env.offline.benchmark.run_benchmark`);
 7. **fidelity**: simulated vs held-out sessions, and (synthetic data) the world vs the learned simulator
-   (:mod:`recsim_env.fidelity`);
+   (:mod:`recsim_env.offline.fidelity`);
 8. **session GIF**: one benchmarked session of the agent, replayed through the visualizer;
 9. **report**: ``OUT/report.md`` with the tables, PNG plots, the GIF and the time of every stage.
 
@@ -30,7 +30,7 @@ import platform
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,9 @@ class DemoSizes:
         user_model_epochs: maximum Transformer epochs (early stopping may end sooner).
         gru_epochs: maximum GRU4Rec epochs (the next-item baseline and the Greedy policy's recommender).
         calibration_users: simulated users per calibration round.
-        calibration_rounds: calibration rounds (:class:`~recsim_env.calibrate.CalibrationSettings`; its
-            four root-finding phases take at least two simulations each).
+        calibration_rounds: calibration rounds
+            (:class:`~recsim_env.offline.calibrate.CalibrationSettings`; its four root-finding phases
+            take at least two simulations each).
         ppo_timesteps: environment steps of agent training.
         ppo_envs: parallel simulated users during training.
         ppo_evaluations: evaluations during training (the learning curve's points).
@@ -239,12 +240,13 @@ class _Run:
     def benchmark_dir(self) -> Path:
         return self.out / "benchmark"
 
-    def settings(self, action_mode: str) -> Any:
-        """``RecSim-v0``'s settings with this run's calibration, in ``action_mode``."""
-        from recsim_env.benchmark import EnvSettings
+    def settings(self, action_mode: str, world: bool = False) -> Any:
+        """``RecSim-v0``'s settings with this run's calibration (the world: without), in ``action_mode``."""
+        from recsim_env.registration import env_config_for
 
-        base = EnvSettings.load("RecSim-v0")
-        return replace(base, action_mode=action_mode, calibration=str(self.calibration))
+        calibration = None if world else str(self.calibration)
+        return env_config_for("RecSim-v0", {"action_mode": action_mode, "calibration": calibration,
+                                            "device": self.config.device}, world=world)
 
 
 # --- stages ----------------------------------------------------------------------------------------------
@@ -321,8 +323,8 @@ def _stage_user_model(run: _Run) -> None:
 
 
 def _stage_calibrate(run: _Run) -> None:
-    from recsim_env.calibrate import CalibrationSettings, calibrate, format_report
     from recsim_env.config import SimConfig
+    from recsim_env.offline.calibrate import CalibrationSettings, calibrate, format_report
 
     config, sizes = run.config, run.config.sizes
     settings = CalibrationSettings(
@@ -405,8 +407,9 @@ def _stage_agent(run: _Run) -> None:
     import numpy as np
 
     from agents.config import load_train_config
-    from agents.envs import SimulatorSpec
-    from agents.train import FINAL, train
+    from agents.train import FINAL
+    from recsim_env.cli.settings import env_settings
+    from recsim_env.offline.training import train_agent
 
     config, sizes = run.config, run.config.sizes
     eval_freq = max(sizes.ppo_timesteps // sizes.ppo_evaluations, 1)
@@ -420,23 +423,20 @@ def _stage_agent(run: _Run) -> None:
     }
     train_config = load_train_config(ALGO, None, "RecSim-v0", overrides)
     train_dir = run.out / "agent_training"
-    result = train(
-        train_config,
-        SimulatorSpec(run.model, run.data_dir, config.device),
-        train_dir,
-        seed=config.seed,
-        device=config.device,
-        progress_bar=config.progress,
+    env_config = env_settings(run.model, train_config.env_id, train_config.env_kwargs, config.device)
+    result = train_agent(
+        train_config, run.model, run.data_dir, env_config, train_dir, seed=config.seed,
+        progress=config.progress,
     )
     if run.agent_dir.is_symlink() or run.agent_dir.exists():
         run.agent_dir.unlink()
     run.agent_dir.symlink_to(Path(train_dir.name) / FINAL, target_is_directory=True)
-    ret = result.final_eval.mean_return
+    ret = result.final_eval["return"]
     run.facts["agent"] = {
         "algo": ALGO,
         "timesteps": train_config.n_timesteps,
         "steps_per_second": round(result.steps_per_second, 1),
-        "final_return": ret.mean,
+        "final_return": ret["mean"],
     }
     curve = run.out / "learning_curve.png"
     evaluations = np.load(train_dir / "evaluations.npz")
@@ -446,8 +446,8 @@ def _stage_agent(run: _Run) -> None:
             f"MaskablePPO on `RecSim-v0` (candidates action mode: a slate of 5 among the retrieved "
             f"candidates; history observation), {train_config.n_timesteps:,} steps on "
             f"{train_config.n_envs} parallel simulated users ({result.steps_per_second:.0f} steps/s). "
-            f"Final evaluation on a held-apart population: return {ret.mean:.3f} "
-            f"[{ret.low:.3f}, {ret.high:.3f}] over {ret.n} users. Agent: `ppo/` "
+            f"Final evaluation on a held-apart population: return {ret['mean']:.3f} "
+            f"[{ret['ci95_low']:.3f}, {ret['ci95_high']:.3f}] over {ret['n']} users. Agent: `ppo/` "
             f"(`recsim agent eval --policy {run.agent_dir} ...`); TensorBoard logs in `agent_training/`.",
             "",
             "![learning curve](learning_curve.png)",
@@ -474,7 +474,7 @@ def _plot_learning_curve(timesteps: Any, results: Any, path: Path) -> None:
 
 
 def _stage_benchmark(run: _Run) -> None:
-    from recsim_env.benchmark import BenchmarkConfig, run_benchmark
+    from recsim_env.offline.benchmark import BenchmarkConfig, run_benchmark
 
     config, sizes = run.config, run.config.sizes
     bench = BenchmarkConfig(
@@ -484,7 +484,6 @@ def _stage_benchmark(run: _Run) -> None:
         base_seed=config.seed,
         save_trajectories=1,
         n_resamples=sizes.resamples,
-        device=config.device,
     )
     # Candidates mode: the agent's action space; every baseline acts in it too.
     run_benchmark(
@@ -517,14 +516,13 @@ def _stage_benchmark(run: _Run) -> None:
 
 
 def _stage_fidelity(run: _Run) -> None:
-    from recsim_env.benchmark import BenchmarkConfig
-    from recsim_env.fidelity import data_fidelity, fidelity_markdown, ground_truth_fidelity
+    from recsim_env.offline.benchmark import BenchmarkConfig
+    from recsim_env.offline.fidelity import data_fidelity, fidelity_markdown, ground_truth_fidelity
 
     config, sizes = run.config, run.config.sizes
     settings = run.settings("slate")
     data_result = data_fidelity(
-        run.model_dir, run.data_dir, settings, n_users=sizes.fidelity_users, seed=config.seed,
-        device=config.device,
+        run.model_dir, run.data_dir, settings, n_users=sizes.fidelity_users, seed=config.seed
     )
     truth_result = None
     if config.dataset == "synthetic":
@@ -535,14 +533,13 @@ def _stage_fidelity(run: _Run) -> None:
             base_seed=config.seed,
             save_trajectories=0,
             n_resamples=sizes.resamples,
-            device=config.device,
         )
         truth_result = ground_truth_fidelity(
             run.model_dir,
             run.data_dir,
             truth_config,
             settings,
-            replace(settings, calibration=None),
+            run.settings("slate", world=True),
             run.benchmark_dir,  # reuses the Greedy recommender saved there
             progress=config.progress,
         )

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-from recsim_env.config import (
-    Calibration,
-    CandidateConfig,
-    ChoiceConfig,
-    LeaveConfig,
-    PopulationConfig,
-    RewardConfig,
-)
+from recsim_env.config import EnvConfig
 from recsim_env.core import StepSnapshot
-from recsim_env.factory import build_env_core, load_dataset
+from recsim_env.factory import WORLD_MODEL, build_env_core, load_dataset, world_config
 from recsim_env.render.env_view import CoreRenderer
 from recsim_env.render.frame import SessionFrame
 from recsim_env.render.pygame_renderer import RENDER_FPS
@@ -76,19 +67,16 @@ class RecSimEnv(gym.Env[Any, Any]):
     ``episode_return`` and the history after the step.
 
     ## Arguments
-    - ``model``: a :class:`UserModel` or a checkpoint directory.
+    - ``model``: a :class:`UserModel`, a checkpoint directory, a hand-written user ``.json`` or
+      ``"world"`` (see :func:`recsim_env.factory.load_model`).
     - ``data``: the dataset (or its directory) the model was trained on (population, popularity).
-    - ``slate_size`` (5), ``action_mode`` ("slate"), ``observation_mode`` ("history"),
-      ``max_steps`` (100), ``history_len`` (50): as above.
-    - ``reward``, ``population``, ``choice``, ``leave``, ``candidates``: frozen configs from
-      :mod:`recsim_env.config`, or plain mappings of their fields (``reward={"no_choice_penalty": 0.1}``;
-      None: documented defaults).
-    - ``calibration``: a :class:`Calibration` or its JSON (from ``recsim env calibrate``); overrides the
-      choice temperature, no-choice logit and end-logit offset.
-    - ``no_choice_event`` (False): append a behavior-0 event on no-choice steps (models that define
-      one, like the synthetic world; see :class:`SimConfig`).
-    - ``strict`` (False): raise on repeated items within a slate.
-    - ``device`` ("cpu"): where a model loaded from a path runs.
+    - ``config``: an :class:`~recsim_env.config.EnvConfig` (default: its defaults).
+    - every other keyword argument is a field of :class:`~recsim_env.config.EnvConfig`, over
+      ``config``: ``slate_size`` (5), ``action_mode`` ("slate"), ``observation_mode`` ("history"),
+      ``max_steps`` (100), ``history_len`` (50), the sections ``reward``, ``population``, ``choice``,
+      ``leave``, ``candidates`` (frozen configs or plain mappings of their fields, e.g.
+      ``reward={"no_choice_penalty": 0.1}``), ``calibration`` (a JSON from ``recsim env calibrate``),
+      ``no_choice_event``, ``strict``, ``device``. A bad key or value is an ``InputError`` naming it.
     - ``render_mode``: None, ``"ansi"`` (text), ``"rgb_array"`` (``H x W x 3`` uint8 frames) or
       ``"human"`` (a pygame window, drawn on every reset and step at ``metadata["render_fps"]``;
       keys: space pause, right step, up/down speed, q close). Both pygame modes draw a
@@ -104,32 +92,16 @@ class RecSimEnv(gym.Env[Any, Any]):
         self,
         model: PathLike | UserModel,
         data: PathLike | SequenceDataset,
-        slate_size: int = 5,
-        action_mode: str = "slate",
-        observation_mode: str = "history",
-        max_steps: int = 100,
-        history_len: int = 50,
-        reward: RewardConfig | Mapping[str, Any] | None = None,
-        population: PopulationConfig | Mapping[str, Any] | None = None,
-        choice: ChoiceConfig | Mapping[str, Any] | None = None,
-        leave: LeaveConfig | Mapping[str, Any] | None = None,
-        candidates: CandidateConfig | Mapping[str, Any] | None = None,
-        calibration: PathLike | Calibration | None = None,
-        no_choice_event: bool = False,
-        strict: bool = False,
-        device: torch.device | str = "cpu",
+        config: EnvConfig | None = None,
         render_mode: str | None = None,
+        **settings: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got "
                              f"{render_mode!r}")
+        self.config = EnvConfig.from_mapping(settings, "RecSimEnv", base=config or EnvConfig())
         dataset = load_dataset(data)
-        self.core, self.adapter = build_env_core(
-            model, dataset, n_users=1, slate_size=slate_size, action_mode=action_mode,
-            observation_mode=observation_mode, max_steps=max_steps, history_len=history_len, reward=reward,
-            population=population, choice=choice, leave=leave, candidates=candidates,
-            calibration=calibration, no_choice_event=no_choice_event, strict=strict, device=device,
-        )
+        self.core, self.adapter = build_env_core(model, dataset, self.config, n_users=1)
         self.action_space = self.adapter.action_space
         self.observation_space = self.adapter.observation_space
         self.reward_range = self.core.reward_range
@@ -168,6 +140,13 @@ class RecSimEnv(gym.Env[Any, Any]):
         """Valid actions for MaskablePPO (flat, one block per slot); discrete action modes only."""
         return self.adapter.action_masks()[0].cpu().numpy()
 
+    def oracle_scores(self, items: np.ndarray) -> np.ndarray:
+        """The simulated user's own choice utility of each item (privileged; see
+        :meth:`recsim_env.spaces.SpaceAdapter.oracle_scores`): ``[m]`` or ``[1, m]`` item ids in, same
+        shape out."""
+        items = np.asarray(items)
+        return self.adapter.oracle_scores(items.reshape(1, -1)).reshape(items.shape)
+
     def render(self) -> str | np.ndarray | None:
         if self.render_mode is None:
             return None
@@ -204,30 +183,13 @@ class RecSimEnv(gym.Env[Any, Any]):
         return {key: value[0] for key, value in self.adapter.observe_numpy().items()}
 
 
-WORLD_LEAVE = LeaveConfig(no_choice_drain=0.0, low_value_drain=0.0, high_value_refill=0.0)
-"""The world has its own patience (drained by no-response and view events, refilled by carts and buys,
-and driving its session-end probability), so the core's patience is switched off in the world env."""
-
-
-def make_world_env(data: PathLike | SequenceDataset, device: torch.device | str = "cpu", **kwargs: Any
-                   ) -> RecSimEnv:
+def make_world_env(data: PathLike | SequenceDataset, config: EnvConfig | None = None,
+                   render_mode: str | None = None, **settings: Any) -> RecSimEnv:
     """``RecSim-World-v0``: the ground-truth synthetic world that generated ``data`` as the users.
 
     The users start, like in the learned simulator, from prefixes of the dataset's training histories
-    (the world replays them into its state), so a policy meets the same starting users in both. No-choice
-    steps are world events (behavior 0, draining the world's patience) and the world's own end
-    probability is the only leave hazard. Any :class:`RecSimEnv` argument can be passed.
+    (the world replays them into its state), so a policy meets the same starting users in both. The
+    settings default to :data:`~recsim_env.factory.WORLD_DEFAULTS` (no-choice steps are world events,
+    the world's own end probability is the only leave hazard); any :class:`EnvConfig` field can be given.
     """
-    return RecSimEnv(**world_arguments(data, device, **kwargs))
-
-
-def world_arguments(data: PathLike | SequenceDataset, device: torch.device | str = "cpu", **kwargs: Any
-                    ) -> dict[str, Any]:
-    """The env arguments of ``RecSim-World-v0`` (shared by :func:`make_world_env` and the vector env)."""
-    from user_models.synthetic import SyntheticWorld
-
-    dataset = load_dataset(data)
-    world = SyntheticWorld.from_dataset(dataset, torch.device(device))
-    kwargs.setdefault("leave", WORLD_LEAVE)
-    kwargs.setdefault("no_choice_event", True)
-    return {"model": world, "data": dataset, "device": device, **kwargs}
+    return RecSimEnv(WORLD_MODEL, data, world_config(config, **settings), render_mode=render_mode)

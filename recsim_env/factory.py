@@ -1,36 +1,43 @@
-"""Build a :class:`~recsim_env.core.SimulationCore` from a model and a dataset, given as objects or paths.
+"""Build a :class:`~recsim_env.core.SimulationCore` from a model, a dataset and an :class:`EnvConfig`.
 
-Every env view (single, vector, SB3) goes through :func:`build_core`, so they load, check and configure
-users identically.
+Every env view (single, vector, SB3 adapter, world envs) and every offline tool goes through
+:func:`build_env_core`, and every model, whatever form it is given in, through :func:`load_model`, so
+they load, check and configure users identically.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 
-from recsim_env.config import (
-    Calibration,
-    CandidateConfig,
-    ChoiceConfig,
-    LeaveConfig,
-    PopulationConfig,
-    RewardConfig,
-    SimConfig,
-    section_config,
-)
+from recsim_env.config import Calibration, EnvConfig, LeaveConfig, SimConfig
 from recsim_env.core import SimulationCore
-from recsim_env.population import item_popularity, make_population, median_session_gap
-from recsim_env.spaces import ACTION_MODES, SpaceAdapter
+from recsim_env.population import Population, make_population, median_session_gap
+from recsim_env.spaces import SpaceAdapter
+from user_models.checkpoint import load_user_model
 from user_models.data.artifact import SequenceDataset
+from user_models.data.popularity import item_popularity
 from user_models.errors import InputError
+from user_models.handwritten import HandwrittenUser
 from user_models.protocol import UserModel
+from user_models.synthetic import SyntheticWorld
 
 PathLike = str | os.PathLike[str]
+
+WORLD_MODEL = "world"
+"""The model argument that names a synthetic dataset's ground-truth world instead of a learned model."""
+
+WORLD_LEAVE = LeaveConfig(no_choice_drain=0.0, low_value_drain=0.0, high_value_refill=0.0)
+"""The world has its own patience (drained by no-response and view events, refilled by carts and buys,
+and driving its session-end probability), so the core's patience is switched off in the world env."""
+
+WORLD_DEFAULTS: dict[str, Any] = {"leave": WORLD_LEAVE, "no_choice_event": True}
+"""Settings of ``RecSim-World-v0`` that differ from the learned simulator's: no-choice steps are world
+events (behavior 0, draining the world's patience) and the world's end probability is the only hazard."""
 
 
 def load_dataset(data: PathLike | SequenceDataset) -> SequenceDataset:
@@ -40,22 +47,32 @@ def load_dataset(data: PathLike | SequenceDataset) -> SequenceDataset:
     return SequenceDataset.load(data)
 
 
-def load_model(model: PathLike | UserModel, device: torch.device, dataset: SequenceDataset) -> UserModel:
-    """``model`` itself, or the checkpoint directory it names (loaded onto ``device``).
+def is_world(model: Any) -> bool:
+    """Whether ``model`` names the synthetic ground-truth world (:data:`WORLD_MODEL`)."""
+    return isinstance(model, str | os.PathLike) and os.fspath(model) == WORLD_MODEL
 
-    A ``.json`` file is read as a hand-written user (:class:`~user_models.handwritten.HandwrittenUser`).
+
+def load_model(model: PathLike | UserModel, dataset: SequenceDataset, device: torch.device | str = "cpu"
+               ) -> UserModel:
+    """The one model loader: ``model`` itself, the world, a hand-written user or a checkpoint.
+
+    Args:
+        model: a :class:`UserModel` (returned as it is), :data:`WORLD_MODEL` (the synthetic dataset's
+            ground truth, rebuilt from its metadata), a ``.json`` hand-written user
+            (:class:`~user_models.handwritten.HandwrittenUser`) or a checkpoint directory.
+        dataset: the dataset the model simulates (a checkpoint is checked against it).
+        device: where a model loaded here goes.
+
     (The casts: implementations narrow the protocol's state type to their own, which mypy reports as a
     conflict.)
     """
     if not isinstance(model, str | os.PathLike):
         return model
+    if is_world(model):
+        return cast(UserModel, SyntheticWorld.from_dataset(dataset, torch.device(device)))
     if Path(model).suffix == ".json":
-        from user_models.handwritten import HandwrittenUser
-
-        return cast(UserModel, HandwrittenUser.load(model, device))
-    from user_models.checkpoint import load_user_model
-
-    return cast(UserModel, load_user_model(Path(model), device=device, dataset=dataset))
+        return cast(UserModel, HandwrittenUser.load(model, torch.device(device)))
+    return cast(UserModel, load_user_model(Path(model), device=torch.device(device), dataset=dataset))
 
 
 def check_compatible(model: UserModel, dataset: SequenceDataset) -> None:
@@ -75,72 +92,53 @@ def build_core(
     n_users: int = 1,
     device: torch.device | str = "cpu",
     calibration: PathLike | Calibration | None = None,
+    population: Population | None = None,
 ) -> SimulationCore:
     """A simulation core of ``n_users`` rows (not yet reset).
 
     Args:
-        model: A :class:`UserModel` or a checkpoint directory.
+        model: anything :func:`load_model` takes.
         data: The dataset (or its directory) the model was trained on; the population and the item
             popularity come from its training split.
         config: Dynamics and sizes.
         n_users: Batch size.
         device: Where a model loaded from a path goes (a given model keeps its own device).
         calibration: A :class:`Calibration` or its JSON file; overrides the config's calibrated fields.
+        population: Where users come from (default: ``config.population`` over the dataset); e.g. a
+            fixed set of held-out prefixes.
     """
     dataset = load_dataset(data)
-    user_model = load_model(model, torch.device(device), dataset)
+    user_model = load_model(model, dataset, device)
     check_compatible(user_model, dataset)
     if calibration is not None:
         if not isinstance(calibration, Calibration):
             calibration = Calibration.load(calibration)
         config = calibration.apply(config)
     gap = config.gap_seconds if config.gap_seconds is not None else median_session_gap(dataset)
-    population = make_population(config.population, dataset, user_model, gap)
-    popularity = torch.as_tensor(item_popularity(dataset), device=user_model.device)
+    if population is None:
+        population = make_population(config.population, dataset, user_model, gap)
+    popularity = torch.as_tensor(item_popularity(dataset).astype(np.float64), device=user_model.device)
     return SimulationCore(user_model, population, config, n_users, popularity, gap)
 
 
 def build_env_core(
     model: PathLike | UserModel,
     data: PathLike | SequenceDataset,
-    *,
+    config: EnvConfig,
     n_users: int = 1,
-    slate_size: int = 5,
-    action_mode: str = "slate",
-    observation_mode: str = "history",
-    max_steps: int = 100,
-    history_len: int = 50,
-    reward: RewardConfig | Mapping[str, Any] | None = None,
-    population: PopulationConfig | Mapping[str, Any] | None = None,
-    choice: ChoiceConfig | Mapping[str, Any] | None = None,
-    leave: LeaveConfig | Mapping[str, Any] | None = None,
-    candidates: CandidateConfig | Mapping[str, Any] | None = None,
-    calibration: PathLike | Calibration | None = None,
-    no_choice_event: bool = False,
-    strict: bool = False,
-    device: torch.device | str = "cpu",
+    population: Population | None = None,
 ) -> tuple[SimulationCore, SpaceAdapter]:
-    """The core and the space adapter behind an env with the given arguments (see :class:`RecSimEnv`).
+    """The core and the space adapter behind an env of ``config`` with ``n_users`` rows.
 
-    Shared by the single env and the vector views, so one set of keyword arguments means the same
-    simulator everywhere. ``reward``, ``population``, ``choice``, ``leave`` and ``candidates`` take
-    their frozen config or a plain mapping of its fields (:func:`recsim_env.config.section_config`).
+    Shared by every env view and offline tool, so one :class:`EnvConfig` means the same simulator
+    everywhere (``population`` as for :func:`build_core`).
     """
-    if action_mode not in ACTION_MODES:
-        raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
-    candidate_config: CandidateConfig | None = section_config("candidates", candidates)
-    if action_mode == "candidates" and candidate_config is None:
-        candidate_config = CandidateConfig()
-    config = SimConfig(
-        slate_size=slate_size,
-        max_steps=max_steps,
-        history_len=history_len,
-        choice=section_config("choice", choice) or ChoiceConfig(),
-        leave=section_config("leave", leave) or LeaveConfig(),
-        reward=section_config("reward", reward) or RewardConfig(),
-        population=section_config("population", population) or PopulationConfig(),
-        candidates=candidate_config if action_mode == "candidates" else None,
-        no_choice_event=no_choice_event,
-    )
-    core = build_core(model, data, config, n_users=n_users, device=device, calibration=calibration)
-    return core, SpaceAdapter(core, action_mode, observation_mode, strict=strict)
+    core = build_core(model, data, config.sim_config(), n_users=n_users, device=config.device,
+                      calibration=config.loaded_calibration(), population=population)
+    return core, SpaceAdapter(core, config.action_mode, config.observation_mode, strict=config.strict)
+
+
+def world_config(config: EnvConfig | None = None, **settings: Any) -> EnvConfig:
+    """The settings of ``RecSim-World-v0``: ``config`` (default: :data:`WORLD_DEFAULTS`) with ``settings``."""
+    base = config if config is not None else EnvConfig(**WORLD_DEFAULTS)
+    return EnvConfig.from_mapping(settings, "RecSim-World-v0", base)

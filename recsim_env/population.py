@@ -127,12 +127,6 @@ def make_population(
     return GeneratedPopulation(model, config, gap_seconds)
 
 
-def item_popularity(dataset: SequenceDataset) -> np.ndarray:
-    """``[n_items + 1]`` event counts per item over the training split (index 0, padding, is 0)."""
-    train = dataset.train_sequences()
-    return np.bincount(train.items, minlength=dataset.n_items + 1).astype(np.float64)
-
-
 def median_session_gap(dataset: SequenceDataset) -> float:
     """Median seconds between consecutive events of one session (training split); -1 without times.
 

@@ -11,14 +11,19 @@ Each id also has a ``vector_entry_point`` (:class:`~recsim_env.vector.RecSimVect
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import gymnasium as gym
 from gymnasium.envs.registration import register, registry
 
-from recsim_env.config import LeaveConfig
+from recsim_env.config import EnvConfig, LeaveConfig
+from recsim_env.factory import WORLD_DEFAULTS
+from user_models.errors import InputError
 
 ENV_ENTRY_POINT = "recsim_env.env:RecSimEnv"
 VECTOR_ENTRY_POINT = "recsim_env.vector:RecSimVectorEnv"
+WORLD_ENTRY_POINT = "recsim_env.env:make_world_env"
 
 LONG_TERM_KWARGS: dict[str, Any] = {
     "max_steps": 200,
@@ -35,9 +40,41 @@ def register_envs() -> None:
         "RecSim-v0": {"entry_point": ENV_ENTRY_POINT, "vector_entry_point": VECTOR_ENTRY_POINT},
         "RecSim-LongTerm-v0": {"entry_point": ENV_ENTRY_POINT, "vector_entry_point": VECTOR_ENTRY_POINT,
                                "kwargs": LONG_TERM_KWARGS},
-        "RecSim-World-v0": {"entry_point": "recsim_env.env:make_world_env",
+        "RecSim-World-v0": {"entry_point": WORLD_ENTRY_POINT,
                             "vector_entry_point": "recsim_env.vector:make_world_vector_env"},
     }
     for env_id, spec in specs.items():
         if env_id not in registry:
             register(id=env_id, disable_env_checker=False, **spec)
+
+
+def is_world_id(env_id: str) -> bool:
+    """Whether ``env_id`` is registered as the synthetic ground-truth world."""
+    return _spec(env_id).entry_point == WORLD_ENTRY_POINT
+
+
+def env_config_for(
+    env_id: str, overrides: Mapping[str, Any] | None = None, source: str = "", world: bool = False
+) -> EnvConfig:
+    """The :class:`EnvConfig` of the registered ``env_id`` (its registered kwargs), with ``overrides``.
+
+    This is what ``gym.make(env_id, **overrides)`` builds, as a config: tools that build their env views
+    themselves (the benchmark, training, evaluation) resolve ids through it. A section given in
+    ``overrides`` replaces the id's whole section. ``world`` (implied by a world id) starts from the
+    world's defaults (:data:`~recsim_env.factory.WORLD_DEFAULTS`) instead of the learned simulator's.
+    """
+    spec = _spec(env_id)
+    world = world or spec.entry_point == WORLD_ENTRY_POINT
+    base = EnvConfig(**WORLD_DEFAULTS) if world else EnvConfig()
+    registered = EnvConfig.from_mapping(
+        {k: v for k, v in spec.kwargs.items() if k not in ("model", "data")}, env_id, base
+    )
+    return EnvConfig.from_mapping(overrides or {}, source or env_id, registered)
+
+
+def _spec(env_id: str) -> Any:
+    register_envs()
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise InputError(f"env id {env_id!r}: {exc}") from None

@@ -20,14 +20,18 @@ for all envs, and ``env_is_wrapped`` is False (there are no per-env Gymnasium wr
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from recsim_env.config import EnvConfig
 from recsim_env.vector import RecSimVectorEnv
+from user_models.data.artifact import SequenceDataset
+from user_models.protocol import UserModel
 
 _SINGLE_SPACES = {"observation_space": "single_observation_space", "action_space": "single_action_space"}
 """SB3 asks each env for its spaces; the vector env keeps the single-env spaces under these names."""
@@ -89,6 +93,11 @@ class RecSimVecEnv(VecEnv):
     def close(self) -> None:
         self.venv.close()
 
+    def oracle_scores(self, items: np.ndarray) -> np.ndarray:
+        """``[num_envs, m]`` each env's user's own choice utilities of ``[num_envs, m]`` item ids
+        (privileged; what the ``oracle`` baseline ranks by)."""
+        return self.venv.oracle_scores(items)
+
     # --- per-env introspection over the batch -----------------------------------------------------
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         value = getattr(self.venv, _SINGLE_SPACES.get(attr_name, attr_name))
@@ -118,3 +127,20 @@ class RecSimVecEnv(VecEnv):
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
+
+
+def make_sb3_vec_env(
+    model: str | os.PathLike[str] | UserModel,
+    data: str | os.PathLike[str] | SequenceDataset,
+    config: EnvConfig,
+    n_envs: int,
+    seed: int,
+) -> VecMonitor:
+    """An SB3 ``VecEnv`` of ``n_envs`` simulated users on one batched core, seeded with ``seed``.
+
+    :class:`RecSimVecEnv` over a :class:`RecSimVectorEnv` of ``config``, in a ``VecMonitor`` that
+    records episode returns (what SB3's logger and ``EvalCallback`` read).
+    """
+    venv = RecSimVecEnv(RecSimVectorEnv(n_envs, model, data, config))
+    venv.seed(seed)
+    return VecMonitor(venv)

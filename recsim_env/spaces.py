@@ -32,10 +32,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from recsim_env.config import ACTION_MODES, OBSERVATION_MODES
 from recsim_env.core import SimulationCore
-
-ACTION_MODES: tuple[str, ...] = ("slate", "candidates", "embedding")
-OBSERVATION_MODES: tuple[str, ...] = ("history", "state")
 
 
 class SpaceAdapter:
@@ -189,3 +187,17 @@ class SpaceAdapter:
         if self.action_mode == "candidates" and core.slate_size == 1:
             return allowed
         return allowed.repeat(1, core.slate_size)
+
+    # --- the oracle -------------------------------------------------------------------------------
+    def oracle_scores(self, items: np.ndarray) -> np.ndarray:
+        """``[N, m]`` each row's choice utility (:meth:`SimulationCore.choice_utilities`) of ``[N, m]``
+        item ids: the utilities the simulated users choose by, repeat policy included; ``-inf`` for id 0
+        (an empty slot). Privileged: this is the oracle's view, not a real recommender's."""
+        core = self.core
+        ids = torch.as_tensor(np.array(items, dtype=np.int64), device=core.device)
+        if ids.dim() != 2 or ids.shape[0] != core.n_users:
+            raise ValueError(f"oracle_scores takes [{core.n_users}, m] item ids, got shape "
+                             f"{tuple(ids.shape)}")
+        with torch.no_grad():
+            utility = core.choice_utilities(ids.clamp(min=1)).float()
+        return torch.where(ids > 0, utility, float("-inf")).cpu().numpy()

@@ -36,9 +36,9 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from recsim_env.config import EnvConfig
 from recsim_env.core import StepRecord
-from recsim_env.env import world_arguments
-from recsim_env.factory import build_env_core, load_dataset
+from recsim_env.factory import WORLD_MODEL, build_env_core, load_dataset, world_config
 from recsim_env.render.env_view import CoreRenderer
 from recsim_env.render.frame import SessionFrame
 from recsim_env.render.pygame_renderer import RENDER_FPS
@@ -103,9 +103,8 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
 
     ## Arguments
     - ``num_envs``: N, the number of users stepped together.
-    - ``model``, ``data`` and every other keyword argument: as for :class:`~recsim_env.env.RecSimEnv`
-      (``slate_size``, ``action_mode``, ``observation_mode``, ``max_steps``, ``history_len``, configs,
-      ``calibration``, ``strict``, ``device``).
+    - ``model``, ``data``, ``config`` and every other keyword argument: as for
+      :class:`~recsim_env.env.RecSimEnv` (the fields of :class:`~recsim_env.config.EnvConfig`).
     - ``render_mode``: None, ``"ansi"``, ``"rgb_array"`` or ``"human"`` (as for RecSimEnv; the pygame
       modes need the ``viz`` extra, and ``human`` draws on every :meth:`reset` and :meth:`step`);
       :meth:`render` draws row :attr:`render_row` and returns a tuple of one frame.
@@ -123,15 +122,17 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         num_envs: int,
         model: PathLike | UserModel,
         data: PathLike | SequenceDataset,
+        config: EnvConfig | None = None,
         render_mode: str | None = None,
         render_row: int = 0,
-        **kwargs: Any,
+        **settings: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got "
                              f"{render_mode!r}")
+        self.config = EnvConfig.from_mapping(settings, "RecSimVectorEnv", base=config or EnvConfig())
         dataset = load_dataset(data)
-        self.core, self.adapter = build_env_core(model, dataset, n_users=num_envs, **kwargs)
+        self.core, self.adapter = build_env_core(model, dataset, self.config, n_users=num_envs)
         self.num_envs = num_envs
         self.device = self.core.device
         self.single_action_space = self.adapter.action_space
@@ -230,6 +231,11 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         """``[N, mask_len]`` valid-action masks for sb3-contrib's MaskablePPO (discrete action modes)."""
         return self.action_masks_tensor().cpu().numpy().copy()
 
+    def oracle_scores(self, items: np.ndarray) -> np.ndarray:
+        """``[N, m]`` the current users' own choice utilities of ``[N, m]`` item ids (privileged; see
+        :meth:`recsim_env.spaces.SpaceAdapter.oracle_scores`)."""
+        return self.adapter.oracle_scores(items)
+
     def render(self) -> tuple[str | np.ndarray, ...] | None:
         """Row :attr:`render_row`'s last step (a tuple of one frame: text or ``H x W x 3`` uint8).
 
@@ -300,7 +306,9 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         return infos
 
 
-def make_world_vector_env(num_envs: int, data: PathLike | SequenceDataset, device: torch.device | str = "cpu",
-                          **kwargs: Any) -> RecSimVectorEnv:
+def make_world_vector_env(num_envs: int, data: PathLike | SequenceDataset, config: EnvConfig | None = None,
+                          render_mode: str | None = None, render_row: int = 0, **settings: Any
+                          ) -> RecSimVectorEnv:
     """``RecSim-World-v0`` as a vector env: the synthetic ground-truth world that generated ``data``."""
-    return RecSimVectorEnv(num_envs, **world_arguments(data, device, **kwargs))
+    return RecSimVectorEnv(num_envs, WORLD_MODEL, data, world_config(config, **settings),
+                           render_mode=render_mode, render_row=render_row)

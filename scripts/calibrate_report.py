@@ -2,7 +2,7 @@
 
 For each ``--case NAME MODEL DATA`` (``MODEL`` a checkpoint directory, a hand-written user ``.json``, or
 ``world`` for the synthetic ground-truth world of a synthetic ``DATA``), runs
-:func:`recsim_env.calibrate.calibrate`, saves the calibration JSON under ``--out-dir`` and writes a
+:func:`recsim_env.offline.calibrate.calibrate`, saves the calibration JSON under ``--out-dir`` and writes a
 section of ``BENCHMARKS.md`` (between ``<!-- BEGIN calibration -->`` and ``<!-- END calibration -->``)
 with the logged consumption rate and session length against the simulated ones, before and after.
 
@@ -32,10 +32,13 @@ from benchmarks_md import write_section  # scripts/ is on sys.path when run as a
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run without an installed package
 
-from recsim_env.calibrate import CalibrationSettings, LoggingPolicy, calibrate, format_report  # noqa: E402
 from recsim_env.config import SimConfig  # noqa: E402
-from recsim_env.env import WORLD_LEAVE  # noqa: E402
-from recsim_env.factory import load_dataset, load_model  # noqa: E402
+from recsim_env.factory import (  # noqa: E402
+    WORLD_LEAVE,  # noqa: E402
+    load_dataset,
+    load_model,
+)
+from recsim_env.offline.calibrate import CalibrationSettings, LoggingPolicy, calibrate, format_report  # noqa: E402
 from user_models.data.artifact import SequenceDataset  # noqa: E402
 from user_models.protocol import UserModel  # noqa: E402
 
@@ -81,7 +84,7 @@ def load(model: str, data: str, device: str) -> tuple[UserModel, SequenceDataset
         from user_models.synthetic import SyntheticWorld
 
         return cast(UserModel, SyntheticWorld.from_dataset(dataset, torch.device(device))), dataset
-    return load_model(model, torch.device(device), dataset), dataset
+    return load_model(model, dataset, device), dataset
 
 
 def main(argv: list[str] | None = None) -> int:

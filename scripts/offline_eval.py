@@ -93,9 +93,9 @@ def synthesize(out: Path) -> None:
 def calibrate_world(root: Path) -> Path:
     """Calibrate the ground-truth world like the learned simulator (same procedure, same logs)."""
     sys.path.insert(0, str(ROOT))
-    from recsim_env.calibrate import calibrate
     from recsim_env.config import SimConfig
-    from recsim_env.env import WORLD_LEAVE
+    from recsim_env.factory import WORLD_LEAVE
+    from recsim_env.offline.calibrate import calibrate
     from user_models.data.artifact import SequenceDataset
     from user_models.synthetic import SyntheticWorld
 

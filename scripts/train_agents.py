@@ -33,10 +33,11 @@ sys.path.insert(0, str(ROOT))
 from benchmarks_md import write_section  # noqa: E402  (scripts/ is on sys.path when run as a script)
 
 from agents.config import load_train_config, parse_overrides  # noqa: E402
-from agents.envs import SimulatorSpec, make_vec_env  # noqa: E402
-from agents.evaluate import evaluate  # noqa: E402
-from agents.factory import make_policy  # noqa: E402
-from agents.train import FINAL, FixedPopulation, train  # noqa: E402
+from agents.train import FINAL  # noqa: E402
+from recsim_env.cli.settings import env_settings  # noqa: E402
+from recsim_env.factory import load_dataset, load_model  # noqa: E402
+from recsim_env.offline.rollout import build_policy, build_simulator, evaluate_policy  # noqa: E402
+from recsim_env.offline.training import train_agent  # noqa: E402
 
 BASELINES = ("random", "popular", "greedy", "oracle")
 EVAL_SEED = 123_457
@@ -51,50 +52,43 @@ def run(args: argparse.Namespace) -> None:
     if args.num_envs is not None:
         overrides["n_envs"] = args.num_envs
     config = load_train_config(args.algo, env_id=args.env_id, overrides=overrides)
-    spec = SimulatorSpec(args.model, args.data)
+    env_config = env_settings(args.model, config.env_id, config.env_kwargs, "cpu")
+    dataset = load_dataset(args.data)
+    model = load_model(args.model, dataset, env_config.device)
     out = Path(args.out)
     print(
         f"[{args.name}] training {config.algo} on {config.env_id} for up to {config.n_timesteps} steps "
         f"or {args.max_minutes} min ({torch.get_num_threads()} torch threads)",
         flush=True,
     )
-    result = train(
+    result = train_agent(
         config,
-        spec,
+        model,
+        dataset,
+        env_config,
         out,
         seed=args.seed,
-        progress_bar=not args.no_progress,
+        progress=not args.no_progress,
         max_seconds=args.max_minutes * 60,
     )
     record = json.loads((out / "train.json").read_text())
 
-    venv = FixedPopulation(
-        make_vec_env(spec, config.env_id, config.env_kwargs, args.eval_envs, EVAL_SEED), EVAL_SEED
-    )
-    mode = config.action_mode
+    sim = build_simulator(model, dataset, env_config, args.episodes)
     agent = out / args.agent if (out / args.agent).is_dir() else out / FINAL
     rows: list[dict[str, Any]] = []
     for name in (str(agent), *BASELINES):
         start = time.perf_counter()
-        policy = make_policy(
-            name,
-            venv,
-            spec,
-            mode,
-            args.seed,
-            greedy_model=args.greedy_model or out / "greedy",
-            progress=not args.no_progress,
-        )
-        evaluation = evaluate(policy, venv, args.episodes, deterministic=True)
+        greedy = Path(args.greedy_model) if args.greedy_model else out / "greedy"
+        policy = build_policy(name, sim, args.seed, greedy, progress=not args.no_progress)
+        evaluation = evaluate_policy(sim, policy, EVAL_SEED)
         label = f"{config.algo} (agent, {agent.name})" if name == str(agent) else name
         rows.append({"policy": label, **evaluation.to_json(), "seconds": time.perf_counter() - start})
         ret = evaluation.mean_return
         print(
-            f"[{args.name}] {label:>22}: return {ret.mean:.3f} [{ret.low:.3f}, {ret.high:.3f}] "
-            f"length {evaluation.mean_length.mean:.2f}",
+            f"[{args.name}] {label:>22}: return {ret.estimate:.3f} [{ret.low:.3f}, {ret.high:.3f}] "
+            f"length {evaluation.mean_length.estimate:.2f}",
             flush=True,
         )
-    venv.close()
     results = {
         "name": args.name,
         "env_id": config.env_id,
@@ -219,7 +213,6 @@ def main() -> None:
     r.add_argument("--max-minutes", type=float, default=30.0, help="training wall-clock budget")
     r.add_argument("--num-envs", type=int, default=None)
     r.add_argument("--episodes", type=int, default=500, help="evaluation episodes per policy")
-    r.add_argument("--eval-envs", type=int, default=50, help="parallel users during evaluation")
     r.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE")
     r.add_argument("--greedy-model", default=None, help="Greedy recommender directory (default OUT/greedy)")
     r.add_argument(

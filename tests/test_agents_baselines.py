@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 
 from agents.baselines import MMR, EpsilonGreedy, Greedy, LinUCB, MostPopular, OracleGreedy, RandomPolicy
 from agents.greedy import load_log_recommender, save_log_recommender, train_log_recommender
-from agents.item_features import cooccurrence_embeddings, item_popularity
+from agents.item_features import cooccurrence_embeddings
 from agents.obs import BEHAVIORS, CANDIDATES, ITEMS, MASK, history_batch
 from agents.policy import ActionLayout, act, select_slate
 from user_models.data.artifact import DatasetMeta, SequenceDataset
+from user_models.data.popularity import item_popularity
 from user_models.errors import InputError
 from user_models.train import TrainConfig
 
@@ -44,8 +45,9 @@ class _FixedScorer:
     def scores(self, history: object) -> np.ndarray:
         return np.broadcast_to(self.values, (len(history.items), len(self.values)))  # type: ignore[attr-defined]
 
-    def item_logits(self, items: np.ndarray) -> np.ndarray:
-        return self.values[items]
+    def oracle_scores(self, items: np.ndarray) -> np.ndarray:
+        """As the env views' ``oracle_scores``: the item's score, -inf for id 0 (an empty slot)."""
+        return np.where(items > 0, self.values[items], -np.inf)
 
 
 def _all_policies(layout: ActionLayout, seed: int) -> list:

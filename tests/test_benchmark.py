@@ -9,20 +9,16 @@ import torch
 pytest.importorskip("recsim_env.core", reason="needs the simulation core (branch core)")
 pytest.importorskip("agents.policy", reason="needs the baselines (branch agents)")
 
-from recsim_env.benchmark import (  # noqa: E402
-    BenchmarkConfig,
-    EnvSettings,
-    build_policy,
-    build_simulator,
-    run_benchmark,
-    run_episodes,
-)
+from recsim_env.cli.settings import env_overrides, env_settings  # noqa: E402
+from recsim_env.config import EnvConfig  # noqa: E402
+from recsim_env.offline.benchmark import BenchmarkConfig, run_benchmark  # noqa: E402
+from recsim_env.offline.rollout import build_policy, build_simulator, rollout  # noqa: E402
 from user_models.errors import InputError  # noqa: E402
 
 handwritten = pytest.importorskip("user_models.handwritten")
 testing = pytest.importorskip("recsim_env.testing")
 
-SETTINGS = EnvSettings(slate_size=2, max_steps=12)
+SETTINGS = EnvConfig(slate_size=2, max_steps=12)
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +36,11 @@ def flatten(run):
 
 def test_same_policy_twice_gives_identical_results(simulator):
     _, _, sim = simulator
-    a = run_episodes(sim.core, sim.adapter, build_policy("random", sim, 3, None), seed=3)
-    b = run_episodes(sim.core, sim.adapter, build_policy("random", sim, 3, None), seed=3)
+    a = rollout(sim.core, sim.adapter, build_policy("random", sim, 3, None), seed=3)
+    b = rollout(sim.core, sim.adapter, build_policy("random", sim, 3, None), seed=3)
     for x, y in zip(flatten(a), flatten(b), strict=True):
         np.testing.assert_array_equal(x, y)
-    c = run_episodes(sim.core, sim.adapter, build_policy("random", sim, 3, None), seed=4)
+    c = rollout(sim.core, sim.adapter, build_policy("random", sim, 3, None), seed=4)
     pairs = zip(flatten(a), flatten(c), strict=True)
     assert any(x.shape != y.shape or not np.array_equal(x, y) for x, y in pairs)
 
@@ -65,9 +61,9 @@ def test_common_random_numbers_across_policies(simulator):
     # Two policies that act alike for 3 steps meet the same users and the same random draws, so their
     # episodes agree step for step until the actions differ; afterwards they diverge.
     _, _, sim = simulator
-    base = run_episodes(sim.core, sim.adapter, build_policy("popular", sim, 0, None), seed=5)
+    base = rollout(sim.core, sim.adapter, build_policy("popular", sim, 0, None), seed=5)
     switch = SwitchAfter(build_policy("popular", sim, 0, None), build_policy("random", sim, 1, None), 3)
-    other = run_episodes(sim.core, sim.adapter, switch, seed=5)
+    other = rollout(sim.core, sim.adapter, switch, seed=5)
     diverged = False
     for x, y in zip(base.episodes, other.episodes, strict=True):
         t = min(3, x.length, y.length)
@@ -112,33 +108,32 @@ def test_benchmark_writes_reports_and_replayable_trajectories(simulator, tmp_pat
 def test_env_settings_from_yaml(tmp_path):
     path = tmp_path / "env.yaml"
     path.write_text("slate_size: 3\nreward:\n  behavior_weights: [0.2, 1.0]\n  no_choice_penalty: 0.1\n")
-    settings = EnvSettings.from_yaml(path)
+    settings = EnvConfig.from_mapping(env_overrides(path), str(path))
     assert settings.slate_size == 3 and settings.reward.behavior_weights == (0.2, 1.0)
     path.write_text("slate_sise: 3\n")
     with pytest.raises(InputError, match="unknown setting.*slate_sise"):
-        EnvSettings.from_yaml(path)
+        EnvConfig.from_mapping(env_overrides(path), str(path))
     path.write_text("reward:\n  weight: 1\n")
     with pytest.raises(InputError, match="reward.*weight"):
-        EnvSettings.from_yaml(path)
+        EnvConfig.from_mapping(env_overrides(path), str(path))
     with pytest.raises(InputError, match="repeated policy"):
         BenchmarkConfig(policies=("random", "random"))
 
 
-def test_env_settings_cover_every_env_argument():
-    # EnvSettings mirrors RecSimEnv's keyword arguments; a new env argument must show up here.
+def test_env_config_is_every_env_argument():
+    # RecSimEnv and the vector env take an EnvConfig plus keyword overrides of its fields: one class
+    # declares every setting, and each field can be given as a keyword argument.
     import dataclasses
     import inspect
 
     from recsim_env.env import RecSimEnv
+    from recsim_env.vector import RecSimVectorEnv
 
-    env_args = set(inspect.signature(RecSimEnv.__init__).parameters) - {
-        "self",
-        "model",
-        "data",
-        "device",
-        "render_mode",
-    }
-    assert {f.name for f in dataclasses.fields(EnvSettings)} == env_args
+    for view in (RecSimEnv, RecSimVectorEnv):
+        params = inspect.signature(view.__init__).parameters
+        assert "config" in params and any(p.kind is p.VAR_KEYWORD for p in params.values())
+    defaults = {f.name: getattr(EnvConfig(), f.name) for f in dataclasses.fields(EnvConfig)}
+    assert EnvConfig.from_mapping(defaults) == EnvConfig()
 
 
 def test_online_policies_learn_from_live_users_only(simulator):
@@ -158,7 +153,7 @@ def test_online_policies_learn_from_live_users_only(simulator):
             self.fed.append(len(rewards))
 
     recorder = Recorder(build_policy("random", sim, 0, None))
-    run = run_episodes(sim.core, sim.adapter, recorder, seed=6)
+    run = rollout(sim.core, sim.adapter, recorder, seed=6)
     lengths = np.array([ep.length for ep in run.episodes])
     live = [int((lengths > t).sum()) for t in range(lengths.max())]
     assert recorder.acted == live and recorder.fed == live
@@ -167,7 +162,8 @@ def test_online_policies_learn_from_live_users_only(simulator):
 def test_saved_agent_is_benchmarked_like_a_baseline(simulator, tmp_path):
     from agents.checkpoint import build_algorithm, save_agent
     from agents.config import load_train_config
-    from agents.envs import SimulatorSpec, make_vec_env
+    from recsim_env.registration import env_config_for
+    from recsim_env.sb3 import make_sb3_vec_env
 
     user, data, _ = simulator
     overrides = {
@@ -181,10 +177,8 @@ def test_saved_agent_is_benchmarked_like_a_baseline(simulator, tmp_path):
         "features": {"item_dim": 8, "hidden_dim": 8},
     }
     config = load_train_config("ppo", overrides=overrides)
-    spec = SimulatorSpec(user, data)
-    model = build_algorithm(
-        config, make_vec_env(spec, "RecSim-v0", config.env_kwargs, 2, 0), seed=0, device="cpu"
-    )
+    env = make_sb3_vec_env(user, data, env_config_for(config.env_id, config.env_kwargs), 2, 0)
+    model = build_algorithm(config, env, seed=0, device="cpu")
     model.learn(16)
     save_agent(model, config, tmp_path / "ppo_agent")
     bench = BenchmarkConfig(
@@ -203,14 +197,14 @@ def test_saved_agent_is_benchmarked_like_a_baseline(simulator, tmp_path):
 def test_env_settings_start_from_a_registered_id(tmp_path):
     from recsim_env.registration import LONG_TERM_KWARGS
 
-    long_term = EnvSettings.load("RecSim-LongTerm-v0")
+    long_term = env_settings("model", "RecSim-LongTerm-v0", {}, "cpu")
     assert long_term.leave == LONG_TERM_KWARGS["leave"]
     assert long_term.max_steps == LONG_TERM_KWARGS["max_steps"]
     path = tmp_path / "env.yaml"
     path.write_text("max_steps: 7\n")
-    overridden = EnvSettings.load("RecSim-LongTerm-v0", path)
+    overridden = env_settings("model", "RecSim-LongTerm-v0", env_overrides(path), "cpu")
     assert overridden.max_steps == 7 and overridden.leave == long_term.leave
-    with pytest.raises(InputError, match="not a learned-simulator id"):
-        EnvSettings.load("RecSim-World-v0")
-    with pytest.raises(InputError, match="--env-id"):
-        EnvSettings.load("NoSuchEnv-v0")
+    with pytest.raises(InputError, match="ground-truth world: use --model world"):
+        env_settings("model", "RecSim-World-v0", {}, "cpu")
+    with pytest.raises(InputError, match="NoSuchEnv-v0"):
+        env_settings("model", "NoSuchEnv-v0", {}, "cpu")

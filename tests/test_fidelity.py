@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from recsim_env.benchmark import BenchmarkConfig, EnvSettings
-from recsim_env.fidelity import (
+from recsim_env.config import EnvConfig
+from recsim_env.factory import world_config
+from recsim_env.offline.benchmark import BenchmarkConfig
+from recsim_env.offline.fidelity import (
     Sessions,
     data_fidelity,
     fidelity_markdown,
@@ -51,7 +53,7 @@ def test_held_out_split_and_data_fidelity(tmp_path):
         n = int(held.history.lengths[row])
         joined = np.concatenate([held.history.items[row, :n].numpy(), held.sessions.items[row]])
         np.testing.assert_array_equal(joined, items)  # prefix + held-out last session = the user
-    result = data_fidelity(user, tmp_path / "data", EnvSettings(slate_size=2, max_steps=30), n_users=20)
+    result = data_fidelity(user, tmp_path / "data", EnvConfig(slate_size=2, max_steps=30), n_users=20)
     assert result.n_users == 20
     for key in ("category_js", "popularity_js", "behavior_js", "length_ks"):
         assert 0.0 <= result.statistics[key] <= 1.0 and 0.0 <= result.noise_floor[key] <= 1.0
@@ -66,7 +68,7 @@ def test_world_against_itself_is_a_perfect_match(tmp_path):
     config = SyntheticConfig(n_users=40, n_items=30, n_categories=4, seed=0)
     synthetic.synthesize_dataset(config).save(tmp_path / "data")
     bench = BenchmarkConfig(policies=("random", "popular", "oracle"), episodes=12, seeds=1, n_resamples=100)
-    settings = EnvSettings(slate_size=2, max_steps=10)
+    settings = world_config(slate_size=2, max_steps=10)
     result = ground_truth_fidelity(
         "world", tmp_path / "data", bench, settings, settings, tmp_path, progress=False
     )

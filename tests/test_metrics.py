@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from recsim_env.metrics import (
+from recsim_env.offline.metrics import (
     Catalogue,
     Episode,
     behavior_rates,

@@ -7,7 +7,8 @@ import torch
 pytest.importorskip("recsim_env.core", reason="needs the simulation core (branch core)")
 pytest.importorskip("agents.policy", reason="needs the baselines (branch agents)")
 
-from recsim_env.benchmark import EnvSettings, build_policy, build_simulator, run_episodes  # noqa: E402
+from recsim_env.config import EnvConfig  # noqa: E402
+from recsim_env.offline.rollout import build_policy, build_simulator, rollout  # noqa: E402
 from user_models.errors import InputError  # noqa: E402
 
 minari = pytest.importorskip("minari", reason="needs the optional extra: pip install 'recsim-env[minari]'")
@@ -17,15 +18,15 @@ testing = pytest.importorskip("recsim_env.testing")
 
 def test_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    from recsim_env.minari_export import write_minari_dataset
+    from recsim_env.offline.minari_export import write_minari_dataset
 
     torch.set_num_threads(1)
     user = handwritten.clickbait_user()
     testing.logged_dataset(user, n_users=8).save(tmp_path / "data")
-    sim = build_simulator(user, tmp_path / "data", EnvSettings(slate_size=2, max_steps=8), n_users=5)
+    sim = build_simulator(user, tmp_path / "data", EnvConfig(slate_size=2, max_steps=8), n_users=5)
     policy = build_policy("random", sim, 0, None)
-    run = run_episodes(sim.core, sim.adapter, policy, seed=2, record_transitions=True)
-    episodes = run.transitions
+    run = rollout(sim.core, sim.adapter, policy, seed=2, record_observations=True)
+    episodes = run.transitions()
     obs_space, act_space = sim.adapter.observation_space, sim.adapter.action_space
     write_minari_dataset(episodes, "recsim/test-random-v0", obs_space, act_space, algorithm_name="random",
                          description="test")
@@ -59,9 +60,9 @@ def test_round_trip(tmp_path, monkeypatch):
 def test_env_spec_with_nested_settings_is_stored_and_recovers_the_env(tmp_path, monkeypatch):
     """Frozen config sections travel as plain mappings, so Minari stores the spec (as JSON) and
     ``recover_environment`` rebuilds the env with the same settings."""
-    from recsim_env.benchmark import WORLD_MODEL
     from recsim_env.config import LeaveConfig, RewardConfig
-    from recsim_env.minari_export import export_minari
+    from recsim_env.factory import WORLD_MODEL, world_config
+    from recsim_env.offline.minari_export import export_minari
     from user_models.synthetic import synthesize_dataset
     from user_models.synthetic.config import SyntheticConfig
 
@@ -70,7 +71,7 @@ def test_env_spec_with_nested_settings_is_stored_and_recovers_the_env(tmp_path, 
     data = tmp_path / "world"
     synthesize_dataset(SyntheticConfig(n_users=40, n_items=30, n_categories=4, seed=0)).save(data)
     reward = RewardConfig(behavior_weights=(0.0, 0.0, 0.5, 1.0))
-    settings = EnvSettings(slate_size=2, max_steps=8, reward=reward, leave=LeaveConfig(no_choice_drain=0.3))
+    settings = world_config(slate_size=2, max_steps=8, reward=reward, leave=LeaveConfig(no_choice_drain=0.3))
     export_minari(WORLD_MODEL, str(data), "random", 3, "recsim/test-spec-v0", settings)
     dataset = minari.load_dataset("recsim/test-spec-v0")
     assert dataset.spec.env_spec.id == "RecSim-World-v0"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recsim_env.ope import (
+from recsim_env.offline.ope import (
     SlateLog,
     effective_sample_size,
     estimate_all,

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from recsim_env.benchmark import EnvSettings
-from recsim_env.config import CandidateConfig
-from recsim_env.ope_simulator import OPEConfig, expected_additive_reward, ope_markdown, run_ope
+from recsim_env.config import CandidateConfig, EnvConfig
+from recsim_env.offline.ope_simulator import OPEConfig, expected_additive_reward, ope_markdown, run_ope
 from recsim_env.testing import logged_dataset
 from user_models.handwritten import clickbait_user
 
@@ -29,7 +28,7 @@ def test_unbiased_estimators_track_the_truth(tmp_path):
     user = clickbait_user()
     logged_dataset(user, n_users=12).save(tmp_path / "data")
     config = OPEConfig(targets=("uniform", "softpop", "popular"), n_logged=600, seeds=6, n_truth=6000)
-    settings = EnvSettings(slate_size=2, candidates=CandidateConfig(n_candidates=6))
+    settings = EnvConfig(slate_size=2, candidates=CandidateConfig(n_candidates=6))
     rows = run_ope(user, tmp_path / "data", settings, config, progress=False)
     cell = {(r.target, r.estimator): r for r in rows}
     assert len(rows) == 3 * 6

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from recsim_env.metrics import Catalogue, Episode, categories_multi_hot
-from recsim_env.report import markdown_table, paired_differences, summarize, write_reports
+from recsim_env.offline.metrics import Catalogue, Episode, categories_multi_hot
+from recsim_env.offline.report import markdown_table, paired_differences, summarize, write_reports
 
 N_ITEMS = 6
 
@@ -75,7 +75,7 @@ def test_summaries_population_metrics_and_pairing(tmp_path):
 
 
 def test_markdown_table_cells():
-    from recsim_env.report import MetricSummary
+    from recsim_env.offline.report import MetricSummary
 
     md = markdown_table([MetricSummary("p", "return", 1.0, 0.5, 1.5, 3)], metrics=("return", "length"))
     assert md.splitlines() == ["| policy | return |", "|---|---|", "| p | 1.000 [0.500, 1.500] |"]

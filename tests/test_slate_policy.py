@@ -9,12 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.baselines import RandomPolicy
-from agents.envs import action_layout, make_vec_env
-from agents.evaluate import evaluate
 from agents.slate_policy import PlackettLuceDistribution
-from agents.train import FixedPopulation, train
-from tests.test_agents_training import _config, simulator  # noqa: F401  (the identity-user fixture)
+from tests.test_agents_training import _random_baseline, _train
 
 SCORES = torch.tensor([[0.5, -1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
 
@@ -60,21 +56,22 @@ def test_masks_in_maskable_ppo_layout_are_never_drawn_and_entropy_is_exact_for_o
     torch.testing.assert_close(one.entropy(), torch.distributions.Categorical(logits=SCORES).entropy())
 
 
-def test_maskable_ppo_with_slate_policy_learns_the_identity_user(simulator, tmp_path: Path) -> None:  # noqa: F811
+def test_maskable_ppo_with_slate_policy_learns_the_identity_user(identity, identity_config, tmp_path: Path
+                                                                 ) -> None:
     """Six candidates (the whole catalogue), slates of 2: the agent learns to always include item 6."""
     env = {"slate_size": 2, "candidates": {"n_candidates": 6}}
-    config = _config("maskable_ppo", "candidates", 2048, env, policy="SlateRankingPolicy", n_steps=16,
-                     batch_size=64, n_epochs=4, learning_rate=0.01)
-    result = train(config, simulator, tmp_path, seed=0, progress_bar=False)
-    venv = FixedPopulation(make_vec_env(simulator, "RecSim-v0", config.env_kwargs, 8, 1), 1)
-    random = evaluate(RandomPolicy(action_layout(venv, "candidates"), np.random.default_rng(0)), venv, 40)
-    learned = result.final_eval.mean_return
-    assert learned.mean > 4.5, f"return {learned} (item 6 always shown: ~7.7; random {random.mean_return})"
-    assert learned.low > random.mean_return.high
+    config = identity_config("maskable_ppo", "candidates", 2048, env, policy="SlateRankingPolicy",
+                             n_steps=16, batch_size=64, n_epochs=4, learning_rate=0.01)
+    result = _train(identity, config, tmp_path)
+    random = _random_baseline(identity, config, "candidates")
+    learned = result.final_eval["return"]
+    assert learned["mean"] > 4.5, f"return {learned} (item 6 always shown: ~7.7; random {random.mean_return})"
+    assert learned["ci95_low"] > random.mean_return.high
 
 
 def test_slate_policy_needs_maskable_ppo_in_the_candidates_mode() -> None:
+    from agents.config import load_train_config
     from user_models.errors import InputError
 
     with pytest.raises(InputError, match="SlateRankingPolicy needs algo maskable_ppo"):
-        _config("ppo", "slate", 64, policy="SlateRankingPolicy")
+        load_train_config("ppo", overrides={"policy": "SlateRankingPolicy"})

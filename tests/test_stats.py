@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recsim_env.stats import Interval, bootstrap_mean_ci, paired_difference_ci, replicate_interval
+from recsim_env.offline.stats import Interval, bootstrap_mean_ci, paired_difference_ci, replicate_interval
 
 
 def test_constant_sample_gives_zero_width_interval():
@@ -42,7 +42,7 @@ def test_coverage_is_near_nominal():
 def test_same_seed_same_interval_and_chunking_does_not_change_results(monkeypatch):
     x = np.random.default_rng(5).normal(size=300)
     a = bootstrap_mean_ci(x, np.random.default_rng(7), n_resamples=500)
-    monkeypatch.setattr("recsim_env.stats._CHUNK_ELEMENTS", 300 * 7)  # 7 resamples per chunk
+    monkeypatch.setattr("recsim_env.offline.stats._CHUNK_ELEMENTS", 300 * 7)  # 7 resamples per chunk
     b = bootstrap_mean_ci(x, np.random.default_rng(7), n_resamples=500)
     assert a == b
 

@@ -5,7 +5,7 @@ recsim agent train --algo ppo|a2c|maskable_ppo|dqn|sac|td3 --model DIR --data DI
     [--config YAML] [--hyperparams KEY=VALUE ...] [--env-id ID] [--timesteps N] [--num-envs N]
     [--init-item-embeddings] [--device cpu] [--seed S] [--max-minutes M] [--no-progress]
 recsim agent eval --policy random|popular|greedy|oracle|epsilon|linucb|mmr|PATH --model DIR --data DIR
-    [--episodes N] [--num-envs N] [--env-id ID] [--env-kwargs KEY=VALUE ...] [--seed S] [--json]
+    [--episodes N] [--env-id ID] [--env-kwargs KEY=VALUE ...] [--seed S] [--json]
 ```
 """
 
@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from agents.config import ALGOS
+from recsim_env.cli.settings import env_settings
+from user_models.errors import InputError
 
 
 def register(subparsers: Any) -> None:
@@ -67,8 +70,9 @@ def register(subparsers: Any) -> None:
     ev = sub.add_parser(
         "eval",
         help="evaluate a baseline or a trained agent",
-        description="Roll a policy out on the simulator; prints the mean return and session "
-        "length with 95%% confidence intervals.",
+        description="Roll a policy out on a fixed population of simulated users (the benchmark's "
+        "harness: same users and random streams for every policy of a seed); prints the mean return and "
+        "session length with 95%% bootstrap confidence intervals.",
     )
     ev.add_argument(
         "--policy",
@@ -76,8 +80,11 @@ def register(subparsers: Any) -> None:
         help="random, popular, greedy, oracle, epsilon, linucb, mmr, or a trained agent directory",
     )
     _simulator_args(ev)
-    ev.add_argument("--episodes", type=int, default=100, help="episodes to run (default 100)")
-    ev.add_argument("--num-envs", type=int, default=8, help="parallel simulated users (default 8)")
+    ev.add_argument("--episodes", type=int, default=100,
+                    help="episodes to run: a fixed population of this many users, stepped together "
+                    "(default 100)")
+    ev.add_argument("--num-envs", type=int, default=None,
+                    help="deprecated and ignored: the --episodes users are stepped as one batch")
     ev.add_argument(
         "--env-kwargs",
         nargs="*",
@@ -97,16 +104,17 @@ def register(subparsers: Any) -> None:
 
 
 def _simulator_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="user-model checkpoint directory")
+    parser.add_argument("--model", required=True, help="user-model checkpoint directory, or 'world' for a "
+                        "synthetic dataset's ground truth")
     parser.add_argument("--data", required=True, help="dataset directory")
     parser.add_argument("--env-id", default="RecSim-v0", help="registered env id (default RecSim-v0)")
-    parser.add_argument("--device", default="cpu", help="torch device of the simulation and the agent")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device of the simulation and the agent (default cpu)")
 
 
 def _train(args: argparse.Namespace) -> int:
     from agents.config import load_train_config, parse_overrides
-    from agents.envs import SimulatorSpec
-    from agents.train import train
+    from recsim_env.offline.training import train_agent
 
     overrides = parse_overrides(args.hyperparams)
     if args.timesteps is not None:
@@ -116,20 +124,23 @@ def _train(args: argparse.Namespace) -> int:
     if args.init_item_embeddings:
         overrides.setdefault("features", {})["init_item_embeddings"] = True
     config = load_train_config(args.algo, args.config, args.env_id, overrides)
-    result = train(
+    env_config = env_settings(args.model, config.env_id, config.env_kwargs, args.device,
+                              f"{config.source}: env_kwargs")
+    result = train_agent(
         config,
-        SimulatorSpec(args.model, args.data, args.device),
+        args.model,
+        args.data,
+        env_config,
         args.out,
         seed=args.seed,
-        device=args.device,
-        progress_bar=not args.no_progress,
+        progress=not args.no_progress,
         max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
     )
-    ret = result.final_eval.mean_return
+    ret = result.final_eval["return"]
     print(
         f"trained {config.algo} for {result.timesteps} steps ({result.steps_per_second:.0f} steps/s); "
-        f"final evaluation return {ret.mean:.3f} [{ret.low:.3f}, {ret.high:.3f}] over {ret.n} episodes; "
-        f"agent in {result.out / 'final'}"
+        f"final evaluation return {ret['mean']:.3f} [{ret['ci95_low']:.3f}, {ret['ci95_high']:.3f}] over "
+        f"{ret['n']} episodes; agent in {result.out / 'final'}"
     )
     return 0
 
@@ -137,30 +148,22 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from agents.checkpoint import read_agent_metadata
     from agents.config import parse_overrides
-    from agents.envs import SimulatorSpec, make_vec_env
-    from agents.evaluate import evaluate
-    from agents.factory import BASELINES, make_policy
-    from agents.train import FixedPopulation
+    from agents.factory import BASELINES
+    from recsim_env.offline.rollout import build_policy, build_simulator, evaluate_policy
 
-    if args.episodes < 1 or args.num_envs < 1:
-        raise _input_error("--episodes and --num-envs must be positive")
-    env_id, env_kwargs = args.env_id, parse_overrides(args.env_kwargs)
+    if args.episodes < 1:
+        raise InputError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.num_envs is not None:
+        print("recsim: --num-envs is deprecated and ignored (the --episodes users are one batch)",
+              file=sys.stderr)
+    env_id, env_kwargs = args.env_id, parse_overrides(args.env_kwargs, "--env-kwargs")
     if args.policy not in BASELINES:
         stored = read_agent_metadata(args.policy)["config"]
         env_id, env_kwargs = stored["env_id"], {**stored["env_kwargs"], **env_kwargs}
-    spec = SimulatorSpec(args.model, args.data, args.device)
-    venv = FixedPopulation(make_vec_env(spec, env_id, env_kwargs, args.num_envs, args.seed), args.seed)
-    policy = make_policy(
-        args.policy,
-        venv,
-        spec,
-        str(env_kwargs.get("action_mode", "slate")),
-        args.seed,
-        greedy_model=args.greedy_model,
-        progress=not args.json,
-    )
-    result = evaluate(policy, venv, args.episodes, deterministic=True)
-    venv.close()
+    env_config = env_settings(args.model, env_id, env_kwargs, args.device, "--env-kwargs")
+    sim = build_simulator(args.model, args.data, env_config, args.episodes)
+    policy = build_policy(args.policy, sim, args.seed, args.greedy_model, progress=not args.json)
+    result = evaluate_policy(sim, policy, args.seed)
     if args.json:
         print(
             json.dumps(
@@ -177,13 +180,8 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         ret, length = result.mean_return, result.mean_length
         print(
-            f"{args.policy}: return {ret.mean:.3f} [{ret.low:.3f}, {ret.high:.3f}], "
-            f"session length {length.mean:.2f} [{length.low:.2f}, {length.high:.2f}] over {ret.n} episodes"
+            f"{args.policy}: return {ret.estimate:.3f} [{ret.low:.3f}, {ret.high:.3f}], "
+            f"session length {length.estimate:.2f} [{length.low:.2f}, {length.high:.2f}] over "
+            f"{result.returns.size} episodes"
         )
     return 0
-
-
-def _input_error(message: str) -> Exception:
-    from user_models.errors import InputError
-
-    return InputError(message)

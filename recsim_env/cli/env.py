@@ -50,16 +50,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     import gymnasium as gym
     import numpy as np
-    import torch
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
     import recsim_env  # noqa: F401  (registers the env ids)
+    from recsim_env.config import ACTION_MODES, OBSERVATION_MODES
     from recsim_env.factory import load_dataset, load_model
-    from recsim_env.spaces import ACTION_MODES, OBSERVATION_MODES
 
     dataset = load_dataset(args.data)
-    model = load_model(args.model, torch.device(args.device), dataset)
+    model = load_model(args.model, dataset, args.device)
     results: list[dict[str, Any]] = []
     for action_mode in ACTION_MODES:
         for observation_mode in OBSERVATION_MODES:
@@ -112,14 +111,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    import torch
-
-    from recsim_env.calibrate import CalibrationSettings, calibrate, format_report
     from recsim_env.config import SimConfig
     from recsim_env.factory import load_dataset, load_model
+    from recsim_env.offline.calibrate import CalibrationSettings, calibrate, format_report
 
     dataset = load_dataset(args.data)
-    model = load_model(args.model, torch.device(args.device), dataset)
+    model = load_model(args.model, dataset, args.device)
     settings = CalibrationSettings(n_users=args.n_users, n_examples=args.examples, rounds=args.rounds,
                                    logging_policy=args.logging_policy,
                                    target_consumption_rate=args.consumption_rate, seed=args.seed)

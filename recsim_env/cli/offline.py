@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from recsim_env.cli.settings import env_overrides, env_settings
+from recsim_env.config import EnvConfig
 from user_models.errors import InputError
-
-if TYPE_CHECKING:
-    from recsim_env.benchmark import EnvSettings
 
 
 def _add_simulator_args(p: argparse.ArgumentParser) -> None:
@@ -35,17 +33,18 @@ def _add_simulator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device of the simulation (default: cpu)")
 
 
-def _settings(args: argparse.Namespace) -> EnvSettings:
-    from recsim_env.benchmark import EnvSettings
-
-    return EnvSettings.load(args.env_id, args.env_config)
+def _settings(args: argparse.Namespace, world: bool | None = None, calibration: bool = True) -> EnvConfig:
+    """The command's env settings (``--env-id`` + ``--env-config`` + ``--device``)."""
+    overrides = env_overrides(args.env_config)
+    if not calibration:
+        overrides.pop("calibration", None)
+    source = f"{args.env_id} + {args.env_config}" if args.env_config else args.env_id
+    return env_settings(args.model, args.env_id, overrides, args.device, source, world=world)
 
 
 def _policies(text: str) -> tuple[str, ...]:
-    names = tuple(p.strip() for p in text.split(",") if p.strip())
-    if not names:
-        raise InputError("--policies: give a comma-separated list, e.g. random,popular,greedy,oracle")
-    return names
+    """Comma-separated names; an empty list is reported by the command, naming the flag."""
+    return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -152,7 +151,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from recsim_env.benchmark import BenchmarkConfig, run_benchmark
+    from recsim_env.offline.benchmark import BenchmarkConfig, run_benchmark
 
     config = BenchmarkConfig(
         policies=args.policies,
@@ -161,7 +160,6 @@ def _benchmark(args: argparse.Namespace) -> int:
         base_seed=args.base_seed,
         save_trajectories=args.save_trajectories,
         n_resamples=args.resamples,
-        device=args.device,
     )
     paths = run_benchmark(args.model, args.data, config, _settings(args), args.out)
     print((args.out / "results.md").read_text())
@@ -170,7 +168,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 
 def _export_minari(args: argparse.Namespace) -> int:
-    from recsim_env.minari_export import export_minari
+    from recsim_env.offline.minari_export import export_minari
 
     if args.episodes < 1:
         raise InputError(f"--episodes must be >= 1, got {args.episodes}")
@@ -185,7 +183,6 @@ def _export_minari(args: argparse.Namespace) -> int:
         args.dataset_id,
         _settings(args),
         seed=args.seed,
-        device=args.device,
         overwrite=args.overwrite,
     )
     print(
@@ -198,11 +195,17 @@ def _export_minari(args: argparse.Namespace) -> int:
 def _ope(args: argparse.Namespace) -> int:
     import json
 
-    from recsim_env.ope_simulator import OPEConfig, candidate_settings, ope_json, ope_markdown, run_ope
+    from recsim_env.offline.ope_simulator import (
+        OPEConfig,
+        candidate_settings,
+        ope_json,
+        ope_markdown,
+        run_ope,
+    )
 
     config = OPEConfig(targets=args.targets, n_logged=args.logged, seeds=args.seeds, n_truth=args.truth_users)
     settings = _settings(args)
-    rows = run_ope(args.model, args.data, settings, config, device=args.device)
+    rows = run_ope(args.model, args.data, settings, config)
     args.out.mkdir(parents=True, exist_ok=True)
     markdown = ope_markdown(rows, config)
     _write(args.out / "ope.md", markdown)
@@ -225,25 +228,24 @@ def _fidelity(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from recsim_env.benchmark import BenchmarkConfig, EnvSettings
-    from recsim_env.fidelity import data_fidelity, fidelity_markdown, ground_truth_fidelity
+    from recsim_env.offline.benchmark import BenchmarkConfig
+    from recsim_env.offline.fidelity import data_fidelity, fidelity_markdown, ground_truth_fidelity
     from user_models.data.artifact import SequenceDataset
 
     settings = _settings(args)
-    world_settings = (
-        EnvSettings.from_yaml(args.world_env_config)
-        if args.world_env_config is not None
-        else dataclasses.replace(settings, calibration=None)
-    )
+    if args.world_env_config is not None:
+        world_overrides = env_overrides(args.world_env_config)
+        world_settings = env_settings("world", "RecSim-v0", world_overrides, args.device,
+                                      str(args.world_env_config))
+    else:
+        world_settings = _settings(args, world=True, calibration=False)
     synthetic = "synthetic_config" in SequenceDataset.load(args.data, verify=False).meta.extra
     if args.ground_truth == "yes" and not synthetic:
         raise InputError(
             f"--ground-truth yes: {args.data} is not a synthetic dataset (no world to compare with)"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    data_result = data_fidelity(
-        args.model, args.data, settings, n_users=args.users, seed=args.seed, device=args.device
-    )
+    data_result = data_fidelity(args.model, args.data, settings, n_users=args.users, seed=args.seed)
     truth_result = None
     if args.ground_truth == "yes" or (args.ground_truth == "auto" and synthetic):
         config = BenchmarkConfig(
@@ -252,7 +254,6 @@ def _fidelity(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             base_seed=args.seed,
             save_trajectories=0,
-            device=args.device,
         )
         truth_result = ground_truth_fidelity(
             args.model, args.data, config, settings, world_settings, args.out
@@ -261,8 +262,8 @@ def _fidelity(args: argparse.Namespace) -> int:
     markdown = fidelity_markdown(data_result, truth_result, context)
     report = {
         "context": context,
-        "env": settings.to_json(),
-        "world_env": world_settings.to_json(),
+        "env": settings.to_mapping(),
+        "world_env": world_settings.to_mapping(),
         "data_fidelity": dataclasses.asdict(data_result),
         "ground_truth_fidelity": None if truth_result is None else truth_result.to_json(),
     }

@@ -177,16 +177,15 @@ def resolve_policy(name: str, env: Any, *, data: Path, seed: int, device: str,
         device: Torch device of the simulation.
         greedy_model: Where the ``greedy`` baseline's recommender is saved (trained there when missing).
     """
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from agents.envs import SimulatorSpec
     from agents.factory import make_policy
     from agents.policy import act
+    from recsim_env.factory import load_dataset
 
-    venv = DummyVecEnv([lambda: env])  # the policy reads the spaces through it; we step env directly
-    spec = SimulatorSpec(model=env.unwrapped.core.model, data=data, device=device)
-    policy = make_policy(name, venv, spec, "slate", seed, greedy_model=greedy_model)
-    masks = env.unwrapped.action_masks
+    unwrapped = env.unwrapped
+    policy = make_policy(name, env.observation_space, env.action_space, unwrapped.config.action_mode, seed,
+                         dataset=load_dataset(data), scorer=unwrapped, greedy_model=greedy_model,
+                         device=device)
+    masks = unwrapped.action_masks
 
     def action(obs: Any) -> Any:
         return act(policy, obs, action_masks=masks(), deterministic=True)[0]

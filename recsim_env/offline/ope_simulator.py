@@ -9,7 +9,7 @@ Protocol, per seed:
 
 1. **Log**: ``n`` users of the population (seed ``s``) each see one slate drawn from the logging policy
    ``mu`` and respond; we keep rewards, the chosen slot and ``mu``'s propensities.
-2. **Estimate**: every estimator of :mod:`recsim_env.ope` for every target from that log alone.
+2. **Estimate**: every estimator of :mod:`recsim_env.offline.ope` for every target from that log alone.
 3. **Compare**: bias and RMSE of the estimates over seeds against the truth.
 
 The env runs in the ``candidates`` action mode (each slot picks one of ``C`` retrieved candidates): the
@@ -32,10 +32,13 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from recsim_env.benchmark import EnvSettings, Simulator, build_policy, build_simulator
-from recsim_env.config import CandidateConfig
-from recsim_env.ope import (
+from agents.factory import check_policy_name
+from agents.policy import act
+from recsim_env.config import CandidateConfig, EnvConfig
+from recsim_env.factory import load_dataset, load_model
+from recsim_env.offline.ope import (
     SlateLog,
     effective_sample_size,
     estimate_all,
@@ -44,7 +47,16 @@ from recsim_env.ope import (
     sample_product_slates,
     softmax,
 )
-from recsim_env.stats import bootstrap_mean_ci
+from recsim_env.offline.rollout import (
+    FunctionPolicy,
+    PolicyRun,
+    Simulator,
+    build_policy,
+    build_simulator,
+    rollout,
+)
+from recsim_env.offline.stats import bootstrap_mean_ci
+from user_models.data.popularity import item_popularity
 from user_models.errors import InputError
 
 STOCHASTIC_TARGETS = ("uniform", "softpop")
@@ -77,6 +89,11 @@ class OPEConfig:
     base_seed: int = 0
 
     def __post_init__(self) -> None:
+        if not self.targets:
+            raise InputError("--targets: give one or more comma-separated target names")
+        for name in self.targets:
+            if name not in STOCHASTIC_TARGETS:
+                check_policy_name(name)
         if self.n_logged < 1 or self.seeds < 1 or self.n_truth < 1:
             raise InputError("n_logged, seeds and n_truth must be >= 1")
         if not 0 < self.logging_epsilon <= 1:
@@ -103,7 +120,7 @@ class OPERow:
     """Mean effective sample size of the full-slate weights (out of ``n_logged``)."""
 
 
-def candidate_settings(settings: EnvSettings) -> EnvSettings:
+def candidate_settings(settings: EnvConfig) -> EnvConfig:
     """``settings`` in the candidates action mode (20 candidates unless configured)."""
     return replace(settings, action_mode="candidates", candidates=settings.candidates or CandidateConfig())
 
@@ -129,8 +146,6 @@ class TargetPolicy:
         if self.name == "softpop":
             logits = np.log1p(self.popularity[candidates])
             return np.repeat(softmax(logits, self.config.target_temperature)[:, None, :], k, axis=1)
-        from agents.policy import act
-
         assert self.policy is not None
         masks = self.sim.adapter.action_masks().cpu().numpy()
         actions, _ = act(
@@ -152,23 +167,22 @@ def logging_probs(
     return np.repeat(mixed[:, None, :], k, axis=1)
 
 
-def _first_step(sim: Simulator, seed: int, choose: Any) -> tuple[dict[str, np.ndarray], np.ndarray, Any]:
-    """Reset the population of ``seed``, show the ``[N, k]`` positions ``choose(obs)`` returns, step once."""
-    core, adapter = sim.core, sim.adapter
-    core.manual_seed(seed)
-    core.reset()
-    obs = adapter.observe_numpy()
-    positions = choose(obs)
-    actions = positions[:, 0] if adapter.action_space.shape == () else positions  # Discrete when k = 1
-    record = core.step(adapter.to_slate(adapter.check_actions(actions.astype(np.int64), core.n_users)))
-    return obs, positions, record
+def _first_step(sim: Simulator, seed: int, choose: Any) -> PolicyRun:
+    """The first step of ``seed``'s population with the ``[N, k]`` positions ``choose(obs)`` returns."""
+    discrete = sim.adapter.action_space.shape == ()  # Discrete when k = 1
+
+    def action(obs: Any) -> np.ndarray:
+        positions = np.asarray(choose(obs), dtype=np.int64)
+        return positions[:, 0] if discrete else positions
+
+    return rollout(sim.core, sim.adapter, FunctionPolicy(action), seed, max_steps=1, record_observations=True)
 
 
 def true_value(sim: Simulator, target: TargetPolicy, seed: int) -> tuple[float, float, float]:
     """The target's mean first-step reward on ``sim``'s population of ``seed``, with a 95% interval."""
     rng = np.random.default_rng(seed)
-    _, _, record = _first_step(sim, seed, lambda obs: sample_product_slates(target.slot_probs(obs), rng))
-    ci = bootstrap_mean_ci(record.reward.float().cpu().numpy(), np.random.default_rng(seed))
+    run = _first_step(sim, seed, lambda obs: sample_product_slates(target.slot_probs(obs), rng))
+    ci = bootstrap_mean_ci(run.steps["reward"][0].astype(np.float64), np.random.default_rng(seed))
     return ci.estimate, ci.low, ci.high
 
 
@@ -218,14 +232,15 @@ def log_and_estimate(
         seen["positions"] = sample_product_slates(mu, rng)
         return seen["positions"]
 
-    obs, _, record = _first_step(sim, seed, choose)
+    run = _first_step(sim, seed, choose)
+    obs = run.observations[0]
     positions = seen["positions"]
-    rewards = record.reward.float().cpu().numpy().astype(np.float64)
-    chosen = record.position.cpu().numpy()
+    rewards = run.steps["reward"][0].astype(np.float64)
+    chosen = run.steps["position"][0]
     slot_rewards = np.zeros((rewards.size, k))
     hit = chosen >= 0
     slot_rewards[np.flatnonzero(hit), chosen[hit]] = rewards[hit]
-    shown = record.slate.cpu().numpy()  # [N, k] item ids; a repeated slot is already emptied (0)
+    shown = run.steps["slate"][0]  # [N, k] item ids; a repeated slot is already emptied (0)
     q_item = item_reward_model(shown, slot_rewards, sim.core.n_items)
     q_candidates = q_item[obs["candidates"]]  # [N, C]
     q_logged = q_item[shown].sum(axis=1)
@@ -247,21 +262,18 @@ def log_and_estimate(
 def run_ope(
     model: Any,
     data: Any,
-    settings: EnvSettings,
+    settings: EnvConfig,
     config: OPEConfig,
     *,
-    device: str = "cpu",
     progress: bool = True,
 ) -> list[OPERow]:
     """The full study: truths on a large population, then estimates over ``seeds`` independent logs."""
-    from tqdm.auto import tqdm
-
-    from recsim_env.population import item_popularity
-
     settings = candidate_settings(settings)
-    log_sim = build_simulator(model, data, settings, config.n_logged, device)
-    truth_sim = build_simulator(log_sim.core.model, data, settings, config.n_truth, device)
-    popularity = np.asarray(item_popularity(log_sim.dataset), dtype=np.float64)
+    dataset = load_dataset(data)
+    user_model = load_model(model, dataset, settings.device)
+    log_sim = build_simulator(user_model, dataset, settings, config.n_logged)
+    truth_sim = build_simulator(user_model, dataset, settings, config.n_truth)
+    popularity = item_popularity(dataset).astype(np.float64)
     truth_seed = config.base_seed + 10_000
     truths = {}
     for name in config.targets:
@@ -330,5 +342,5 @@ def _cell(value: float, spec: str) -> str:
     return format(value, spec) if np.isfinite(value) else "undefined"
 
 
-def ope_json(rows: list[OPERow], config: OPEConfig, settings: EnvSettings) -> dict[str, Any]:
-    return {"config": asdict(config), "env": settings.to_json(), "rows": [asdict(r) for r in rows]}
+def ope_json(rows: list[OPERow], config: OPEConfig, settings: EnvConfig) -> dict[str, Any]:
+    return {"config": asdict(config), "env": settings.to_mapping(), "rows": [asdict(r) for r in rows]}

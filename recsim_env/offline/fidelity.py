@@ -37,17 +37,14 @@ import torch
 from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
 
-from recsim_env.benchmark import (
-    WORLD_MODEL,
-    BenchmarkConfig,
-    EnvSettings,
-    Simulator,
-    build_simulator,
-    collect_runs,
-    run_episodes,
-)
-from recsim_env.metrics import categories_multi_hot, consumption_rate
-from recsim_env.stats import bootstrap_mean_ci
+from recsim_env.config import EnvConfig
+from recsim_env.factory import WORLD_MODEL, load_dataset, load_model
+from recsim_env.offline.benchmark import BenchmarkConfig, collect_runs
+from recsim_env.offline.calibrate import LoggingSlates
+from recsim_env.offline.metrics import categories_multi_hot, consumption_rate
+from recsim_env.offline.rollout import Simulator, build_simulator, rollout
+from recsim_env.offline.stats import bootstrap_mean_ci
+from user_models.data.popularity import item_popularity
 from user_models.errors import InputError
 from user_models.protocol import History
 
@@ -223,26 +220,6 @@ class PrefixPopulation:
         return self.history
 
 
-class LoggingLikePolicy:
-    """The calibration's logging-like policy as an SB3-style policy over the core's current users.
-
-    Slates are drawn by :func:`recsim_env.calibrate.logging_slates` (items without replacement with
-    probability proportional to training popularity), the same policy the calibration matches the logs
-    under, from the policy's own generator. ``slate`` action mode only (actions are item ids).
-    """
-
-    def __init__(self, core: Any, seed: int) -> None:
-        self.core = core
-        self.generator = torch.Generator(device=core.device).manual_seed(seed)
-
-    def predict(
-        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
-    ) -> tuple[np.ndarray, Any]:
-        from recsim_env.calibrate import logging_slates
-
-        return logging_slates(self.core, "popular", self.generator).cpu().numpy(), state
-
-
 @dataclass(frozen=True)
 class DataFidelity:
     """Simulated vs real sessions, with the real-vs-real noise floor of each statistic."""
@@ -267,22 +244,19 @@ def _profile_summary(p: SessionProfile, behavior_names: tuple[str, ...]) -> dict
 
 
 def data_fidelity(
-    model: Any, data: Any, settings: EnvSettings, *, n_users: int = 500, seed: int = 0, device: str = "cpu"
+    model: Any, data: Any, settings: EnvConfig, *, n_users: int = 500, seed: int = 0
 ) -> DataFidelity:
     """Simulate the held-out users from their prefixes under the logging-like policy; compare sessions."""
-    from recsim_env.population import item_popularity
-
     settings = replace(settings, action_mode="slate", candidates=None)
-    probe = build_simulator(model, data, settings, 1, device)
-    dataset = probe.dataset
+    dataset = load_dataset(data)
+    user_model = load_model(model, dataset, settings.device)
     rng = np.random.default_rng(seed)
     held = held_out_sessions(dataset, n_users, rng)
-    sim = build_simulator(probe.core.model, data, settings, int(held.users.size), device)
-    sim.core.population = PrefixPopulation(held.history.to(sim.core.device))
-    popularity = np.asarray(item_popularity(dataset), dtype=np.float64)
-    run = run_episodes(
-        sim.core, sim.adapter, LoggingLikePolicy(sim.core, seed), seed, policy_name="logging-like"
-    )
+    population = PrefixPopulation(held.history.to(user_model.device))
+    sim = build_simulator(user_model, dataset, settings, int(held.users.size), population=population)
+    popularity = item_popularity(dataset).astype(np.float64)
+    logging_like = LoggingSlates(sim.core, "popular", seed)
+    run = rollout(sim.core, sim.adapter, logging_like, seed, policy_name="logging-like")
     simulated_items, simulated_behaviors, prior = [], [], []
     for ep, real_prior in zip(run.episodes, held.sessions.prior, strict=True):
         chose = ep.chosen > 0
@@ -381,8 +355,8 @@ def ground_truth_fidelity(
     model: Any,
     data: Any,
     config: BenchmarkConfig,
-    settings: EnvSettings,
-    world_settings: EnvSettings,
+    settings: EnvConfig,
+    world_settings: EnvConfig,
     work_dir: Path,
     *,
     progress: bool = True,
@@ -392,8 +366,8 @@ def ground_truth_fidelity(
         raise InputError(
             "ground-truth fidelity needs at least two policies to rank (the issue asks for five)"
         )
-    world = build_simulator(WORLD_MODEL, data, world_settings, config.episodes, config.device)
-    learned = build_simulator(model, data, settings, config.episodes, config.device)
+    world = build_simulator(WORLD_MODEL, data, world_settings, config.episodes)
+    learned = build_simulator(model, data, settings, config.episodes)
     greedy = work_dir / "greedy_recommender"
     truth = _policy_stats(world, config, greedy, progress, "world")
     sim = _policy_stats(learned, config, greedy, progress, "learned simulator")

@@ -1,7 +1,7 @@
 """Write simulated sessions as a Minari dataset, for offline RL libraries.
 
 Minari's ``DataCollector`` wrapper needs jax; this module builds Minari's ``EpisodeBuffer`` objects
-directly from the benchmark loop's :class:`~recsim_env.benchmark.Transitions` and hands them to
+directly from the benchmark loop's :class:`~recsim_env.offline.benchmark.Transitions` and hands them to
 ``minari.create_dataset_from_buffers``. The dataset is stored in Minari's ``arrow`` format (pyarrow is
 already a dependency; no h5py needed) under ``$MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``),
 and ``minari.load_dataset(dataset_id)`` reads it back.
@@ -22,8 +22,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from recsim_env.benchmark import EnvSettings, Transitions
-from recsim_env.config import plain_section
+from recsim_env.config import EnvConfig
+from recsim_env.factory import is_world
+from recsim_env.offline.benchmark import policy_label
+from recsim_env.offline.rollout import Transitions, build_policy, build_simulator, rollout
+from recsim_env.registration import register_envs
 from user_models.errors import InputError
 
 
@@ -160,17 +163,14 @@ def write_minari_dataset(
         )
 
 
-def env_spec_for(model: str, data: str, settings: EnvSettings, device: str) -> gym.envs.registration.EnvSpec:
+def env_spec_for(model: str, data: str, settings: EnvConfig) -> gym.envs.registration.EnvSpec:
     """The env id's spec with the run's arguments, so ``dataset.recover_environment()`` rebuilds it.
 
     ``RecSim-v0`` for a learned model, ``RecSim-World-v0`` for ``--model world`` (the ground truth).
     """
-    import recsim_env  # noqa: F401  (registers the ids)
-    from recsim_env.benchmark import WORLD_MODEL
-
-    plain = {key: plain_section(value) for key, value in settings.kwargs().items()}  # JSON values
-    kwargs = {"data": data, "device": device, **plain}
-    if model == WORLD_MODEL:
+    register_envs()
+    kwargs = {"data": data, **settings.to_mapping()}  # plain JSON values
+    if is_world(model):
         return dataclasses.replace(gym.spec("RecSim-World-v0"), kwargs=kwargs)
     return dataclasses.replace(gym.spec("RecSim-v0"), kwargs={"model": model, **kwargs})
 
@@ -181,40 +181,37 @@ def export_minari(
     policy: str,
     n_episodes: int,
     dataset_id: str,
-    settings: EnvSettings,
+    settings: EnvConfig,
     *,
     seed: int = 0,
-    device: str = "cpu",
     overwrite: bool = False,
 ) -> Any:
     """Run ``policy`` on ``n_episodes`` users of the population of ``seed`` and write a Minari dataset.
 
-    The episodes come from the benchmark's loop (:func:`recsim_env.benchmark.run_episodes`), so they are
+    The episodes come from the rollout harness (:func:`recsim_env.offline.rollout.rollout`), so they are
     the same users, random streams and actions as a benchmark run with that seed. Each episode's
     metadata holds ``options = {"population_seed", "row"}``, which identify its user.
     """
-    from recsim_env.benchmark import build_policy, build_simulator, policy_label, run_episodes
-
     _require_minari()
-    sim = build_simulator(model, data, settings, n_episodes, device)
-    run = run_episodes(
+    sim = build_simulator(model, data, settings, n_episodes)
+    run = rollout(
         sim.core,
         sim.adapter,
         build_policy(policy, sim, seed, None),
         seed,
         policy_name=policy_label(policy),
-        record_transitions=True,
+        record_observations=True,
     )
     description = (
         f"recsim-env sessions of policy {policy_label(policy)!r} on model {model!r}, data {data!r}, "
-        f"population seed {seed}; env settings {json.dumps(settings.to_json())}."
+        f"population seed {seed}; env settings {json.dumps(settings.to_mapping())}."
     )
     return write_minari_dataset(
-        run.transitions,
+        run.transitions(),
         dataset_id,
         sim.adapter.observation_space,
         sim.adapter.action_space,
-        env_spec=env_spec_for(model, data, settings, device),
+        env_spec=env_spec_for(model, data, settings),
         algorithm_name=policy_label(policy),
         description=description,
         overwrite=overwrite,

@@ -46,7 +46,9 @@ from recsim_env.choice import catalogue_logits
 from recsim_env.config import Calibration, SimConfig
 from recsim_env.core import SimulationCore
 from recsim_env.factory import build_core, check_compatible
+from recsim_env.offline.rollout import rollout
 from recsim_env.population import median_session_gap
+from recsim_env.spaces import SpaceAdapter
 from user_models.data.artifact import EvalSplit, SequenceDataset
 from user_models.errors import InputError
 from user_models.protocol import History, UserModel
@@ -156,39 +158,44 @@ def logging_slates(core: SimulationCore, policy: LoggingPolicy, generator: torch
     return keys.topk(core.slate_size, dim=1).indices + 1
 
 
+class LoggingSlates:
+    """The logging-like policy as an SB3-style policy over ``core``'s current users (``slate`` mode).
+
+    Slates come from :func:`logging_slates`, drawn from the policy's own generator (seeded by ``seed``),
+    so the core's random streams are the same whatever the policy does.
+    """
+
+    def __init__(self, core: SimulationCore, policy: LoggingPolicy, seed: int) -> None:
+        self.core = core
+        self.policy = policy
+        self.generator = torch.Generator(device=core.device).manual_seed(seed)
+
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
+    ) -> tuple[np.ndarray, Any]:
+        return logging_slates(self.core, self.policy, self.generator).cpu().numpy(), state
+
+
 def simulate_sessions(core: SimulationCore, policy: LoggingPolicy, seed: int) -> SessionStats:
     """Run one session per row of ``core`` under the logging policy and measure it like the logs."""
-    n, device = core.n_users, core.device
-    core.manual_seed(seed)
-    policy_gen = torch.Generator(device=device).manual_seed(seed + 1)
-    core.reset()
-    alive = torch.ones(n, dtype=torch.bool, device=device)
-    events = torch.zeros(n, device=device)
-    first = torch.full((n,), -1.0, device=device)
-    last = torch.full((n,), -1.0, device=device)
-    steps = torch.zeros(n, device=device)
-    truncated = torch.zeros(n, dtype=torch.bool, device=device)
-    for t in range(core.config.max_steps):
-        record = core.step(logging_slates(core, policy, policy_gen), active=alive)
-        chose = record.position >= 0
-        events += chose.float()
-        first = torch.where(chose & (first < 0), float(t), first)
-        last = torch.where(chose, float(t), last)
-        steps += alive.float()
-        truncated |= record.truncated
-        alive &= ~(record.terminated | record.truncated)
-        if not bool(alive.any()):
-            break
+    adapter = SpaceAdapter(core, "slate", "history")
+    run = rollout(core, adapter, LoggingSlates(core, policy, seed + 1), seed)
+    chose = (run.steps["position"] >= 0) & run.steps["active"]  # [T, N]
+    events = chose.sum(axis=0).astype(np.float64)
+    steps = run.steps["active"].sum(axis=0).astype(np.float64)
+    t = np.arange(chose.shape[0])[:, None]
+    first = np.where(chose, t, chose.shape[0]).min(axis=0)
+    last = np.where(chose, t, -1).max(axis=0)
     seen = events > 0
-    visible_steps = (last - first + 1)[seen]
+    visible_steps = (last - first + 1)[seen].astype(np.float64)
     return SessionStats(
-        events_per_session=float(events[seen].mean()) if bool(seen.any()) else 0.0,
-        consumption_rate=float(events[seen].sum() / visible_steps.sum()) if bool(seen.any()) else 0.0,
-        steps_per_session=float(visible_steps.mean()) if bool(seen.any()) else 0.0,
+        events_per_session=float(events[seen].mean()) if seen.any() else 0.0,
+        consumption_rate=float(events[seen].sum() / visible_steps.sum()) if seen.any() else 0.0,
+        steps_per_session=float(visible_steps.mean()) if seen.any() else 0.0,
         n_sessions=int(seen.sum()),
         raw_consumption_rate=float(events.sum() / steps.sum()),
-        empty_sessions=float((~seen).float().mean()),
-        truncated=float(truncated.float().mean()),
+        empty_sessions=float((~seen).mean()),
+        truncated=float(run.truncated.mean()),
     )
 
 
@@ -265,8 +272,7 @@ def calibrate(
 
     def run(cfg: SimConfig, seed: int) -> SessionStats:
         core = build_core(model, dataset, cfg, n_users=settings.n_users)
-        with torch.no_grad():
-            stats = simulate_sessions(core, settings.logging_policy, seed)
+        stats = simulate_sessions(core, settings.logging_policy, seed)
         bar.update(1)
         return stats
 

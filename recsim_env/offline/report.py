@@ -1,7 +1,7 @@
 """Summaries with confidence intervals and the benchmark's report files (CSV, JSON, Markdown, PNG).
 
 :func:`summarize` turns per-policy episodes into one :class:`MetricSummary` per (policy, metric): the
-per-episode metrics of :mod:`recsim_env.metrics` averaged over episodes, and the population metrics
+per-episode metrics of :mod:`recsim_env.offline.metrics` averaged over episodes, and the population metrics
 (catalogue coverage, exposure Gini) computed per evaluation population (seed) and averaged, with a
 t-interval over seeds. :func:`paired_differences` compares every policy with a reference
 policy episode by episode, which common random numbers make legitimate (episode ``i`` of every policy
@@ -21,8 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from recsim_env.metrics import Catalogue, Episode, episode_metrics, exposure_counts, gini
-from recsim_env.stats import DEFAULT_RESAMPLES, bootstrap_mean_ci, paired_difference_ci, replicate_interval
+from recsim_env.offline.metrics import Catalogue, Episode, episode_metrics, exposure_counts, gini
+from recsim_env.offline.stats import (
+    DEFAULT_RESAMPLES,
+    bootstrap_mean_ci,
+    paired_difference_ci,
+    replicate_interval,
+)
 
 POPULATION_METRICS = ("coverage", "exposure_gini")
 HEADLINE_METRICS = (

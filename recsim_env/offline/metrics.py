@@ -5,7 +5,7 @@ behavior ids ``1..n_behaviors`` (0 = no response).
 
 Per-episode metrics (:func:`episode_metrics`) are averaged over episodes with a bootstrap interval;
 population metrics (:func:`catalogue_coverage`, :func:`gini`) describe all episodes of a policy together
-and are bootstrapped by resampling episodes (see :mod:`recsim_env.stats`).
+and are bootstrapped by resampling episodes (see :mod:`recsim_env.offline.stats`).
 
 Definitions:
 
