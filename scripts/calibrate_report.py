@@ -80,10 +80,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 def load(model: str, data: str, device: str) -> tuple[UserModel, SequenceDataset]:
     dataset = load_dataset(data)
-    if model == "world":
-        from user_models.synthetic import SyntheticWorld
-
-        return cast(UserModel, SyntheticWorld.from_dataset(dataset, torch.device(device))), dataset
     return load_model(model, dataset, device), dataset
 
 

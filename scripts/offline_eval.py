@@ -94,16 +94,15 @@ def calibrate_world(root: Path) -> Path:
     """Calibrate the ground-truth world like the learned simulator (same procedure, same logs)."""
     sys.path.insert(0, str(ROOT))
     from recsim_env.config import SimConfig
-    from recsim_env.factory import WORLD_LEAVE
+    from recsim_env.factory import WORLD_LEAVE, WORLD_MODEL, load_model
     from recsim_env.offline.calibrate import calibrate
     from user_models.data.artifact import SequenceDataset
-    from user_models.synthetic import SyntheticWorld
 
     path = root / "world_calibration.json"
     if not path.exists():
         dataset = SequenceDataset.load(root / "data")
         config = SimConfig(leave=WORLD_LEAVE, no_choice_event=True)  # RecSim-World-v0's mechanism
-        calibrate(SyntheticWorld.from_dataset(dataset), dataset, config, progress=False).save(path)
+        calibrate(load_model(WORLD_MODEL, dataset), dataset, config, progress=False).save(path)
     env = root / "world_env.yaml"
     env.write_text(f"calibration: {path}\n")
     return env
