@@ -80,7 +80,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         config = SyntheticConfig(n_users=args.users, n_items=args.items, seed=args.seed,
                                  mean_events_per_user=events)
         save_and_report(synthesize_dataset(config, progress=True), out, args.overwrite)
-    print(f"{args.world} dataset written to {out} in {time.perf_counter() - start:.1f} s (seed {args.seed})")
+    name = "synthetic" if args.world == "organic" else "cascade"
+    print(f"{name} dataset written to {out} in {time.perf_counter() - start:.1f} s (seed {args.seed})")
     return 0
 
 

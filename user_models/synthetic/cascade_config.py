@@ -1,9 +1,12 @@
 """The cascade world's parameters: one frozen dataclass, every field documented.
 
 The world is described in :mod:`user_models.synthetic.cascade`. It is a ground truth: its defaults were
-set once, from first principles and for plausible logs (sessions of ~20-40 steps under a decent ranker,
-a few steps under random slates), before any simulator was fitted to its logs, and are frozen; a change
-that makes the same config build a different world bumps :data:`CASCADE_WORLD_VERSION`.
+set once, from first principles and for plausible logs, before any simulator was fitted to its logs, and
+are frozen; a change that makes the same config build a different world bumps
+:data:`CASCADE_WORLD_VERSION`. On the default world (2,000 fresh users, slates of 10) mean session
+lengths in steps and pick rates (slates with a click) are: random slates 6.8 / 0.31; most attractive
+items (bait-heavy) 4.7 / 0.94; logging policy A 16.5 / 0.64; logging policy B 21.5 / 0.54; an oracle
+that reads the hidden state and avoids bait 50 / 0.68. Every session ends; none needs a step cap.
 """
 
 from __future__ import annotations
