@@ -48,7 +48,7 @@ def test_prepare_with_mapping_flags_then_stats(tmp_path, capsys):
     assert stats["sequence_length"]["p50"] == 2.5
     assert [s["step"] for s in stats["cleaning"]] == ["missing user or item", "unparsable timestamps",
                                                       "events outside the vocabulary", "exact duplicates",
-                                                      "k-core"]
+                                                      "funnel collapse", "k-core"]
     assert main(["data", "stats", str(out)]) == 0
     assert "behaviors" in capsys.readouterr().out
 

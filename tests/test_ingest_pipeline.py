@@ -42,7 +42,8 @@ def test_every_cleaning_step_is_counted(tmp_path):
     config = PrepareConfig(behaviors=("view", "click", "buy"), min_user_events=1, min_item_events=1)
     ds = prepare(read_log(csv), config)
     assert steps(ds) == {"missing user or item": 2, "unparsable timestamps": 1,
-                         "events outside the vocabulary": 1, "exact duplicates": 1, "k-core": 0}
+                         "events outside the vocabulary": 1, "exact duplicates": 1, "funnel collapse": 0,
+                         "k-core": 0}
     assert ds.meta.n_interactions == 3
     assert "'share': 1" in next(s.detail for s in ds.meta.cleaning if s.step.startswith("events"))
     assert ds.meta.extra["input_counts"] == {"events": 8, "users": 2, "items": 2}

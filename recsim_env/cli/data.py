@@ -152,6 +152,11 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
                        help="k-core: items need at least K events (default 5; 1 disables)")
     clean.add_argument("--session-gap", default="30m", metavar="DUR", help="inactivity that starts a new "
                        "session, with unit s/m/h/d (default 30m)")
+    clean.add_argument("--no-collapse-funnel", action="store_true", help="keep one row per funnel stage "
+                       "(default: consecutive events on one item by one user become one interaction with "
+                       "the deepest behavior; event logs only)")
+    clean.add_argument("--funnel-window", metavar="DUR", help="largest gap inside one funnel, with unit "
+                       "s/m/h/d or bare seconds (default: the session gap)")
     clean.add_argument("--bad-timestamps", choices=("drop", "error"), default="drop",
                        help="empty or unparsable timestamps: drop and count them, or stop (default: drop)")
     clean.add_argument("--time-unit", choices=("auto", "s", "ms", "us", "ns"), default="auto",
@@ -238,6 +243,8 @@ def _prepare(args: argparse.Namespace) -> int:
         keep_raw_ids=args.keep_raw_ids,
         salt=args.salt,
         temporal_test_fraction=args.temporal_test_fraction,
+        collapse_funnel=not args.no_collapse_funnel,
+        funnel_window_seconds=parse_duration(args.funnel_window) if args.funnel_window is not None else None,
     )
     dataset = prepare(log, config, item_meta, progress=not args.no_progress)
     save_and_report(dataset, args.out, args.overwrite)

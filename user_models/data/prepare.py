@@ -47,6 +47,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from user_models.data.artifact import CleaningStep, DatasetMeta, SequenceDataset, file_sha256
+from user_models.data.funnel import funnel_cleaning_step
 from user_models.data.readers import RawItems, RawLog
 from user_models.errors import DatasetError, InputError
 
@@ -85,6 +86,10 @@ class PrepareConfig:
         temporal_test_fraction: the global temporal cutoff is the timestamp at the ``1 - f`` quantile
             (lower interpolation, so a real event time); events at or after it form the temporal test
             split (a bit more than ``f`` when times tie).
+        collapse_funnel: merge consecutive events on one item by one user (a view, cart, buy seconds
+            apart) into one interaction with the deepest behavior; event logs only, see
+            :mod:`user_models.data.funnel`.
+        funnel_window_seconds: the largest gap inside one funnel; None: ``session_gap_seconds``.
     """
 
     name: str = "dataset"
@@ -99,8 +104,12 @@ class PrepareConfig:
     keep_raw_ids: bool = False
     salt: str | None = None
     temporal_test_fraction: float = 0.1
+    collapse_funnel: bool = True
+    funnel_window_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        if self.funnel_window_seconds is not None and not self.funnel_window_seconds >= 0:
+            raise InputError(f"funnel window must be >= 0 seconds, got {self.funnel_window_seconds}")
         if self.min_user_events < 1 or self.min_item_events < 1:
             raise InputError("--min-user-events and --min-item-events must be at least 1")
         if not self.session_gap_seconds > 0:
@@ -160,6 +169,12 @@ def prepare(
         frame, behaviors, behavior_source, order = _map_behaviors(frame, log, config, report)
         frame = _sort_events(frame)
         frame = _drop_duplicates(frame, report)
+        window, note = config.funnel_window_seconds, ""
+        if window is None:
+            window, note = config.session_gap_seconds, "the session gap"
+        frame, step = funnel_cleaning_step(frame, config.collapse_funnel, window, behavior_source, behaviors,
+                                           note)
+        report.add(step.step, step.rows_before, step.rows_after, step.detail)
 
         _next_stage(bar)
         frame = _k_core(frame, config, report, len(user_ids), len(item_ids))
