@@ -22,9 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -34,7 +32,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from user_models.errors import DatasetError
+from user_models.errors import DatasetError, OutputError
+from user_models.outputs import DATASET, OutputKind, check_output, replace_output
 
 FORMAT_VERSION = 1
 """Bumped whenever the layout or the meaning of a column changes; loading another version fails."""
@@ -275,10 +274,22 @@ class SequenceDataset:
         ds.path = root
         return ds
 
-    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-        """Write the dataset directory atomically (temporary sibling, then rename)."""
+    def save(self, path: str | os.PathLike[str], overwrite: bool = False,
+             inputs: Iterable[str | os.PathLike[str] | None] = ()) -> Path:
+        """Write the dataset directory atomically (temporary sibling, then rename).
+
+        ``overwrite`` replaces only an earlier dataset (see :mod:`user_models.outputs`); ``inputs``
+        (the source files) may not lie inside ``path``.
+
+        Raises:
+            DatasetError: ``path`` exists and may not be replaced, or cannot be written.
+        """
         root = Path(path)
-        with atomic_directory(root, overwrite=overwrite) as tmp:
+        try:
+            check_output(root, DATASET, overwrite=overwrite, inputs=inputs)
+        except OutputError as exc:
+            raise DatasetError(str(exc)) from None
+        with atomic_directory(root, overwrite=overwrite, kind=DATASET, inputs=inputs) as tmp:
             self.interactions.write_parquet(tmp / "interactions.parquet")
             self.items.write_parquet(tmp / "items.parquet")
             self.users.write_parquet(tmp / "users.parquet")
@@ -424,22 +435,15 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 @contextmanager
-def atomic_directory(target: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside ``target`` that replaces it only if the block succeeds."""
-    target = Path(target)
-    if target.exists() and not overwrite:
-        raise DatasetError(f"{target}: output exists; pass --overwrite to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+def atomic_directory(target: Path, overwrite: bool = False, kind: OutputKind | None = None,
+                     inputs: Iterable[str | os.PathLike[str] | None] = ()) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target`` that replaces it only if the block succeeds.
+
+    A thin wrapper of :func:`user_models.outputs.replace_output`: ``kind`` decides what ``overwrite``
+    may replace. ``kind=None`` is the legacy "any directory" rule for writers not yet given a kind.
+    """
+    with replace_output(target, kind or _ANY_DIRECTORY, overwrite=overwrite, inputs=inputs) as tmp:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+
+
+_ANY_DIRECTORY = OutputKind("directory", check=lambda p: p.is_dir())
