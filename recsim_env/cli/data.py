@@ -162,6 +162,13 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
                        help="empty or unparsable timestamps: drop and count them, or stop (default: drop)")
     clean.add_argument("--time-unit", choices=("auto", "s", "ms", "us", "ns"), default="auto",
                        help="unit of numeric timestamps (default auto: from the magnitude)")
+    clean.add_argument("--min-time", default="1990-01-01", metavar="T", help="earliest plausible event time, "
+                       "ISO-8601 or unix seconds (default 1990-01-01); earlier calendar times are dropped "
+                       "and counted (or stop under --bad-timestamps error)")
+    clean.add_argument("--max-time", default=None, metavar="T", help="latest plausible event time (default: "
+                       "tomorrow)")
+    clean.add_argument("--keep-id-spaces", action="store_true", help="keep spaces around user/item ids and "
+                       "event names (default: strip them, counted in the cleaning report)")
     clean.add_argument("--temporal-test-fraction", type=float, default=0.1, metavar="F",
                        help="the temporal cutoff is the (1-F) quantile of event times (default 0.1)")
     clean.add_argument("--keep-raw-ids", action="store_true",
@@ -192,7 +199,7 @@ def _parse_thresholds(text: str) -> tuple[float, ...]:
 
 def _prepare(args: argparse.Namespace) -> int:
     from user_models.data.movielens import download_ml100k, read_ml100k
-    from user_models.data.prepare import PrepareConfig, parse_duration, prepare
+    from user_models.data.prepare import PrepareConfig, parse_duration, parse_time_bound, prepare
     from user_models.data.readers import (
         ColumnMap,
         ItemColumnMap,
@@ -245,6 +252,9 @@ def _prepare(args: argparse.Namespace) -> int:
         keep_raw_ids=args.keep_raw_ids,
         salt=args.salt,
         temporal_test_fraction=args.temporal_test_fraction,
+        min_time=parse_time_bound(args.min_time),
+        max_time=parse_time_bound(args.max_time) if args.max_time is not None else None,
+        strip_ids=not args.keep_id_spaces,
     )
     dataset = prepare(log, config, item_meta, progress=not args.no_progress)
     save_and_report(dataset, args.out, args.overwrite, inputs)
