@@ -172,8 +172,17 @@ def test_padded_ids_are_stripped_and_counted(tmp_path):
                                                       "got a number"),
     ('user,item,timestamp\na,"multi\nline\nitem",1\na,y,2,9\n', "log.csv",
      "log.csv: line 5: 4 fields, the header has 3"),
+    ('user,item,extra\na,x,a"b\nb,y,z\n', "log.csv", "log.csv: line 2: a quote inside an unquoted field"),
+    ('user,item\na,"x"y\n', "log.csv", "log.csv: line 2: text after the closing quote"),
+    ('user,item\na,x\nb,"y\nc,z\n', "log.csv", "log.csv: line 3: a quoted field opened here is never closed"),
+    ('{"user": "a", "item": 1}\n{"user": "b", "item": true}\n', "log.jsonl",
+     "log.jsonl: line 2, column 'item': value true is a boolean but line 1 has a number"),
+    ('{"user": "a", "item": {"id": 1}}\n', "log.jsonl",
+     "log.jsonl: line 1, column 'item': value {'id': 1} is a list or an object"),
+    ("\n\n", "log.jsonl", "log.jsonl: file is empty"),
 ], ids=["ragged", "non-utf8", "latin1", "latin1-header", "latin1-tsv", "bad-jsonl", "jsonl-array",
-        "jsonl-number", "ragged-after-multiline"])
+        "jsonl-number", "ragged-after-multiline", "quote-inside", "text-after-quote", "unclosed-quote",
+        "jsonl-type-clash", "jsonl-object-id", "jsonl-blank"])
 def test_parse_errors_name_the_line(tmp_path, capsys, content, name, message):
     assert message in refused(tmp_path, capsys, content, name=name)
 

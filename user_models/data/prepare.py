@@ -256,6 +256,11 @@ def _read(log: RawLog) -> pl.DataFrame:
         raise InputError(f"{log.path}: file is empty") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(explain_read_error(log.path, log.fmt, exc)) from None
+    for col in ("user", "item", "event"):
+        if col in frame.columns and isinstance(frame.schema[col], pl.List | pl.Struct | pl.Array):
+            first = frame.filter(pl.col(col).is_not_null()).row(0, named=True)
+            raise InputError(f"{log.path}: {log.where(first['row'])}, column {log.columns[col]!r}: value "
+                             f"{str(first[col])[:40]} is a list or an object; expected an id or a name")
     # Later steps keep the first of equal rows and break time ties by file order: rows in file order.
     return frame if frame["row"].is_sorted() else frame.sort("row")
 

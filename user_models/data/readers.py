@@ -156,6 +156,7 @@ def read_log(path: str | Path, fmt: InputFormat | None = None, columns: ColumnMa
     if fmt == "recbole":
         return _read_recbole_inter(_recbole_file(path, ".inter"), columns)
     path = _existing(path)
+    _check_quotes(path, fmt)
     lazy, first_line = _scan_table(path, fmt)
     return _map_log_columns(lazy, path, columns, first_line, fmt)
 
@@ -177,6 +178,7 @@ def read_items(
     if fmt == "sasrec":
         raise InputError(f"{path}: SASRec text holds no item metadata; give a csv/tsv/parquet/jsonl file")
     path = _existing(path)
+    _check_quotes(path, fmt)
     lazy, first_line = _scan_table(path, fmt)
     return _map_item_columns(lazy, path, columns, first_line, fmt)
 
@@ -357,6 +359,8 @@ def explain_read_error(path: Path, fmt: str, exc: BaseException) -> str:
         try:
             found = _encoding_problem(path)
             if found is None and fmt in ("csv", "tsv"):
+                found = _quote_problem(path, "," if fmt == "csv" else "\t")
+            if found is None and fmt in ("csv", "tsv"):
                 found = _ragged_row(path, "," if fmt == "csv" else "\t")
             if found is None and fmt == "jsonl":
                 found = _bad_json_line(path)
@@ -365,6 +369,13 @@ def explain_read_error(path: Path, fmt: str, exc: BaseException) -> str:
         if found is not None:
             return found
     return f"{path}: cannot read ({_first_line(exc)})"
+
+
+def _check_quotes(path: Path, fmt: str) -> None:
+    if fmt in ("csv", "tsv"):
+        problem = _quote_problem(path, "," if fmt == "csv" else "\t")
+        if problem is not None:
+            raise InputError(problem)
 
 
 def _encoding_problem(path: Path) -> str | None:
@@ -394,6 +405,46 @@ def _encoding_problem(path: Path) -> str | None:
             lines_before += data.count(b"\n")
 
 
+def _quote_problem(path: Path, delimiter: str) -> str | None:
+    """The first quote the fast reader would misread: inside an unquoted field, followed by text after
+    it closes, or opening a field that is never closed (Polars may then swallow the rest of the file as
+    one field without an error, the csv module silently accepts the first two).
+
+    Files without a ``"`` are skipped after a byte scan; otherwise only the quotes are visited (the text
+    between them is counted at C speed), so the check costs little next to parsing.
+    """
+    with open(path, "rb") as f:
+        if not any(b'"' in block for block in iter(lambda: f.read(1 << 22), b"")):
+            return None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    n = len(text)
+    boundary = (delimiter, "\n", "\r")
+    i, line, pos = 0, 1, 0  # pos: where line numbers were last counted up to
+    while True:
+        start = text.find('"', i)
+        if start < 0:
+            return None
+        line += text.count("\n", pos, start)
+        pos = start
+        if start > 0 and text[start - 1] not in boundary:
+            return (f"{path}: line {line}: a quote inside an unquoted field (quote the whole field and "
+                    'double the quote: "a""b")')
+        j = start + 1
+        while True:  # find the closing quote, skipping doubled ones
+            end = text.find('"', j)
+            if end < 0:
+                return f"{path}: line {line}: a quoted field opened here is never closed"
+            if end + 1 < n and text[end + 1] == '"':
+                j = end + 2
+                continue
+            break
+        if end + 1 < n and text[end + 1] not in boundary:
+            close_line = line + text.count("\n", start, end)
+            return (f"{path}: line {close_line}: text after the closing quote of a quoted field (double a "
+                    'quote inside a quoted field: "a""b")')
+        i = end + 1
+
+
 def _ragged_row(path: Path, delimiter: str) -> str | None:
     import csv
 
@@ -415,6 +466,10 @@ def _bad_json_line(path: Path) -> str | None:
     import json
 
     with open(path, encoding="utf-8") as f:
+        if not any(line.strip() for line in f):
+            return f"{path}: file is empty"
+    first_kind: dict[str, tuple[str, int]] = {}
+    with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -423,11 +478,29 @@ def _bad_json_line(path: Path) -> str | None:
             except json.JSONDecodeError as exc:
                 return f"{path}: line {number}: invalid JSON ({exc.msg} at column {exc.pos + 1})"
             if not isinstance(value, dict):
-                kind = {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
-                if value is None:
-                    kind = "null"
-                return f"{path}: line {number}: expected a JSON object per line, got {kind}"
+                return f"{path}: line {number}: expected a JSON object per line, got {_json_kind(value)}"
+            for key, item in value.items():
+                kind = _json_kind(item)
+                if kind == "null":
+                    continue
+                seen, where = first_kind.setdefault(key, (kind, number))
+                clash = {seen, kind}
+                if seen != kind and (clash & {"an array", "an object"} or clash == {"a number", "a boolean"}):
+                    return (f"{path}: line {number}, column {key!r}: value {json.dumps(item)[:40]} is {kind} "
+                            f"but line {where} has {seen}; use one type per column")
     return None
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string" if isinstance(value, str) else "a number"
 
 
 def line_of_row(path: Path, fmt: str, row: int, first_line: int) -> int:
