@@ -294,3 +294,12 @@ def test_resume_and_overwrite_are_exclusive(root, capsys):
 
 def test_train_module_reexports_stay_importable():
     assert callable(train_module.train_user_model)
+
+
+def test_eval_plot_never_replaces_a_file_that_is_not_a_png(root, tmp_path, capsys):
+    notes = tmp_path / "notes.png"
+    notes.write_text("my notes")
+    capsys.readouterr()
+    assert main(["user-model", "eval", "--model", str(root / "model"), "--data", str(root / "data"),
+                 "--plot", str(notes)]) == 2
+    assert "--plot" in one_line_error(capsys) and notes.read_text() == "my notes"

@@ -136,13 +136,17 @@ def _eval(args: argparse.Namespace) -> int:
         heads_report,
         ranking_report,
     )
+    from user_models.outputs import OutputKind, check_output
     from user_models.train import resolve_device
 
+    plot = Path(args.plot) if args.plot else Path(args.model) / f"reliability_{args.split}.png"
+    # the plot replaces an earlier PNG (as it always did), never another file; checked before the work
+    check_output(plot, OutputKind("reliability plot", directory=False, signatures=(b"\x89PNG",),
+                                  suffixes=(".png",)), overwrite=True, flag="--plot")
     device = resolve_device(args.device)
     dataset = SequenceDataset.load(args.data)
     model = load_user_model(args.model, device, dataset)
     examples = eval_examples(dataset, args.split)
-    plot = Path(args.plot) if args.plot else Path(args.model) / f"reliability_{args.split}.png"
     report = {**ranking_report(TransformerScorer(model), examples, device),
               **heads_report(model, examples, device, reliability_png=plot)}
     if args.json:
