@@ -237,3 +237,11 @@ def test_user_model_kind_recognises_interrupted_runs(tmp_path):
     assert USER_MODEL.recognises(run)
     (run / "resume" / "progress.json").write_text('{"anything": 1}')
     assert not USER_MODEL.recognises(run)
+
+
+def test_an_empty_directory_counts_as_absent(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with replace_output(tmp_path / "empty", DATASET) as tmp:
+        (tmp / "meta.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+    assert (tmp_path / "empty" / "meta.json").is_file()

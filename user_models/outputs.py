@@ -3,7 +3,7 @@
 The rules, for every writer (``data prepare``, ``data synth``, ``user-model train`` today; ``agent
 train``, ``benchmark``, ``fidelity``, ``visualize --record`` and ``demo`` are meant to call the same):
 
-1. **Nothing is replaced without** ``--overwrite``, and ``--overwrite`` only replaces what recsim-env
+1. **Nothing is replaced without** ``--overwrite`` (an empty directory counts as absent), and ``--overwrite`` only replaces what recsim-env
    itself wrote, recognised by its marker (:class:`OutputKind`): a dataset by its ``meta.json``, a user
    model by its ``config.json``, an agent by its ``agent.json``, a report by its ``results.json``, a
    recording by its file signature. Anything else (a home directory, a thesis) is refused.
@@ -167,7 +167,7 @@ def check_output(
     if target.parent == target:
         raise OutputError(f"{flag} {path}: refusing to write to the filesystem root")
     clean_stale(target)
-    if target.exists() or target.is_symlink():
+    if (target.exists() or target.is_symlink()) and not _empty_directory(target, kind):
         if target.is_symlink():
             raise OutputError(f"{flag} {path}: is a symbolic link; refusing to replace it")
         ours = kind.recognises(target)
@@ -191,6 +191,16 @@ def check_output(
                               "be deleted (choose another output)")
     _check_writable(target, flag, path)
     return target
+
+
+def _empty_directory(path: Path, kind: OutputKind) -> bool:
+    """An existing empty directory holds nothing to lose: a directory output may use it."""
+    if not kind.directory or path.is_symlink() or not path.is_dir():
+        return False
+    try:
+        return next(path.iterdir(), None) is None
+    except OSError:
+        return False
 
 
 def _marker_text(kind: OutputKind) -> str:
