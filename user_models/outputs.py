@@ -3,10 +3,11 @@
 The rules, for every writer (``data prepare``, ``data synth``, ``user-model train`` today; ``agent
 train``, ``benchmark``, ``fidelity``, ``visualize --record`` and ``demo`` are meant to call the same):
 
-1. **Nothing is replaced without** ``--overwrite`` (an empty directory counts as absent), and ``--overwrite`` only replaces what recsim-env
-   itself wrote, recognised by its marker (:class:`OutputKind`): a dataset by its ``meta.json``, a user
-   model by its ``config.json``, an agent by its ``agent.json``, a report by its ``results.json``, a
-   recording by its file signature. Anything else (a home directory, a thesis) is refused.
+1. **Nothing is replaced without** ``--overwrite`` (an empty directory counts as absent), and
+   ``--overwrite`` only replaces what recsim-env itself wrote, recognised by its marker
+   (:class:`OutputKind`): a dataset by its ``meta.json``, a user model by its ``config.json``, an agent
+   by its ``agent.json``, a report by its ``results.json``, a recording by its file signature. Anything
+   else (a home directory, a thesis) is refused.
 2. **Inputs are never deleted**: an output that is, or contains, one of the command's inputs is refused.
    The current directory and its parents are never replaced (``--out .``).
 3. **Checked before the work**: :func:`check_output` fails at once when the parent is a regular file or
