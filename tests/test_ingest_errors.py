@@ -95,9 +95,17 @@ def test_output_exists_without_overwrite(tmp_path, capsys):
     assert main(args) == 2
     assert "out: output exists; pass --overwrite" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    assert main([*args, "--overwrite"]) == 0
+    # --overwrite replaces only a dataset recsim wrote: this directory is someone else's
+    assert main([*args, "--overwrite"]) == 2
+    assert "is a directory that is not a dataset written by recsim-env" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    out.rmdir()
+    assert main(args) == 0
+    assert main([*args, "--overwrite"]) == 0  # an earlier dataset is replaced
     assert sorted(p.name for p in out.iterdir()) == ["interactions.parquet", "items.parquet", "meta.json",
                                                      "users.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv", "out"]  # no leftovers
 
 
 def test_bad_flags(tmp_path, capsys):

@@ -58,9 +58,13 @@ def save_user_model(model: UserTransformer, path: str | os.PathLike[str], datase
                     training: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (trained on ``dataset``) as a checkpoint directory at ``path``."""
     root = Path(path)
-    root.mkdir(parents=True, exist_ok=True)
     if model.n_items != dataset.n_items or model.behaviors != dataset.behaviors:
         raise CheckpointError(f"{root}: model and dataset {dataset.meta.name!r} disagree on the vocabulary")
+    bad = non_finite_tensors(model.state_dict())
+    if bad:
+        raise CheckpointError(f"{root}: refusing to save a model whose tensor {bad[0]!r} holds NaN or "
+                              "infinite values")
+    root.mkdir(parents=True, exist_ok=True)
     save_tensors(root / WEIGHTS, model.state_dict())
     raw_ids = dataset.items.sort("item")["raw_id"].to_list()
     write_json(root / VOCAB, {"items": raw_ids, "behaviors": list(model.behaviors)})
@@ -98,6 +102,20 @@ def read_checkpoint_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     for key in ("model", "n_items", "behaviors", "dataset", "sha256"):
         if key not in config:
             raise CheckpointError(f"{config_path}: missing key {key!r}")
+    expected_types: dict[str, tuple[type, str]] = {
+        "model": (dict, "an object"), "dataset": (dict, "an object"), "sha256": (dict, "an object"),
+        "behaviors": (list, "a list of names"), "n_items": (int, "a positive integer"),
+    }
+    for key, (kind, text) in expected_types.items():
+        value = config[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{config_path}: key {key!r} must be {text}, got {_short(value)}")
+    if config["n_items"] < 1:
+        raise CheckpointError(f"{config_path}: key 'n_items' must be a positive integer, got "
+                              f"{config['n_items']}")
+    if not config["behaviors"] or not all(isinstance(b, str) and b for b in config["behaviors"]):
+        raise CheckpointError(f"{config_path}: key 'behaviors' must be a list of names, got "
+                              f"{_short(config['behaviors'])}")
     for name in (WEIGHTS, VOCAB):
         file = root / name
         if not file.is_file():
@@ -125,8 +143,9 @@ def load_user_model(path: str | os.PathLike[str], device: str | torch.device = "
     try:
         model_config = TransformerConfig(**{k: v for k, v in config["model"].items() if k in known})
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{root / CONFIG}: invalid model config ({exc})") from None
+        raise CheckpointError(f"{root / CONFIG}: invalid model config ({str(exc).splitlines()[0]})") from None
     behaviors = tuple(config["behaviors"])
+    _check_vocab(root / VOCAB, int(config["n_items"]), behaviors)
     if dataset is not None:
         fingerprint = config["dataset"].get("fingerprint")
         if fingerprint != dataset.fingerprint:
@@ -141,9 +160,55 @@ def load_user_model(path: str | os.PathLike[str], device: str | torch.device = "
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{root / WEIGHTS}: cannot read ({exc})") from None
     model = UserTransformer(model_config, int(config["n_items"]), behaviors)
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{root / WEIGHTS}: weights do not fit the config ({first})") from None
+    mismatch = describe_mismatch(model.state_dict(), weights)
+    if mismatch:
+        raise CheckpointError(f"{root / WEIGHTS}: weights do not fit the config ({mismatch})")
+    bad = non_finite_tensors(weights)
+    if bad:
+        raise CheckpointError(f"{root / WEIGHTS}: tensor {bad[0]!r} holds NaN or infinite values "
+                              f"({len(bad)} tensor(s) in all); the model diverged in training: train again "
+                              "with a lower --lr")
+    model.load_state_dict(weights, strict=True)
     return model.to(device).eval()
+
+
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity."""
+    return [name for name, t in tensors.items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def _check_vocab(file: Path, n_items: int, behaviors: tuple[str, ...]) -> None:
+    try:
+        vocab = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{file}: invalid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(vocab, dict) or not isinstance(vocab.get("items"), list):
+        raise CheckpointError(f"{file}: expected an object with an 'items' list")
+    if len(vocab["items"]) != n_items:
+        raise CheckpointError(f"{file}: {len(vocab['items'])} item ids, but {CONFIG} says n_items "
+                              f"{n_items}")
+    if tuple(vocab.get("behaviors", ())) != behaviors:
+        raise CheckpointError(f"{file}: behaviors {vocab.get('behaviors')!r} differ from {CONFIG}'s "
+                              f"{list(behaviors)}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """'' when ``found`` has exactly the names and shapes of ``expected``, else the first difference."""
+    problems = []
+    for name, tensor in expected.items():
+        if name not in found:
+            problems.append(f"tensor {name!r} is missing")
+        elif tuple(found[name].shape) != tuple(tensor.shape):
+            problems.append(f"tensor {name!r} has shape {list(found[name].shape)}, the config needs "
+                            f"{list(tensor.shape)}")
+    problems += [f"unexpected tensor {name!r}" for name in found if name not in expected]
+    if not problems:
+        return ""
+    more = f"; {len(problems) - 1} more difference(s)" if len(problems) > 1 else ""
+    return problems[0] + more

@@ -20,3 +20,11 @@ class DatasetError(InputError):
 
 class CheckpointError(InputError):
     """A model checkpoint that is missing, corrupt, of another format version or of another dataset."""
+
+
+class OutputError(InputError):
+    """An output path that may not be written or replaced (see :mod:`user_models.outputs`)."""
+
+
+class TrainingError(InputError):
+    """Training cannot go on: the loss or the weights became non-finite (a learning rate too high)."""

@@ -1,9 +1,10 @@
 """One evaluation harness for every next-item model, plus the Transformer's behavior and session heads.
 
 Next item: leave-last-out (``valid`` or ``test``), full ranking over the whole catalogue (no sampled
-negatives). The target's 0-based rank is the number of items scored strictly higher plus the number of
-items scored equally with a smaller id (a deterministic tie-break, as a stable sort would give). Two
-protocols are reported and always labelled:
+negatives). The target's 0-based rank is the number of other items scored higher than or equal to it
+(ties rank pessimistically, so a model scoring everything alike gets the worst rank, not the best); a
+NaN score ranks ahead of the target and a NaN target score ranks last. Two protocols are reported and
+always labelled:
 
 - ``seen items not masked`` (the headline, as RecBole's full-sort evaluation of sequential models): the
   items already in the user's history stay in the ranking;
@@ -67,18 +68,17 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor
         targets: ``[B]`` item ids.
         seen: optional ``[B, W]`` item ids (0 = padding) removed from the ranking, the target excepted.
     """
-    scores = scores.float().clone()
-    scores[:, 0] = -math.inf
+    scores = scores.float()
+    competing = torch.ones_like(scores, dtype=torch.bool)
+    competing[:, 0] = False
     if seen is not None:
-        mask = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, seen.long(), True)
-        mask[:, 0] = False
-        mask.scatter_(1, targets[:, None].long(), False)
-        scores[mask] = -math.inf
+        competing.scatter_(1, seen.long(), False)
+    competing.scatter_(1, targets[:, None].long(), False)
     target = scores.gather(1, targets[:, None].long())
-    ids = torch.arange(scores.shape[1], device=scores.device)[None, :]
-    ahead = (scores > target) | ((scores == target) & (ids < targets[:, None]))
-    ahead[:, 0] = False
-    return ahead.sum(1)
+    # pessimistic: an item tied with the target, a NaN score, or any item when the target's score is
+    # NaN ranks ahead of it, so a degenerate model (constant or NaN scores) gets the worst rank
+    ahead = (scores >= target) | scores.isnan() | target.isnan()
+    return (ahead & competing).sum(1)
 
 
 def ranking_metrics(ranks: np.ndarray) -> dict[str, float]:

@@ -29,12 +29,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from user_models.checkpoint import save_tensors, save_user_model, write_json
+from user_models.checkpoint import describe_mismatch, save_user_model
 from user_models.data.artifact import SequenceDataset
-from user_models.errors import InputError
+from user_models.errors import CheckpointError, InputError, TrainingError
 from user_models.evaluate import EvalExamples, NextItemScorer, eval_examples, ranking_report
 from user_models.sequences import TrainingWindows, event_index, session_end_flags, training_windows
 from user_models.transformer import TransformerConfig, UserTransformer
@@ -72,6 +73,29 @@ class TrainConfig:
     eval_batch_size: int = 512
     progress: bool = True
     """Show a tqdm bar with live metrics (rank 0 only)."""
+
+    def __post_init__(self) -> None:
+        def bad(name: str, value: object, rule: str) -> ValueError:
+            flag = "--" + name.replace("_", "-")
+            return ValueError(f"{flag} must be {rule}, got {value!r}")
+
+        for name in ("epochs", "batch_size", "patience", "full_softmax_max_items", "sampled_negatives",
+                     "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(name, value, "an integer of at least 1")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) \
+                or self.warmup_steps < 0:
+            raise bad("warmup_steps", self.warmup_steps, "an integer of at least 0")
+        for name, low_open in (("lr", False), ("weight_decay", False), ("grad_clip", True),
+                               ("behavior_weight", False), ("end_weight", False)):
+            value = getattr(self, name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < 0 or (low_open and value == 0):
+                raise bad(name, value, "a finite number above 0" if low_open else "a finite number >= 0")
+        ls = self.label_smoothing
+        if not (isinstance(ls, int | float) and not isinstance(ls, bool) and 0 <= ls < 1):
+            raise bad("label_smoothing", ls, "in [0, 1)")
 
 
 
@@ -203,37 +227,83 @@ RESUME_DIR = "resume"
 
 def _save_resume(root: Path, model: nn.Module, best: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
                  progress: dict[str, Any]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
+    """Write ``state.safetensors`` and ``progress.json`` as one unit: a new ``root`` directory is filled
+    beside the old one and renamed over it, so a kill at any moment leaves the old state or the new one
+    (never new weights with the old epoch count, which would make ``--resume`` train an extra epoch)."""
+    from safetensors.torch import save_file
+
+    from user_models.outputs import atomic_swap_directory
+
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in best.items()})
     opt_state = opt.state_dict()
     for index, slots in opt_state["state"].items():
         for name, value in slots.items():
             tensors[f"opt.{index}.{name}"] = torch.as_tensor(value)
-    save_tensors(root / "state.safetensors", tensors)
     groups = [{k: v for k, v in g.items()} for g in opt_state["param_groups"]]
-    write_json(root / "progress.json", {**progress, "param_groups": groups})
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_swap_directory(root) as tmp:
+        save_file(contiguous, str(tmp / RESUME_STATE))
+        (tmp / RESUME_PROGRESS).write_text(json.dumps({**progress, "param_groups": groups}, indent=2) + "\n")
+
+
+RESUME_STATE, RESUME_PROGRESS = "state.safetensors", "progress.json"
 
 
 def _load_resume(root: Path, model: nn.Module, opt: torch.optim.Optimizer, expected: dict[str, Any]
                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    progress_file, state_file = root / "progress.json", root / "state.safetensors"
+    """Read the resumable state; anything unreadable is a one-line :class:`CheckpointError`."""
+    from user_models.outputs import clean_stale
+
+    clean_stale(root)  # puts back a state moved aside by a run killed while replacing it
+    progress_file, state_file = root / RESUME_PROGRESS, root / RESUME_STATE
     if not progress_file.is_file() or not state_file.is_file():
         raise InputError(f"{root}: nothing to resume (no progress.json/state.safetensors)")
-    progress = json.loads(progress_file.read_text())
+    hint = "; train again without --resume (--overwrite replaces this run)"
+    try:
+        progress = json.loads(progress_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{progress_file}: truncated or invalid JSON (line {exc.lineno}, column "
+                              f"{exc.colno}: {exc.msg}){hint}") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise CheckpointError(f"{progress_file}: cannot read ({type(exc).__name__}){hint}") from None
+    required = ("epoch", "best_ndcg", "best_epoch", "bad_evals", "history", "best_valid", "seconds",
+                "param_groups")
+    if not isinstance(progress, dict) or any(k not in progress for k in required):
+        missing = [k for k in required if not isinstance(progress, dict) or k not in progress]
+        raise CheckpointError(f"{progress_file}: not a resume state (missing {', '.join(missing)}){hint}")
     for key, value in expected.items():
         if progress.get(key) != value:
             raise InputError(f"{progress_file}: {key} differs from this run's; cannot resume")
-    tensors = load_file(str(state_file))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": progress.pop("param_groups")})
+    try:
+        tensors = load_file(str(state_file))
+    except (SafetensorError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{state_file}: not a safetensors file ({first[:120]}){hint}") from None
+    try:
+        _fit_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, state_file)
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("opt."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        opt.load_state_dict({"state": state, "param_groups": progress.pop("param_groups")})
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{state_file}: does not fit this model and optimizer "
+                              f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}){hint}"
+                              ) from None
     return best, progress
+
+
+def _fit_state(model: nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
+    """``model.load_state_dict(weights)`` with a message naming the first tensor that does not fit."""
+    mismatch = describe_mismatch(model.state_dict(), weights)
+    if mismatch:
+        raise CheckpointError(f"{source}: weights do not fit the config ({mismatch})")
+    model.load_state_dict(weights, strict=True)
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -308,11 +378,14 @@ def fit(model: nn.Module, windows: TrainingWindows, valid: EvalExamples,
                                                     config.warmup_steps, total)
             with autocast:
                 loss, _ = objective(batch, sample_gen)
+            loss_value = float(loss.detach())
+            _check_finite_loss(loss_value, ranks, config, epoch, step_in_epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(loss_value)
+        _check_finite_weights(model, config, epoch)
         model.eval()
         metric = torch.zeros(1, device=device)
         report: dict[str, Any] = {}
@@ -343,33 +416,79 @@ def fit(model: nn.Module, windows: TrainingWindows, valid: EvalExamples,
                      time.perf_counter() - start_time, progress["history"])
 
 
+def _check_finite_loss(value: float, ranks: _Dist, config: TrainConfig, epoch: int, step: int) -> None:
+    """Stop at the first non-finite loss (every rank agrees, so none is left waiting in a collective)."""
+    finite = math.isfinite(value)
+    if ranks.world > 1:
+        flag = torch.tensor([1.0 if finite else 0.0], device=resolve_device(config.device))
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        finite = bool(flag.item() > 0)
+    if not finite:
+        raise TrainingError(
+            f"training diverged: the loss is {value} at epoch {epoch + 1}, step {step + 1} (lr "
+            f"{config.lr:g}); no checkpoint was written: lower --lr"
+        )
+
+
+def _check_finite_weights(model: nn.Module, config: TrainConfig, epoch: int) -> None:
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise TrainingError(f"training diverged: weight {name!r} is not finite after epoch {epoch + 1} "
+                                f"(lr {config.lr:g}); lower --lr")
+
+
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data))
 
 
 def train_user_model(dataset: SequenceDataset, out: str | os.PathLike[str],
                      model_config: TransformerConfig | None = None, train_config: TrainConfig | None = None,
-                     resume: bool = False) -> tuple[UserTransformer, FitResult]:
+                     resume: bool = False, overwrite: bool = True) -> tuple[UserTransformer, FitResult]:
     """Train a :class:`UserTransformer` on ``dataset`` and write its checkpoint to ``out``.
 
     The resumable state lives in ``out/resume``; the checkpoint (see :mod:`user_models.checkpoint`) is
-    written by rank 0 when training ends.
+    written by rank 0 when training ends. ``out`` may exist only when it is a user-model checkpoint (or
+    an interrupted run) written by recsim-env: ``resume`` continues it, ``overwrite`` (the API default;
+    the CLI asks for ``--overwrite``) starts afresh, discarding its resume state at once. A run that
+    stops with :class:`~user_models.errors.TrainingError` (a diverging loss) removes the ``out`` it
+    created.
+
+    Raises:
+        OutputError: ``out`` may not be written (see :func:`user_models.outputs.check_output`).
+        TrainingError: the loss or the weights became non-finite.
     """
+    import shutil
+
     from user_models.evaluate import TransformerScorer
+    from user_models.outputs import USER_MODEL, check_output, clean_stale
 
     model_config = model_config or TransformerConfig()
     train_config = train_config or TrainConfig()
     root = Path(out)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank:
+        check_output(root, USER_MODEL, overwrite=overwrite and not resume, allow_existing=resume,
+                     inputs=[dataset.path])
+        clean_stale(root / RESUME_DIR)  # a resume state moved aside by a killed swap is put back
     if resume and not (root / RESUME_DIR).is_dir():
         raise InputError(f"{root}: --resume given but there is no {RESUME_DIR}/ state to resume from")
+    check_model_size(model_config, dataset.n_items)
+    created = not root.exists()
+    if not resume and main_rank and (root / RESUME_DIR).is_dir():
+        shutil.rmtree(root / RESUME_DIR)  # an earlier run's state must not be resumed into this one
     torch.manual_seed(train_config.seed)  # parameter initialisation
     model = UserTransformer(model_config, dataset.n_items, dataset.behaviors)
     windows = train_windows(dataset, model_config.max_len)
     if len(windows) == 0:
         raise InputError(f"dataset {dataset.meta.name!r}: no user has 4 or more events to train on")
     valid = eval_examples(dataset, "valid")
-    result = fit(model, windows, valid, lambda m: TransformerScorer(model), train_config, dataset.n_items,
-                 resume_dir=root / RESUME_DIR, resume=resume, desc="user-model")
+    try:
+        result = fit(model, windows, valid, lambda m: TransformerScorer(model), train_config,
+                     dataset.n_items, resume_dir=root / RESUME_DIR, resume=resume, desc="user-model")
+    except TrainingError:
+        if created and main_rank:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     if not dist.is_initialized() or dist.get_rank() == 0:
         model.to("cpu")
         save_user_model(model, root, dataset, training={
@@ -381,3 +500,14 @@ def train_user_model(dataset: SequenceDataset, out: str | os.PathLike[str],
     return model, result
 
 
+MAX_PARAMETERS = 2_000_000_000
+"""Largest model :func:`train_user_model` builds (8 GB of fp32 weights before optimizer state)."""
+
+
+def check_model_size(config: TransformerConfig, n_items: int) -> None:
+    """Refuse, before allocating anything, a model larger than :data:`MAX_PARAMETERS`."""
+    d = config.dim
+    estimate = (n_items + 1) * (d + 1) + config.layers * 12 * d * d + config.max_len * d
+    if estimate > MAX_PARAMETERS:
+        raise InputError(f"model too large: about {estimate:,} parameters (dim {d}, {config.layers} layers, "
+                         f"{n_items:,} items); the limit is {MAX_PARAMETERS:,}: lower --dim or --layers")

@@ -50,12 +50,28 @@ class TransformerConfig:
     ``1 + floor(log2(1 + seconds))`` capped at ``gap_buckets - 1``."""
 
     def __post_init__(self) -> None:
+        for name, (lo, hi) in SIZE_BOUNDS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            if not lo <= value <= hi:
+                raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+        dropout = self.dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.max_len < 2:
             raise ValueError(f"max_len must be at least 2, got {self.max_len}")
         if self.gap_buckets < 2:
             raise ValueError(f"gap_buckets must be at least 2, got {self.gap_buckets}")
+
+
+SIZE_BOUNDS: dict[str, tuple[int, int]] = {
+    "dim": (2, 4096), "layers": (1, 64), "heads": (1, 64), "max_len": (2, 4096), "gap_buckets": (2, 1024),
+}
+"""Inclusive bounds of the integer sizes of :class:`TransformerConfig` (beyond them a model is
+degenerate, e.g. ``dim`` 0, or cannot fit one machine's memory, e.g. ``max_len`` 10**7)."""
 
 
 def gap_bucket(gaps: torch.Tensor, n_buckets: int) -> torch.Tensor:

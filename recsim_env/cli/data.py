@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from user_models.errors import DatasetError, InputError
+from user_models.errors import InputError
 
 if TYPE_CHECKING:
     from user_models.data.artifact import SequenceDataset
@@ -37,18 +38,23 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """``--out`` and ``--overwrite``, identical for every dataset producer."""
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="dataset directory to write (created atomically: temp dir, then rename)")
-    parser.add_argument("--overwrite", action="store_true", help="replace DIR if it already exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR if it is a dataset written by recsim (has its meta.json); any "
+                             "other existing path is refused")
 
 
-def check_output(out: Path, overwrite: bool) -> None:
-    """Fail before any work when the output exists and may not be replaced."""
-    if out.exists() and not overwrite:
-        raise DatasetError(f"{out}: output exists; pass --overwrite to replace it")
+def check_output(out: Path, overwrite: bool, inputs: Sequence[Path | None] = ()) -> None:
+    """Fail before any work when the output may not be written (see :mod:`user_models.outputs`)."""
+    from user_models.outputs import DATASET
+    from user_models.outputs import check_output as check
+
+    check(out, DATASET, overwrite=overwrite, inputs=inputs)
 
 
-def save_and_report(dataset: SequenceDataset, out: Path, overwrite: bool) -> None:
+def save_and_report(dataset: SequenceDataset, out: Path, overwrite: bool,
+                    inputs: Sequence[Path | None] = ()) -> None:
     """Write ``dataset`` to ``out`` atomically, then print its statistics and cleaning report."""
-    dataset.save(out, overwrite=overwrite)
+    dataset.save(out, overwrite=overwrite, inputs=inputs)
     from user_models.data.stats import dataset_stats
 
     print_stats(dataset_stats(dataset), title=f"{out}")
@@ -161,6 +167,13 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
                        help="empty or unparsable timestamps: drop and count them, or stop (default: drop)")
     clean.add_argument("--time-unit", choices=("auto", "s", "ms", "us", "ns"), default="auto",
                        help="unit of numeric timestamps (default auto: from the magnitude)")
+    clean.add_argument("--min-time", default="1990-01-01", metavar="T", help="earliest plausible event time, "
+                       "ISO-8601 or unix seconds (default 1990-01-01); earlier calendar times are dropped "
+                       "and counted (or stop under --bad-timestamps error)")
+    clean.add_argument("--max-time", default=None, metavar="T", help="latest plausible event time (default: "
+                       "tomorrow)")
+    clean.add_argument("--keep-id-spaces", action="store_true", help="keep spaces around user/item ids and "
+                       "event names (default: strip them, counted in the cleaning report)")
     clean.add_argument("--temporal-test-fraction", type=float, default=0.1, metavar="F",
                        help="the temporal cutoff is the (1-F) quantile of event times (default 0.1)")
     clean.add_argument("--keep-raw-ids", action="store_true",
@@ -191,7 +204,7 @@ def _parse_thresholds(text: str) -> tuple[float, ...]:
 
 def _prepare(args: argparse.Namespace) -> int:
     from user_models.data.movielens import download_ml100k, read_ml100k
-    from user_models.data.prepare import PrepareConfig, parse_duration, prepare
+    from user_models.data.prepare import PrepareConfig, parse_duration, parse_time_bound, prepare
     from user_models.data.readers import (
         ColumnMap,
         ItemColumnMap,
@@ -202,7 +215,8 @@ def _prepare(args: argparse.Namespace) -> int:
         read_log,
     )
 
-    check_output(args.out, args.overwrite)
+    inputs = [args.input, args.items, args.data_dir]
+    check_output(args.out, args.overwrite, inputs)
     if args.dataset is not None:
         layout_flags = ("input_format", "user_col", "item_col", "time_col", "event_col", "rating_col",
                         "items", "items_format", "item_id_col", "title_col", "category_col", "price_col")
@@ -245,9 +259,12 @@ def _prepare(args: argparse.Namespace) -> int:
         temporal_test_fraction=args.temporal_test_fraction,
         collapse_funnel=not args.no_collapse_funnel,
         funnel_window_seconds=parse_duration(args.funnel_window) if args.funnel_window is not None else None,
+        min_time=parse_time_bound(args.min_time),
+        max_time=parse_time_bound(args.max_time) if args.max_time is not None else None,
+        strip_ids=not args.keep_id_spaces,
     )
     dataset = prepare(log, config, item_meta, progress=not args.no_progress)
-    save_and_report(dataset, args.out, args.overwrite)
+    save_and_report(dataset, args.out, args.overwrite, inputs)
     return 0
 
 

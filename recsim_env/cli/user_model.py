@@ -28,11 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     train = sub.add_parser("train", help="train the Transformer user model on a prepared dataset")
     train.add_argument("--data", required=True, help="dataset directory (recsim data prepare/synth)")
-    train.add_argument("--out", required=True, help="checkpoint directory to write")
+    train.add_argument("--out", required=True, help="checkpoint directory to write (must not exist unless "
+                       "--resume or --overwrite)")
     train.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
     train.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    again = train.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace --out if it is a user-model checkpoint (or interrupted run) written by "
+                            "recsim; any other existing path is refused")
     model = train.add_argument_group("model flags (defaults: the benchmarked configuration)")
     model.add_argument("--dim", type=int)
     model.add_argument("--layers", type=int)
@@ -84,22 +89,29 @@ def _configs(args: argparse.Namespace) -> tuple[Any, Any]:
         model_config = replace(model_config, **{f.name: flags[f.name] for f in fields(model_config)
                                                 if f.name in flags})
     except ValueError as exc:
-        raise InputError(f"model flags: {exc}") from None
-    train_config = replace(train_config, **{f.name: flags[f.name] for f in fields(train_config)
-                                            if f.name in flags and f.name not in ("progress",)},
-                           progress=not args.no_progress)
-    if train_config.epochs < 1:
-        raise InputError(f"--epochs must be at least 1, got {train_config.epochs}")
+        raise InputError(f"model flags: --{str(exc).replace('_', '-')}") from None
+    try:
+        train_config = replace(train_config, **{f.name: flags[f.name] for f in fields(train_config)
+                                                if f.name in flags and f.name not in ("progress",)},
+                               progress=not args.no_progress)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     return model_config, train_config
+
 
 
 def _train(args: argparse.Namespace) -> int:
     from user_models.data.artifact import SequenceDataset
+    from user_models.outputs import USER_MODEL, check_output
     from user_models.train import train_user_model
 
     model_config, train_config = _configs(args)
+    # before any work: refuse an output that is not ours, an input inside it, an unwritable path
+    check_output(args.out, USER_MODEL, overwrite=args.overwrite, inputs=[args.data],
+                 allow_existing=args.resume)
     dataset = SequenceDataset.load(args.data)
-    model, result = train_user_model(dataset, args.out, model_config, train_config, resume=args.resume)
+    model, result = train_user_model(dataset, args.out, model_config, train_config, resume=args.resume,
+                                     overwrite=args.overwrite)
     import torch.distributed as dist
 
     if not dist.is_initialized() or dist.get_rank() == 0:
@@ -124,13 +136,17 @@ def _eval(args: argparse.Namespace) -> int:
         heads_report,
         ranking_report,
     )
+    from user_models.outputs import OutputKind, check_output
     from user_models.train import resolve_device
 
+    plot = Path(args.plot) if args.plot else Path(args.model) / f"reliability_{args.split}.png"
+    # the plot replaces an earlier PNG (as it always did), never another file; checked before the work
+    check_output(plot, OutputKind("reliability plot", directory=False, signatures=(b"\x89PNG",),
+                                  suffixes=(".png",)), overwrite=True, flag="--plot")
     device = resolve_device(args.device)
     dataset = SequenceDataset.load(args.data)
     model = load_user_model(args.model, device, dataset)
     examples = eval_examples(dataset, args.split)
-    plot = Path(args.plot) if args.plot else Path(args.model) / f"reliability_{args.split}.png"
     report = {**ranking_report(TransformerScorer(model), examples, device),
               **heads_report(model, examples, device, reliability_png=plot)}
     if args.json:

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -34,7 +33,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from user_models.errors import DatasetError
+from user_models.errors import DatasetError, OutputError
+from user_models.outputs import DATASET, OutputKind, check_output, replace_output
 
 FORMAT_VERSION = 1
 """Bumped whenever the layout or the meaning of a column changes; loading another version fails."""
@@ -110,39 +110,66 @@ class DatasetMeta:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: Path) -> DatasetMeta:
+    def from_json(cls, data: Any, source: Path) -> DatasetMeta:
+        """Parse ``meta.json`` content; every field is type-checked (one-line :class:`DatasetError`)."""
+        if not isinstance(data, dict):
+            raise DatasetError(f"{source}: expected a JSON object, got {type(data).__name__}")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise DatasetError(
                 f"{source}: dataset format version {version!r}, this recsim-env reads version "
                 f"{FORMAT_VERSION}; prepare the dataset again"
             )
-        try:
-            return cls(
-                name=data["name"],
-                behaviors=tuple(data["behaviors"]),
-                n_users=int(data["n_users"]),
-                n_items=int(data["n_items"]),
-                n_interactions=int(data["n_interactions"]),
-                n_sessions=int(data["n_sessions"]),
-                has_timestamps=bool(data["has_timestamps"]),
-                behavior_source=data["behavior_source"],
-                session_gap_seconds=float(data["session_gap_seconds"]),
-                temporal_cutoff=data.get("temporal_cutoff"),
-                rating_thresholds=(
-                    tuple(data["rating_thresholds"]) if data.get("rating_thresholds") is not None else None
-                ),
-                sources=tuple(data.get("sources", ())),
-                cleaning=tuple(
-                    CleaningStep(s["step"], s["rows_before"], s["rows_after"], s.get("detail", ""))
-                    for s in data.get("cleaning", ())
-                ),
-                extra=dict(data.get("extra", {})),
-                fingerprint=data.get("fingerprint", ""),
-                format_version=version,
-            )
-        except KeyError as exc:
-            raise DatasetError(f"{source}: missing key {exc.args[0]!r} in meta.json") from None
+        for key in ("name", "behaviors", "n_users", "n_items", "n_interactions", "n_sessions",
+                    "has_timestamps", "behavior_source", "session_gap_seconds"):
+            if key not in data:
+                raise DatasetError(f"{source}: missing key {key!r} in meta.json")
+
+        def field(key: str, check: Any, rule: str, default: Any = None) -> Any:
+            value = data.get(key, default)
+            if not check(value):
+                raise DatasetError(f"{source}: key {key!r} must be {rule}, got {_short_json(value)}")
+            return value
+
+        def count(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+        def number(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        cleaning = field("cleaning", lambda v: isinstance(v, list) and all(
+            isinstance(c, dict) and isinstance(c.get("step"), str) and count(c.get("rows_before"))
+            and count(c.get("rows_after")) for c in v), "a list of cleaning steps", [])
+        return cls(
+            name=field("name", lambda v: isinstance(v, str), "a string"),
+            behaviors=tuple(field("behaviors", lambda v: isinstance(v, list) and v and all(
+                isinstance(b, str) and b for b in v), "a non-empty list of names")),
+            n_users=field("n_users", count, "a count (integer >= 0)"),
+            n_items=field("n_items", count, "a count (integer >= 0)"),
+            n_interactions=field("n_interactions", count, "a count (integer >= 0)"),
+            n_sessions=field("n_sessions", count, "a count (integer >= 0)"),
+            has_timestamps=field("has_timestamps", lambda v: isinstance(v, bool), "true or false"),
+            behavior_source=field("behavior_source", lambda v: v in ("events", "ratings", "none"),
+                                  "one of 'events', 'ratings', 'none'"),
+            session_gap_seconds=float(field("session_gap_seconds", lambda v: number(v) and v > 0,
+                                            "a positive number")),
+            temporal_cutoff=field("temporal_cutoff", lambda v: v is None or (isinstance(v, int)
+                                                                            and not isinstance(v, bool)),
+                                  "an integer or null"),
+            rating_thresholds=(
+                tuple(field("rating_thresholds", lambda v: isinstance(v, list) and all(map(number, v)),
+                            "a list of numbers"))
+                if data.get("rating_thresholds") is not None else None
+            ),
+            sources=tuple(field("sources", lambda v: isinstance(v, list), "a list", [])),
+            cleaning=tuple(
+                CleaningStep(c["step"], c["rows_before"], c["rows_after"], str(c.get("detail", "")))
+                for c in cleaning
+            ),
+            extra=dict(field("extra", lambda v: isinstance(v, dict), "an object", {})),
+            fingerprint=field("fingerprint", lambda v: isinstance(v, str), "a string", ""),
+            format_version=version,
+        )
 
 
 @dataclass(frozen=True)
@@ -251,9 +278,11 @@ class SequenceDataset:
         if not meta_path.is_file():
             raise DatasetError(f"{root}: not a dataset directory (no meta.json); run `recsim data prepare`")
         try:
-            raw = json.loads(meta_path.read_text())
+            raw = json.loads(meta_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{meta_path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        except UnicodeDecodeError:
+            raise DatasetError(f"{meta_path}: not UTF-8 text") from None
         meta = DatasetMeta.from_json(raw, meta_path)
         tables = {}
         for name, schema in (("interactions", INTERACTIONS_SCHEMA), ("items", ITEMS_SCHEMA),
@@ -264,6 +293,7 @@ class SequenceDataset:
             except Exception as exc:  # polars raises several types for missing/corrupt files
                 raise DatasetError(f"{file}: cannot read ({type(exc).__name__}: {exc})") from None
             tables[name] = _conform(frame, schema, str(file), cast=False)
+        _check_loaded(root, tables["interactions"], tables["items"], tables["users"], meta)
         ds = cls(tables["interactions"], tables["items"], tables["users"], meta)
         if verify:
             actual = _fingerprint(ds.interactions, meta.n_items, meta.behaviors)
@@ -275,10 +305,22 @@ class SequenceDataset:
         ds.path = root
         return ds
 
-    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-        """Write the dataset directory atomically (temporary sibling, then rename)."""
+    def save(self, path: str | os.PathLike[str], overwrite: bool = False,
+             inputs: Iterable[str | os.PathLike[str] | None] = ()) -> Path:
+        """Write the dataset directory atomically (temporary sibling, then rename).
+
+        ``overwrite`` replaces only an earlier dataset (see :mod:`user_models.outputs`); ``inputs``
+        (the source files) may not lie inside ``path``.
+
+        Raises:
+            DatasetError: ``path`` exists and may not be replaced, or cannot be written.
+        """
         root = Path(path)
-        with atomic_directory(root, overwrite=overwrite) as tmp:
+        try:
+            check_output(root, DATASET, overwrite=overwrite, inputs=inputs)
+        except OutputError as exc:
+            raise DatasetError(str(exc)) from None
+        with atomic_directory(root, overwrite=overwrite, kind=DATASET, inputs=inputs) as tmp:
             self.interactions.write_parquet(tmp / "interactions.parquet")
             self.items.write_parquet(tmp / "items.parquet")
             self.users.write_parquet(tmp / "users.parquet")
@@ -405,6 +447,54 @@ def _check_ids(interactions: pl.DataFrame, n_users: int, n_items: int, n_behavio
             )
 
 
+def _check_loaded(root: Path, interactions: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame,
+                  meta: DatasetMeta) -> None:
+    """A loaded dataset must be what :meth:`SequenceDataset.from_frames` writes: tables that agree with
+    ``meta.json``, ids in range, events sorted by ``(user, position)`` with positions ``0, 1, ...``.
+
+    Checked even with ``verify=False`` (the fingerprint covers only the events): downstream code indexes
+    arrays by these ids, so a bad one would surface as a raw ``IndexError`` deep in training.
+    """
+    tables = (("items", items, meta.n_items, 1), ("users", users, meta.n_users, 0))
+    for name, frame, expected, first in tables:
+        file = root / f"{name}.parquet"
+        if frame.height != expected:
+            raise DatasetError(f"{file}: {frame.height} rows, but meta.json says {name[:-1]} count "
+                               f"{expected}")
+        col = name[:-1]
+        ids = frame[col]
+        if frame.height and not (ids.is_sorted() and ids[0] == first and ids[-1] == first + expected - 1
+                                 and ids.n_unique() == expected):
+            raise DatasetError(f"{file}: column {col!r} must be the ids {first}..{first + expected - 1} in "
+                               "order")
+    file = root / "interactions.parquet"
+    if interactions.height != meta.n_interactions:
+        raise DatasetError(f"{file}: {interactions.height} rows, but meta.json says n_interactions "
+                           f"{meta.n_interactions}")
+    try:
+        _check_ids(interactions, meta.n_users, meta.n_items, len(meta.behaviors))
+    except DatasetError as exc:
+        raise DatasetError(f"{file}: {str(exc).removeprefix('interactions: ')}") from None
+    user = interactions["user"].to_numpy()
+    position = interactions["position"].to_numpy()
+    if len(user) > 1:
+        step = np.diff(user)
+        new_user = step != 0
+        ok = (step >= 0) & np.where(new_user, position[1:] == 0, position[1:] == position[:-1] + 1)
+        if position[0] != 0 or not ok.all():
+            row = 0 if position[0] != 0 else int(np.flatnonzero(~ok)[0]) + 1
+            raise DatasetError(f"{file}: row {row + 1}: events are not sorted by (user, position) with "
+                               f"positions 0, 1, ... (user {user[row]}, position {position[row]}); prepare "
+                               "the dataset again")
+    elif len(user) == 1 and position[0] != 0:
+        raise DatasetError(f"{file}: row 1: position {position[0]}, expected 0")
+
+
+def _short_json(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _fingerprint(interactions: pl.DataFrame, n_items: int, behaviors: tuple[str, ...]) -> str:
     """A content hash of the events, the catalogue size and the vocabulary (not of file bytes)."""
     h = hashlib.sha256()
@@ -424,22 +514,15 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 @contextmanager
-def atomic_directory(target: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside ``target`` that replaces it only if the block succeeds."""
-    target = Path(target)
-    if target.exists() and not overwrite:
-        raise DatasetError(f"{target}: output exists; pass --overwrite to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+def atomic_directory(target: Path, overwrite: bool = False, kind: OutputKind | None = None,
+                     inputs: Iterable[str | os.PathLike[str] | None] = ()) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target`` that replaces it only if the block succeeds.
+
+    A thin wrapper of :func:`user_models.outputs.replace_output`: ``kind`` decides what ``overwrite``
+    may replace. ``kind=None`` is the legacy "any directory" rule for writers not yet given a kind.
+    """
+    with replace_output(target, kind or _ANY_DIRECTORY, overwrite=overwrite, inputs=inputs) as tmp:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+
+
+_ANY_DIRECTORY = OutputKind("directory", check=lambda p: p.is_dir())

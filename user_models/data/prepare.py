@@ -5,12 +5,15 @@ One path for every input format (readers only rename columns, see :mod:`user_mod
 1. **read**: only the mapped columns are materialised (Polars scans the file lazily, so a file larger
    than memory works as long as those columns fit: roughly 70 bytes per event for four text columns
    while parsing; see docs/data_formats.md).
-2. **missing user or item**: rows without a user or item id (and rows without an event/rating value when
+2. **spaces stripped from ids** (only when some were padded; no row is removed): ``" 7"`` is user ``7``.
+   **missing user or item**: rows without a user or item id (and rows without an event/rating value when
    the data has them) are dropped.
-3. **unparsable timestamps**: empty or unparsable times are dropped or, under the ``error`` policy,
-   reported with their line. Numbers are unix time; the unit is detected from the largest magnitude
-   (< 1e11 seconds, < 1e14 milliseconds, < 1e17 microseconds, else nanoseconds; 1e11 s is the year 5138
-   and 1e11 ms is 1973) or set with ``time_unit``. Strings that are not numbers are ISO-8601 (``T`` or
+3. **unparsable timestamps**: empty, unparsable and implausible times are dropped or, under the
+   ``error`` policy, reported with their line. Numbers are unix time; the unit is detected from the
+   *median* magnitude (< 1e11 seconds, < 1e14 milliseconds, < 1e17 microseconds, else nanoseconds; 1e11 s
+   is the year 5138 and 1e11 ms is 1973) or set with ``time_unit``; a file whose rows disagree about the
+   unit is refused. Calendar times before ``min_time`` (1990) or after ``max_time`` (tomorrow) are
+   implausible (see :func:`_parse_timestamps`). Strings that are not numbers are ISO-8601 (``T`` or
    space between date and time, optional fraction, ``Z`` or ``+hh:mm`` offset, or a date alone);
    times without an offset are UTC. Everything is stored as whole unix seconds (floored).
 4. **events outside the vocabulary**: dropped or, under ``error``, reported.
@@ -38,6 +41,7 @@ import hmac
 import math
 import re
 import secrets
+import time as _time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +52,7 @@ from tqdm.auto import tqdm
 
 from user_models.data.artifact import CleaningStep, DatasetMeta, SequenceDataset, file_sha256
 from user_models.data.funnel import funnel_cleaning_step
-from user_models.data.readers import RawItems, RawLog
+from user_models.data.readers import RawItems, RawLog, explain_read_error
 from user_models.errors import DatasetError, InputError
 
 Policy = Literal["drop", "error"]
@@ -61,6 +65,10 @@ SINGLE_BEHAVIOR = "interact"
 """The one behavior of logs that carry neither events nor ratings."""
 
 _UNIT_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+MIN_PLAUSIBLE_TIME = 631_152_000.0
+"""1990-01-01T00:00:00Z in unix seconds: the default earliest plausible event time."""
+MAX_ABS_RATING = 1e6
+"""Ratings beyond this magnitude (and non-finite ones) are refused as not ratings."""
 _ISO_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -106,6 +114,14 @@ class PrepareConfig:
     temporal_test_fraction: float = 0.1
     collapse_funnel: bool = True
     funnel_window_seconds: float | None = None
+    min_time: float = MIN_PLAUSIBLE_TIME
+    """Earliest plausible event time (unix seconds; default 1990-01-01). Earlier calendar times are
+    implausible: dropped and counted, or reported under ``bad_timestamps="error"``. Files whose times are
+    all small counts (relative time, e.g. seconds from 0) are not calendar times and are not judged."""
+    max_time: float | None = None
+    """Latest plausible event time (unix seconds); None means one day after now."""
+    strip_ids: bool = True
+    """Remove spaces around user ids, item ids and event names (counted in the cleaning report)."""
 
     def __post_init__(self) -> None:
         if self.funnel_window_seconds is not None and not self.funnel_window_seconds >= 0:
@@ -114,6 +130,10 @@ class PrepareConfig:
             raise InputError("--min-user-events and --min-item-events must be at least 1")
         if not self.session_gap_seconds > 0:
             raise InputError(f"session gap must be positive, got {self.session_gap_seconds}")
+        if not math.isfinite(self.min_time) or (self.max_time is not None and not (
+                math.isfinite(self.max_time) and self.max_time > self.min_time)):
+            raise InputError(f"plausible time range must be finite and increasing, got {self.min_time} .. "
+                             f"{self.max_time}")
         if not 0 < self.temporal_test_fraction < 1:
             raise InputError(f"temporal test fraction must be in (0, 1), got {self.temporal_test_fraction}")
         if list(self.rating_thresholds) != sorted(set(self.rating_thresholds)) or not self.rating_thresholds:
@@ -159,6 +179,7 @@ def prepare(
         report = _Report(log, frame.height)
 
         _next_stage(bar)
+        frame = _strip_ids(frame, log, config, report)
         frame = _drop_missing(frame, report)
         # From here on users and items are dense integer codes in raw-id order; raw ids live in *_ids.
         user_codes, user_ids = _encode_ids(frame["user"])
@@ -249,8 +270,12 @@ def _read(log: RawLog) -> pl.DataFrame:
     except pl.exceptions.NoDataError:
         raise InputError(f"{log.path}: file is empty") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
-        text = str(exc).strip().splitlines()
-        raise InputError(f"{log.path}: cannot read ({text[0] if text else type(exc).__name__})") from None
+        raise InputError(explain_read_error(log.path, log.fmt, exc)) from None
+    for col in ("user", "item", "event"):
+        if col in frame.columns and isinstance(frame.schema[col], pl.List | pl.Struct | pl.Array):
+            first = frame.filter(pl.col(col).is_not_null()).row(0, named=True)
+            raise InputError(f"{log.path}: {log.where(first['row'])}, column {log.columns[col]!r}: value "
+                             f"{str(first[col])[:40]} is a list or an object; expected an id or a name")
     # Later steps keep the first of equal rows and break time ties by file order: rows in file order.
     return frame if frame["row"].is_sorted() else frame.sort("row")
 
@@ -262,6 +287,24 @@ def _is_missing(col: str, dtype: pl.DataType) -> pl.Expr:
     elif dtype.is_float():
         expr = expr | pl.col(col).is_nan()
     return expr
+
+
+def _strip_ids(frame: pl.DataFrame, log: RawLog, config: PrepareConfig, report: _Report) -> pl.DataFrame:
+    """Spaces around ids and event names are padding, not part of the id (``" 7"`` is user ``7``)."""
+    if not config.strip_ids:
+        return frame
+    cols = [c for c in ("user", "item", "event") if c in frame.columns and frame.schema[c] == pl.String]
+    if not cols:
+        return frame
+    padded = frame.select(
+        (pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != pl.col(c))).sum().alias(c) for c in cols
+    ).row(0, named=True)
+    if not any(padded.values()):
+        return frame
+    out = frame.with_columns(pl.col(c).str.strip_chars() for c in cols)
+    detail = ", ".join(f"{log.columns[c]}: {n}" for c, n in padded.items() if n)
+    report.add("spaces stripped from ids", frame.height, out.height, f"values changed (rows kept): {detail}")
+    return out
 
 
 def _drop_missing(frame: pl.DataFrame, report: _Report) -> pl.DataFrame:
@@ -312,56 +355,153 @@ def _as_integers(ids: pl.Series) -> pl.Series | None:
 def _parse_timestamps(
     frame: pl.DataFrame, log: RawLog, config: PrepareConfig, report: _Report
 ) -> tuple[pl.DataFrame, str | None]:
+    """Unix seconds for every row; unparsable and implausible times are dropped (counted) or reported.
+
+    Numeric times take one unit for the whole file, from the *median* magnitude (so one absurd value
+    cannot flip it). A row whose own magnitude says another unit and would then be a plausible time
+    means the file mixes units: it is refused, since no single reading is right. Calendar times (ISO
+    strings, datetimes, or numbers whose median is after ``min_time``) outside
+    ``[min_time, max_time]`` are implausible; numbers that are all small counts are relative time and
+    only a row off by a unit (1000x) is implausible there.
+    """
     if "timestamp" not in frame.columns:
         return frame, None
     raw = frame["timestamp"]
-    seconds, unit = _to_unix_seconds(raw, config.time_unit)
+    col = log.columns["timestamp"]
+    seconds, unit, numbers, num_unit = _to_unix_seconds(raw, config.time_unit)
     bad = seconds.is_null()
     n_bad = int(bad.sum())
     if n_bad and config.bad_timestamps == "error":
         first = frame.filter(bad).row(0, named=True)
         raise InputError(
-            f"{log.path}: {log.where(first['row'])}, column {log.columns['timestamp']!r}: cannot parse "
+            f"{log.path}: {log.where(first['row'])}, column {col!r}: cannot parse "
             f"timestamp {first['timestamp']!r} (expected unix seconds/milliseconds or ISO-8601); pass "
             "--bad-timestamps drop to skip such rows"
         )
-    out = frame.with_columns(seconds.alias("timestamp")).filter(~bad)
-    report.add("unparsable timestamps", frame.height, out.height,
-               f"{n_bad} empty or unparsable in {log.columns['timestamp']!r}" if n_bad else "")
+    lo = config.min_time
+    hi = config.max_time if config.max_time is not None else _time.time() + 86_400
+    numeric = numbers.is_not_null() if numbers is not None else pl.Series([False] * len(raw))
+    calendar_numbers = False
+    if numbers is not None and bool(numeric.any()):
+        median = seconds.filter(numeric).median()
+        calendar_numbers = isinstance(median, int | float) and median >= lo
+    judged = ~bad & (~numeric | calendar_numbers)
+    implausible = judged & ((seconds < lo) | (seconds > hi))
+    if numbers is not None and num_unit is not None and bool(numeric.any()):
+        own = _unit_codes(numbers.abs())
+        disagree = numeric & (own != _UNITS.index(num_unit))
+        if config.time_unit == "auto" and bool(disagree.any()):
+            own_seconds = (numbers / own.replace_strict(list(range(4)), [_UNIT_DIVISOR[u] for u in _UNITS],
+                                                        return_dtype=pl.Float64)).floor()
+            mixed = disagree & (own_seconds >= lo) & (own_seconds <= hi)
+            if bool(mixed.any()):
+                first = frame.filter(mixed).row(0, named=True)
+                code = own.filter(mixed)[0]
+                raise InputError(
+                    f"{log.path}: {log.where(first['row'])}, column {col!r}: timestamp "
+                    f"{first['timestamp']!r} is in unix {_UNITS[code]} but the file is in unix {num_unit} "
+                    f"(median magnitude); {int(mixed.sum())} of {int(numeric.sum())} rows disagree about the "
+                    "unit: convert them, or pass --time-unit to read every row in one unit"
+                )
+        if not calendar_numbers:
+            implausible = implausible | (disagree & ~bad)
+    n_implausible = int(implausible.sum())
+    if n_implausible:
+        first = frame.filter(implausible).row(0, named=True)
+        where = f"{log.where(first['row'])} value {first['timestamp']!r}"
+        span = f"{_date(lo)} .. {_date(hi)}"
+        if config.bad_timestamps == "error":
+            raise InputError(
+                f"{log.path}: {log.where(first['row'])}, column {col!r}: implausible timestamp "
+                f"{first['timestamp']!r} (read as unix {num_unit or unit}: outside {span}, or off by a "
+                "unit); set --min-time/--max-time, --time-unit, or pass --bad-timestamps drop"
+            )
+    remove = bad | implausible
+    out = frame.with_columns(seconds.alias("timestamp")).filter(~remove)
+    details = []
+    if n_bad:
+        details.append(f"{n_bad} empty or unparsable in {col!r}")
+    if n_implausible:
+        details.append(f"{n_implausible} implausible (outside {span} or off by a unit; first: {where})")
+    report.add("unparsable timestamps", frame.height, out.height, "; ".join(details))
     return out, unit
 
 
-def _to_unix_seconds(raw: pl.Series, unit: TimeUnit) -> tuple[pl.Series, str]:
-    """Whole unix seconds (Int64, null where unparsable) and a description of the detected format."""
+_UNITS = ("s", "ms", "us", "ns")
+
+
+def _unit_codes(magnitude: pl.Series) -> pl.Series:
+    """Unit index (0 s, 1 ms, 2 us, 3 ns) that a unix time of this magnitude is most likely in."""
+    codes = sum((magnitude >= bound).cast(pl.Int8) for bound in (1e11, 1e14, 1e17))
+    assert isinstance(codes, pl.Series)
+    return codes.fill_null(0)
+
+
+def _date(seconds: float) -> str:
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d")
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds:g}"
+
+
+def parse_time_bound(text: str) -> float:
+    """Unix seconds of ``--min-time``/``--max-time``: a number of seconds or an ISO-8601 date/time."""
+    try:
+        value = float(text)
+    except ValueError:
+        parsed = _iso_seconds(pl.Series([text.strip()]))[0]
+        if parsed is None:
+            raise InputError(f"invalid time {text!r}; use unix seconds or an ISO-8601 date such as "
+                             "1990-01-01") from None
+        return float(parsed)
+    if not math.isfinite(value):
+        raise InputError(f"invalid time {text!r}: not finite")
+    return value
+
+
+def _to_unix_seconds(
+    raw: pl.Series, unit: TimeUnit
+) -> tuple[pl.Series, str, pl.Series | None, str | None]:
+    """Whole unix seconds (Int64, null where unparsable), a description of the detected format, the
+    numeric values (null where not a number; None when the column has no numbers) and their unit."""
     if raw.dtype == pl.Date:
-        return raw.cast(pl.Datetime("ms")).dt.epoch("s"), "date"
+        return raw.cast(pl.Datetime("ms")).dt.epoch("s"), "date", None, None
     if isinstance(raw.dtype, pl.Datetime):
-        return raw.dt.epoch("s"), "datetime"
+        return raw.dt.epoch("s"), "datetime", None, None
     if raw.dtype == pl.String:
         numbers = raw.cast(pl.Float64, strict=False)
         text = raw
         if numbers.null_count() > raw.null_count():  # padded numbers or ISO strings
             text = raw.str.strip_chars()
             numbers = text.cast(pl.Float64, strict=False)
-        seconds, kind = _numeric_seconds(numbers, unit)
+        numbers = numbers.set(~numbers.is_finite(), None)
+        seconds, kind, num_unit = _numeric_seconds(numbers, unit)
         if not (numbers.is_null() & text.is_not_null()).any():
-            return seconds, kind
+            return seconds, kind, numbers, num_unit
         iso = _iso_seconds(text)
         if numbers.null_count() == len(numbers):
-            return iso, "iso-8601"
-        return pl.select(pl.coalesce(seconds, iso)).to_series(), f"{kind} and iso-8601"
+            return iso, "iso-8601", None, None
+        return pl.select(pl.coalesce(seconds, iso)).to_series(), f"{kind} and iso-8601", numbers, num_unit
     if not raw.dtype.is_numeric():
-        return pl.Series(raw.name, [None] * len(raw), dtype=pl.Int64), f"unsupported type {raw.dtype}"
-    return _numeric_seconds(raw.cast(pl.Float64), unit)
+        return (pl.Series(raw.name, [None] * len(raw), dtype=pl.Int64), f"unsupported type {raw.dtype}",
+                None, None)
+    numbers = raw.cast(pl.Float64)
+    numbers = numbers.set(~numbers.is_finite(), None)
+    seconds, kind, num_unit = _numeric_seconds(numbers, unit)
+    return seconds, kind, numbers, num_unit
 
 
-def _numeric_seconds(values: pl.Series, unit: TimeUnit) -> tuple[pl.Series, str]:
-    values = values.set(~values.is_finite(), None)
+def _numeric_seconds(values: pl.Series, unit: TimeUnit) -> tuple[pl.Series, str, str]:
+    """Seconds of finite ``values`` in ``unit``; ``auto`` takes the unit of the median magnitude."""
     if unit == "auto":
-        top = values.abs().max()
-        magnitude = float(top) if isinstance(top, int | float) else 0.0
-        unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
-    return (values / _UNIT_DIVISOR[unit]).floor().cast(pl.Int64), f"unix {unit}"
+        middle = values.abs().median()
+        magnitude = float(middle) if isinstance(middle, int | float) else 0.0
+        unit = _UNITS[int(_unit_codes(pl.Series([magnitude]))[0])]  # type: ignore[assignment]
+    # clipped so an absurd value stays a (far out of range, so implausible) integer instead of failing
+    seconds = (values / _UNIT_DIVISOR[unit]).floor().clip(-(2.0**62), 2.0**62).cast(pl.Int64)
+    return seconds, f"unix {unit}", unit
 
 
 def _iso_seconds(text: pl.Series) -> pl.Series:
@@ -433,6 +573,12 @@ def _map_ratings(
         first = frame.filter(bad).row(0, named=True)
         raise InputError(f"{log.path}: {log.where(first['row'])}, column {log.columns['rating']!r}: value "
                          f"{first['rating']!r} is not a number")
+    bad = ~rating.is_finite() | (rating.abs() > MAX_ABS_RATING)
+    if bad.any():
+        first = frame.filter(bad).row(0, named=True)
+        raise InputError(f"{log.path}: {log.where(first['row'])}, column {log.columns['rating']!r}: value "
+                         f"{first['rating']!r} is not a plausible rating (finite, at most "
+                         f"{MAX_ABS_RATING:g} in magnitude)")
     level = pl.sum_horizontal([(pl.col("rating") >= t).cast(pl.Int8) for t in thresholds]) + 1
     out = frame.with_columns(rating.alias("rating")).with_columns(level.cast(pl.Int8).alias("behavior"))
     return out, names, "ratings", "rating thresholds"

@@ -90,10 +90,18 @@ class RawLog:
     columns: dict[str, str]
     first_line: int | None
     sources: tuple[Path, ...]
+    fmt: str = ""
+    """The layout read (``csv``, ``jsonl``, ...): decides how a row maps back to a file line."""
 
     def where(self, row: int) -> str:
-        """Human location of a raw row: ``line N`` in text files, ``row N`` otherwise."""
-        return f"line {row + self.first_line}" if self.first_line is not None else f"row {row + 1}"
+        """Human location of a raw row: ``line N`` in text files, ``row N`` otherwise.
+
+        CSV/TSV lines are found by re-reading the file (only when an error is reported), so a quoted
+        field spanning several lines before the row does not shift the number; JSONL skips blank lines.
+        """
+        if self.first_line is None:
+            return f"row {row + 1}"
+        return f"line {line_of_row(self.path, self.fmt, row, self.first_line)}"
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,9 @@ def infer_format(path: Path) -> InputFormat:
     }
     if suffix in by_suffix:
         return by_suffix[suffix]
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory holding neither u.data nor a *.inter file; give the log "
+                         "file itself")
     raise InputError(f"{path}: cannot tell the format from the name; pass --input-format "
                      f"({'|'.join(INPUT_FORMATS)})")
 
@@ -145,8 +156,9 @@ def read_log(path: str | Path, fmt: InputFormat | None = None, columns: ColumnMa
     if fmt == "recbole":
         return _read_recbole_inter(_recbole_file(path, ".inter"), columns)
     path = _existing(path)
+    _check_quotes(path, fmt)
     lazy, first_line = _scan_table(path, fmt)
-    return _map_log_columns(lazy, path, columns, first_line)
+    return _map_log_columns(lazy, path, columns, first_line, fmt)
 
 
 def read_items(
@@ -166,8 +178,9 @@ def read_items(
     if fmt == "sasrec":
         raise InputError(f"{path}: SASRec text holds no item metadata; give a csv/tsv/parquet/jsonl file")
     path = _existing(path)
+    _check_quotes(path, fmt)
     lazy, first_line = _scan_table(path, fmt)
-    return _map_item_columns(lazy, path, columns, first_line)
+    return _map_item_columns(lazy, path, columns, first_line, fmt)
 
 
 def companion_items(path: str | Path, fmt: InputFormat) -> Path | None:
@@ -197,13 +210,15 @@ def _scan_table(path: Path, fmt: str) -> tuple[pl.LazyFrame, int | None]:
     raise InputError(f"{path}: unknown input format {fmt!r}; expected one of {', '.join(INPUT_FORMATS)}")
 
 
-def _column_names(lazy: pl.LazyFrame, path: Path) -> list[str]:
+def _column_names(lazy: pl.LazyFrame, path: Path, fmt: str = "") -> list[str]:
     try:
         names = lazy.collect_schema().names()
     except pl.exceptions.NoDataError:
         raise InputError(f"{path}: file is empty") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(f"{path}: cannot read ({_first_line(exc)})") from None
+        raise InputError(explain_read_error(path, fmt, exc)) from None
+    if any("\ufffd" in n for n in names):  # Polars decodes a bad header lossily: say why instead
+        raise InputError(_encoding_problem(path) or f"{path}: the header is not UTF-8 text")
     return [n for n in names if n != ROW_INDEX]
 
 
@@ -235,9 +250,9 @@ def _delimiter_hint(available: Sequence[str]) -> str:
 
 
 def _map_log_columns(
-    lazy: pl.LazyFrame, path: Path, columns: ColumnMap, first_line: int | None
+    lazy: pl.LazyFrame, path: Path, columns: ColumnMap, first_line: int | None, fmt: str = ""
 ) -> RawLog:
-    available = _column_names(lazy, path)
+    available = _column_names(lazy, path, fmt)
     user = _pick(available, columns.user, USER_CANDIDATES, "user", "--user-col", path, True)
     item = _pick(available, columns.item, ITEM_CANDIDATES, "item", "--item-col", path, True)
     time = _pick(available, columns.time, TIME_CANDIDATES, "timestamp", "--time-col", path, False)
@@ -254,20 +269,20 @@ def _map_log_columns(
         raise InputError(f"{path}: one column mapped to two roles: {present}")
     frame = lazy.select(pl.col(ROW_INDEX).cast(pl.Int64).alias("row"),
                         *(pl.col(c).alias(r) for r, c in present.items()))
-    return RawLog(frame, path, present, first_line, (path,))
+    return RawLog(frame, path, present, first_line, (path,), fmt)
 
 
 def _map_item_columns(
-    lazy: pl.LazyFrame, path: Path, columns: ItemColumnMap, first_line: int | None
+    lazy: pl.LazyFrame, path: Path, columns: ItemColumnMap, first_line: int | None, fmt: str = ""
 ) -> RawItems:
-    available = _column_names(lazy, path)
+    available = _column_names(lazy, path, fmt)
     item = _pick(available, columns.item, ITEM_ID_CANDIDATES, "item id", "--item-id-col", path, True)
     assert item is not None  # required=True
     title = _pick(available, columns.title, TITLE_CANDIDATES, "title", "--title-col", path, False)
     category = _pick(available, columns.category, CATEGORY_CANDIDATES, "category", "--category-col", path,
                      False)
     price = _pick(available, columns.price, PRICE_CANDIDATES, "price", "--price-col", path, False)
-    frame = _collect(lazy, path)
+    frame = _collect(lazy, path, fmt)
 
     def text(col: str | None) -> pl.Expr:
         if col is None:
@@ -283,16 +298,19 @@ def _map_item_columns(
         text(category).alias("category"),
         (pl.col(price) if price is not None else pl.lit(None)).alias("price"),
     )
-    return RawItems(_check_items(out, path, first_line, price), path)
+    return RawItems(_check_items(out, path, first_line, price, fmt), path)
 
 
 def _check_items(
-    frame: pl.DataFrame, path: Path, first_line: int | None, price_col: str | None
+    frame: pl.DataFrame, path: Path, first_line: int | None, price_col: str | None, fmt: str = ""
 ) -> pl.DataFrame:
-    """Item ids must be present and unique and prices numeric; metadata is never silently dropped."""
+    """Item ids must be present and unique and prices finite numbers; metadata is never silently
+    dropped."""
 
     def where(row: int) -> str:
-        return f"line {row + first_line}" if first_line is not None else f"row {row + 1}"
+        if first_line is None:
+            return f"row {row + 1}"
+        return f"line {line_of_row(path, fmt, row, first_line)}"
 
     missing = frame.filter(pl.col("item").is_null() | (pl.col("item") == ""))
     if missing.height:
@@ -310,16 +328,211 @@ def _check_items(
         price = parsed
     elif price.dtype != pl.Null and not price.dtype.is_numeric():
         raise InputError(f"{path}: column {price_col!r} has type {price.dtype}, expected numbers")
-    return frame.with_columns(price.cast(pl.Float64).alias("price")).drop("row")
+    price = price.cast(pl.Float64)
+    bad = frame.filter(price.is_not_null() & ~price.is_finite())
+    if bad.height:
+        raise InputError(f"{path}: {where(bad['row'][0])}, column {price_col!r}: value "
+                         f"{bad['price'][0]!r} is not a finite number")
+    return frame.with_columns(price.alias("price")).drop("row")
 
 
-def _collect(lazy: pl.LazyFrame, path: Path) -> pl.DataFrame:
+def _collect(lazy: pl.LazyFrame, path: Path, fmt: str = "") -> pl.DataFrame:
     try:
         return lazy.collect()
     except pl.exceptions.NoDataError:
         raise InputError(f"{path}: file is empty") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(f"{path}: cannot read ({_first_line(exc)})") from None
+        raise InputError(explain_read_error(path, fmt, exc)) from None
+
+
+# --- diagnosing unreadable text files ---------------------------------------------------------------
+def explain_read_error(path: Path, fmt: str, exc: BaseException) -> str:
+    """A one-line message naming the first bad line of a file the fast reader rejected.
+
+    The fast reader (Polars) reports "invalid utf-8 sequence" or "found more fields than defined"
+    without a position; this re-reads the file in Python (only on failure) to find the line: a byte
+    that is not UTF-8 (with a hint when the file looks Latin-1), a CSV/TSV row with another number of
+    fields than the header (quoted fields spanning lines counted right), a JSONL line that is not
+    valid JSON or not an object. Falls back to the reader's own first line.
+    """
+    if fmt in ("csv", "tsv", "jsonl", "recbole", "movielens", "sasrec"):
+        try:
+            found = _encoding_problem(path)
+            if found is None and fmt in ("csv", "tsv"):
+                found = _quote_problem(path, "," if fmt == "csv" else "\t")
+            if found is None and fmt in ("csv", "tsv"):
+                found = _ragged_row(path, "," if fmt == "csv" else "\t")
+            if found is None and fmt == "jsonl":
+                found = _bad_json_line(path)
+        except OSError:
+            found = None
+        if found is not None:
+            return found
+    return f"{path}: cannot read ({_first_line(exc)})"
+
+
+def _check_quotes(path: Path, fmt: str) -> None:
+    if fmt in ("csv", "tsv"):
+        problem = _quote_problem(path, "," if fmt == "csv" else "\t")
+        if problem is not None:
+            raise InputError(problem)
+
+
+def _encoding_problem(path: Path) -> str | None:
+    """The first byte of ``path`` that is not UTF-8, as a message with its line (None: all UTF-8)."""
+    carry, lines_before = b"", 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            data = carry + block
+            if not data:
+                return None
+            try:
+                data.decode("utf-8")
+                carry = b""
+            except UnicodeDecodeError as exc:
+                truncated = exc.reason == "unexpected end of data"
+                if truncated and block:  # a character split across blocks: decide with the next one
+                    carry = data[exc.start:]
+                    lines_before += data.count(b"\n", 0, exc.start)
+                    continue
+                line = lines_before + data.count(b"\n", 0, exc.start) + 1
+                return (f"{path}: line {line}: byte 0x{data[exc.start]:02X} is not UTF-8 (the file looks "
+                        "Latin-1/Windows-1252 or otherwise encoded; convert it to UTF-8, e.g. "
+                        "iconv -f latin1 -t utf-8)")
+            if not block:
+                return None
+            lines_before += data.count(b"\n")
+
+
+def _quote_problem(path: Path, delimiter: str) -> str | None:
+    """The first quote the fast reader would misread: inside an unquoted field, followed by text after
+    it closes, or opening a field that is never closed (Polars may then swallow the rest of the file as
+    one field without an error, the csv module silently accepts the first two).
+
+    Files without a ``"`` are skipped after a byte scan; otherwise only the quotes are visited (the text
+    between them is counted at C speed), so the check costs little next to parsing.
+    """
+    with open(path, "rb") as f:
+        if not any(b'"' in block for block in iter(lambda: f.read(1 << 22), b"")):
+            return None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    n = len(text)
+    boundary = (delimiter, "\n", "\r")
+    i, line, pos = 0, 1, 0  # pos: where line numbers were last counted up to
+    while True:
+        start = text.find('"', i)
+        if start < 0:
+            return None
+        line += text.count("\n", pos, start)
+        pos = start
+        if start > 0 and text[start - 1] not in boundary:
+            return (f"{path}: line {line}: a quote inside an unquoted field (quote the whole field and "
+                    'double the quote: "a""b")')
+        j = start + 1
+        while True:  # find the closing quote, skipping doubled ones
+            end = text.find('"', j)
+            if end < 0:
+                return f"{path}: line {line}: a quoted field opened here is never closed"
+            if end + 1 < n and text[end + 1] == '"':
+                j = end + 2
+                continue
+            break
+        if end + 1 < n and text[end + 1] not in boundary:
+            close_line = line + text.count("\n", start, end)
+            return (f"{path}: line {close_line}: text after the closing quote of a quoted field (double a "
+                    'quote inside a quoted field: "a""b")')
+        i = end + 1
+
+
+def _ragged_row(path: Path, delimiter: str) -> str | None:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            return None
+        start = reader.line_num + 1
+        for record in reader:
+            if record and len(record) != len(header):
+                return (f"{path}: line {start}: {len(record)} fields, the header has {len(header)} "
+                        "(a ragged row: check the delimiter and the quoting)")
+            start = reader.line_num + 1
+    return None
+
+
+def _bad_json_line(path: Path) -> str | None:
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        if not any(line.strip() for line in f):
+            return f"{path}: file is empty"
+    first_kind: dict[str, tuple[str, int]] = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                return f"{path}: line {number}: invalid JSON ({exc.msg} at column {exc.pos + 1})"
+            if not isinstance(value, dict):
+                return f"{path}: line {number}: expected a JSON object per line, got {_json_kind(value)}"
+            for key, item in value.items():
+                kind = _json_kind(item)
+                if kind == "null":
+                    continue
+                seen, where = first_kind.setdefault(key, (kind, number))
+                clash = {seen, kind}
+                if seen != kind and (clash & {"an array", "an object"} or clash == {"a number", "a boolean"}):
+                    return (f"{path}: line {number}, column {key!r}: value {json.dumps(item)[:40]} is {kind} "
+                            f"but line {where} has {seen}; use one type per column")
+    return None
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string" if isinstance(value, str) else "a number"
+
+
+def line_of_row(path: Path, fmt: str, row: int, first_line: int) -> int:
+    """File line where data row ``row`` (0-based, file order) starts.
+
+    CSV/TSV: records are counted with Python's csv reader, so quoted fields spanning lines are handled
+    (Polars and the csv module both treat a blank line as a row). JSONL: blank lines are not rows.
+    Other layouts (and any file that cannot be re-read) have one row per line below ``first_line``.
+    """
+    try:
+        if fmt in ("csv", "tsv"):
+            import csv
+
+            with open(path, newline="", encoding="utf-8", errors="replace") as f:
+                reader = csv.reader(f, delimiter="," if fmt == "csv" else "\t")
+                next(reader, None)  # header
+                start = reader.line_num + 1
+                for index, _ in enumerate(reader):
+                    if index == row:
+                        return start
+                    start = reader.line_num + 1
+        elif fmt == "jsonl":
+            with open(path, encoding="utf-8", errors="replace") as f:
+                index = -1
+                for number, line in enumerate(f, start=1):
+                    if line.strip():
+                        index += 1
+                        if index == row:
+                            return number
+    except OSError:
+        pass
+    return row + first_line
 
 
 def _first_line(exc: BaseException) -> str:
@@ -328,8 +541,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _existing(path: Path) -> Path:
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a file (directories are read only as "
+                         "--input-format recbole or movielens; for other layouts give the log file)")
     if not path.is_file():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
     return path
 
 
@@ -371,7 +587,7 @@ def _scan_recbole(path: Path) -> tuple[pl.LazyFrame, dict[str, str]]:
 
 def _read_recbole_inter(path: Path, columns: ColumnMap) -> RawLog:
     lazy, _ = _scan_recbole(path)
-    return _map_log_columns(lazy, path, columns, 2)
+    return _map_log_columns(lazy, path, columns, 2, "recbole")
 
 
 def _read_recbole_items(path: Path, columns: ItemColumnMap) -> RawItems:
@@ -394,7 +610,7 @@ def _read_movielens_data(path: Path) -> RawLog:
                        row_index_name="row", raise_if_empty=True)
     _column_names(lazy, path)  # empty-file check
     columns = {name: name for name in names}
-    return RawLog(lazy.select(pl.col("row").cast(pl.Int64), *names), path, columns, 1, (path,))
+    return RawLog(lazy.select(pl.col("row").cast(pl.Int64), *names), path, columns, 1, (path,), "movielens")
 
 
 def _read_movielens_items(path: Path) -> RawItems:
@@ -444,4 +660,4 @@ def _read_sasrec(path: Path) -> RawLog:
     )
     if bad.height:
         raise InputError(f"{path}: line {bad['row'][0] + 1}: expected 'user item', got {bad['line'][0]!r}")
-    return RawLog(frame.drop("line"), path, {"user": "field 1", "item": "field 2"}, 1, (path,))
+    return RawLog(frame.drop("line"), path, {"user": "field 1", "item": "field 2"}, 1, (path,), "sasrec")
