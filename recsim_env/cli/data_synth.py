@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from recsim_env.cli.data import add_output_arguments, check_output, save_and_report
+from recsim_env.cli.dataset_output import add_output_arguments, check_output, save_and_report
 from user_models.errors import InputError
 from user_models.synthetic.config import SyntheticConfig
 
