@@ -358,6 +358,10 @@ class EnvConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        for name, section in _SECTIONS.items():  # EnvConfig(reward={...}) as from_mapping would read it
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, _section(section, value, f"env argument {name!r}"))
         _check(self.action_mode in ACTION_MODES, f"action_mode must be one of {ACTION_MODES}, got "
                f"{self.action_mode!r}")
         _check(self.observation_mode in OBSERVATION_MODES, f"observation_mode must be one of "
@@ -434,12 +438,7 @@ def _typed_fields(cls: type, data: Mapping[str, Any], source: str) -> dict[str, 
         where = f"{source}: env argument {key!r}" if cls is EnvConfig else f"{source}: {key}"
         section = _SECTIONS.get(key)
         if section is not None and isinstance(value, Mapping):
-            fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-            checked = _typed_fields(section, fields_, where)  # errors: "...: env argument 'reward': x ..."
-            try:
-                value = section(**checked)
-            except InputError as exc:
-                raise InputError(f"{where}: {exc}") from None
+            value = _section(section, value, where)
         elif key == "calibration" and isinstance(value, Mapping):
             value = Calibration.from_mapping(value, where)
         elif key == "calibration" and isinstance(value, os.PathLike):
@@ -448,6 +447,16 @@ def _typed_fields(cls: type, data: Mapping[str, Any], source: str) -> dict[str, 
             raise InputError(f"{where} must be {_type_name(hints[key])}, got {value!r}")
         out[key] = value
     return out
+
+
+def _section(section: type, value: Mapping[str, Any], where: str) -> Any:
+    """A section's frozen config from a plain mapping of its fields (lists become tuples), type-checked."""
+    fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+    checked = _typed_fields(section, fields_, where)  # errors read "...: env argument 'reward': x ..."
+    try:
+        return section(**checked)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
 
 
 def _matches(value: Any, hint: Any) -> bool:
