@@ -7,7 +7,7 @@ recsim demo [--dataset synthetic|ml-100k] [--data-dir PATH] [--out DIR] [--quick
 Prepares the data, trains and calibrates the user model, evaluates it against next-item baselines,
 trains MaskablePPO briefly, benchmarks it against the classic recommenders, checks the simulator's
 fidelity and records one session; everything lands in ``--out`` with ``report.md`` on top. The stages
-are :func:`recsim_env.demo.run_demo`'s.
+are :data:`recsim_env.demo.STAGES`, run by :func:`recsim_env.demo.run_demo`.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    # Imported here, as every group does (see recsim_env.cli): the demo's stages import torch, SB3 and
+    # the whole library, which ``recsim --help`` should not wait for.
     from recsim_env.demo import DEFAULT, QUICK, DemoConfig, run_demo
 
     config = DemoConfig(
