@@ -497,3 +497,15 @@ def _type_name(hint: Any) -> str:
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise InputError(message)
+
+
+WORLD_MODEL = "world"
+"""The model argument that names a synthetic dataset's ground-truth world instead of a learned model."""
+
+WORLD_LEAVE = LeaveConfig(no_choice_drain=0.0, low_value_drain=0.0, high_value_refill=0.0)
+"""The world has its own patience (drained by no-response and view events, refilled by carts and buys,
+and driving its session-end probability), so the core's patience is switched off in the world env."""
+
+WORLD_DEFAULTS: dict[str, Any] = {"leave": WORLD_LEAVE, "no_choice_event": True}
+"""Settings of ``RecSim-World-v0`` that differ from the learned simulator's: no-choice steps are world
+events (behavior 0, draining the world's patience) and the world's end probability is the only hazard."""

@@ -8,9 +8,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from recsim_env.config import EnvConfig
+from recsim_env.config import WORLD_MODEL, EnvConfig
 from recsim_env.core import StepSnapshot
-from recsim_env.factory import WORLD_MODEL, build_env_core, load_dataset, world_config
+from recsim_env.factory import build_env_core, load_dataset, world_config
 from recsim_env.render.env_view import CoreRenderer
 from recsim_env.render.frame import SessionFrame
 from recsim_env.render.pygame_renderer import RENDER_FPS
@@ -189,7 +189,7 @@ def make_world_env(data: PathLike | SequenceDataset, config: EnvConfig | None = 
 
     The users start, like in the learned simulator, from prefixes of the dataset's training histories
     (the world replays them into its state), so a policy meets the same starting users in both. The
-    settings default to :data:`~recsim_env.factory.WORLD_DEFAULTS` (no-choice steps are world events,
+    settings default to :data:`~recsim_env.config.WORLD_DEFAULTS` (no-choice steps are world events,
     the world's own end probability is the only leave hazard); any :class:`EnvConfig` field can be given.
     """
     return RecSimEnv(WORLD_MODEL, data, world_config(config, **settings), render_mode=render_mode)

@@ -14,7 +14,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from recsim_env.config import Calibration, EnvConfig, LeaveConfig, SimConfig
+from recsim_env.config import WORLD_DEFAULTS, WORLD_MODEL, Calibration, EnvConfig, SimConfig
 from recsim_env.core import SimulationCore
 from recsim_env.population import Population, make_population, median_session_gap
 from recsim_env.spaces import SpaceAdapter
@@ -27,18 +27,6 @@ from user_models.protocol import UserModel
 from user_models.synthetic import SyntheticWorld
 
 PathLike = str | os.PathLike[str]
-
-WORLD_MODEL = "world"
-"""The model argument that names a synthetic dataset's ground-truth world instead of a learned model."""
-
-WORLD_LEAVE = LeaveConfig(no_choice_drain=0.0, low_value_drain=0.0, high_value_refill=0.0)
-"""The world has its own patience (drained by no-response and view events, refilled by carts and buys,
-and driving its session-end probability), so the core's patience is switched off in the world env."""
-
-WORLD_DEFAULTS: dict[str, Any] = {"leave": WORLD_LEAVE, "no_choice_event": True}
-"""Settings of ``RecSim-World-v0`` that differ from the learned simulator's: no-choice steps are world
-events (behavior 0, draining the world's patience) and the world's end probability is the only hazard."""
-
 
 def load_dataset(data: PathLike | SequenceDataset) -> SequenceDataset:
     """``data`` itself, or the dataset directory it names."""

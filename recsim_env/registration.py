@@ -17,8 +17,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import register, registry
 
-from recsim_env.config import EnvConfig, LeaveConfig
-from recsim_env.factory import WORLD_DEFAULTS
+from recsim_env.config import WORLD_DEFAULTS, EnvConfig, LeaveConfig
 from user_models.errors import InputError
 
 ENV_ENTRY_POINT = "recsim_env.env:RecSimEnv"
@@ -61,7 +60,7 @@ def env_config_for(
     This is what ``gym.make(env_id, **overrides)`` builds, as a config: tools that build their env views
     themselves (the benchmark, training, evaluation) resolve ids through it. A section given in
     ``overrides`` replaces the id's whole section. ``world`` (implied by a world id) starts from the
-    world's defaults (:data:`~recsim_env.factory.WORLD_DEFAULTS`) instead of the learned simulator's.
+    world's defaults (:data:`~recsim_env.config.WORLD_DEFAULTS`) instead of the learned simulator's.
     """
     spec = _spec(env_id)
     world = world or spec.entry_point == WORLD_ENTRY_POINT

@@ -36,9 +36,9 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recsim_env.config import EnvConfig
+from recsim_env.config import WORLD_MODEL, EnvConfig
 from recsim_env.core import StepRecord
-from recsim_env.factory import WORLD_MODEL, build_env_core, load_dataset, world_config
+from recsim_env.factory import build_env_core, load_dataset, world_config
 from recsim_env.render.env_view import CoreRenderer
 from recsim_env.render.frame import SessionFrame
 from recsim_env.render.pygame_renderer import RENDER_FPS

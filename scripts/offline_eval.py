@@ -93,8 +93,8 @@ def synthesize(out: Path) -> None:
 def calibrate_world(root: Path) -> Path:
     """Calibrate the ground-truth world like the learned simulator (same procedure, same logs)."""
     sys.path.insert(0, str(ROOT))
-    from recsim_env.config import SimConfig
-    from recsim_env.factory import WORLD_LEAVE, WORLD_MODEL, load_model
+    from recsim_env.config import WORLD_LEAVE, WORLD_MODEL, SimConfig
+    from recsim_env.factory import load_model
     from recsim_env.offline.calibrate import calibrate
     from user_models.data.artifact import SequenceDataset
 

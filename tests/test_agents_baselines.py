@@ -223,6 +223,7 @@ def _cycle_dataset(n_users: int = 24, length: int = 30, n_items: int = 6) -> Seq
     return SequenceDataset.from_frames(frame, item_table, users, meta)
 
 
+@pytest.mark.slow
 def test_greedy_recommender_learns_the_logs_and_round_trips(tmp_path) -> None:
     torch.set_num_threads(1)
     dataset = _cycle_dataset()

@@ -32,6 +32,7 @@ def _random_baseline(identity: Identity, config, mode: str, episodes: int = 40):
     return evaluate_policy(sim, RandomPolicy(layout, np.random.default_rng(0)), seed=1)
 
 
+@pytest.mark.slow
 def test_ppo_learns_the_identity_user(identity: Identity, identity_config, tmp_path: Path) -> None:
     config = identity_config("ppo", "slate", 1536, n_steps=16, batch_size=64, n_epochs=4, learning_rate=0.01)
     result = _train(identity, config, tmp_path)
@@ -97,6 +98,7 @@ def test_oracle_and_bandit_act_through_the_batched_core(identity: Identity) -> N
     assert int(np.argmax(bandit.theta[:6])) == 5  # the item-quality block: item 6 (column 5) pays
 
 
+@pytest.mark.slow
 def test_same_seed_same_agent(identity: Identity, identity_config, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 

@@ -47,6 +47,7 @@ def test_calibration_moves_simulation_to_the_logs(user, dataset, tmp_path):
     assert env.core.config.choice.no_choice_logit == pytest.approx(cal.no_choice_logit)
 
 
+@pytest.mark.slow
 def test_env_check_and_calibrate_commands(user, dataset, tmp_path, capsys):
     model, data = user.save(tmp_path / "user.json"), dataset.save(tmp_path / "data")
     assert main(["env", "check", "--model", str(model), "--data", str(data), "--slate-size", "2",

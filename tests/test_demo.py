@@ -9,6 +9,8 @@ import torch
 from recsim_env.cli import main
 from recsim_env.demo import STAGES, TINY, DemoConfig, run_demo
 
+pytestmark = pytest.mark.slow  # end to end: the longest tests of the suite
+
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):

@@ -173,6 +173,7 @@ def test_random_valid_actions_keep_invariants(user, dataset, seed, mode, no_choi
     assert terminated or truncated  # within max_steps
 
 
+@pytest.mark.slow
 def test_long_term_myopic_policy_is_not_optimal():
     """In RecSim-LongTerm-v0 with the clickbait user, engagement beats clicks (95% CIs apart).
 

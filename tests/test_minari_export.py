@@ -60,8 +60,8 @@ def test_round_trip(tmp_path, monkeypatch):
 def test_env_spec_with_nested_settings_is_stored_and_recovers_the_env(tmp_path, monkeypatch):
     """Frozen config sections travel as plain mappings, so Minari stores the spec (as JSON) and
     ``recover_environment`` rebuilds the env with the same settings."""
-    from recsim_env.config import LeaveConfig, RewardConfig
-    from recsim_env.factory import WORLD_MODEL, world_config
+    from recsim_env.config import WORLD_MODEL, LeaveConfig, RewardConfig
+    from recsim_env.factory import world_config
     from recsim_env.offline.minari_export import export_minari
     from user_models.synthetic import synthesize_dataset
     from user_models.synthetic.config import SyntheticConfig

@@ -104,6 +104,7 @@ def test_per_env_introspection(user, dataset):
         venv.env_method("reset")
 
 
+@pytest.mark.slow
 def test_ppo_a2c_and_maskable_ppo_train_through_sb3_wrappers(user, dataset, tmp_path):
     """A few thousand steps each, through VecMonitor / VecNormalize / eval callbacks, then save/load."""
     torch.manual_seed(0)

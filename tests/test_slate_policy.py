@@ -56,6 +56,7 @@ def test_masks_in_maskable_ppo_layout_are_never_drawn_and_entropy_is_exact_for_o
     torch.testing.assert_close(one.entropy(), torch.distributions.Categorical(logits=SCORES).entropy())
 
 
+@pytest.mark.slow
 def test_maskable_ppo_with_slate_policy_learns_the_identity_user(identity, identity_config, tmp_path: Path
                                                                  ) -> None:
     """Six candidates (the whole catalogue), slates of 2: the agent learns to always include item 6."""

@@ -4,6 +4,7 @@ import json
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -13,6 +14,8 @@ from safetensors.torch import load_file, save_file
 from user_models.checkpoint import load_user_model
 from user_models.train import TrainConfig, train_user_model
 from user_models.transformer import TransformerConfig
+
+pytestmark = pytest.mark.slow  # two processes: the longest tests of the suite
 
 
 def _free_port() -> int:

@@ -36,7 +36,7 @@ def env_settings(
 ) -> EnvConfig:
     """The env settings of a command: ``env_id``'s registered ones, ``overrides`` and ``--device``.
 
-    The world's defaults (:data:`recsim_env.factory.WORLD_DEFAULTS`) are the base when ``model`` is
+    The world's defaults (:data:`recsim_env.config.WORLD_DEFAULTS`) are the base when ``model`` is
     ``world`` (or ``world`` says so); a ground-truth env id needs ``--model world``.
     """
     if env_id not in gym.registry:

@@ -37,8 +37,8 @@ import torch
 from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
 
-from recsim_env.config import EnvConfig
-from recsim_env.factory import WORLD_MODEL, load_dataset, load_model
+from recsim_env.config import WORLD_MODEL, EnvConfig
+from recsim_env.factory import load_dataset, load_model
 from recsim_env.offline.benchmark import BenchmarkConfig, collect_runs
 from recsim_env.offline.calibrate import LoggingSlates
 from recsim_env.offline.metrics import categories_multi_hot, consumption_rate
