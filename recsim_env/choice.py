@@ -6,51 +6,77 @@ choice probabilities without stepping users.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from recsim_env.config import ChoiceConfig
 from user_models.protocol import UserModel, UserState
 
 
 def choice_utilities(
-    logits: torch.Tensor,
+    item_logits: torch.Tensor,
     repeated: torch.Tensor,
-    temperature: float,
-    repeat: str,
-    repeat_penalty: float,
+    choice: ChoiceConfig,
+    log_normaliser: torch.Tensor | None = None,
+    n_items: int = 1,
 ) -> torch.Tensor:
-    """The utility of each item in the multinomial logit: ``logit / temperature`` adjusted for repeats.
+    """The utility of each item in the multinomial logit, adjusted for repeats.
+
+    ``choice.utility == "log_lift"`` (default): ``u = log(n_items * q)`` with ``q = softmax(logits /
+    temperature)`` over the *whole catalogue*: the item's share of this user's (tempered) preference
+    mass, relative to a uniform pick. A slate then pulls with the mass it holds (``sum exp(u) = n q(S)``,
+    about ``k`` for a random slate of ``k`` items), whatever the level of the model's raw logits (which
+    softmax training leaves arbitrary per user), so one no-choice utility means the same for every user.
+    ``"logit"``: the raw ``logit / temperature`` (the level differs per user; kept for comparison).
 
     Args:
-        logits: ``[B, m]`` the user model's item logits.
+        item_logits: ``[B, m]`` the user model's logits of the items.
         repeated: ``[B, m]`` bool, True where the item is already in the user's recent history.
-        temperature: Divides the logits.
-        repeat: ``allow``, ``penalise`` or ``mask`` (see :class:`~recsim_env.config.ChoiceConfig`).
-        repeat_penalty: Subtracted from a repeat's utility under ``penalise``.
+        choice: temperature, utility kind and repeat policy.
+        log_normaliser: ``[B, 1]`` ``logsumexp(catalogue_logits / temperature)`` (needed for ``log_lift``).
+        n_items: catalogue size (the uniform reference of the lift).
 
     Returns:
         ``[B, m]`` float utilities; ``-inf`` for items that cannot be chosen (repeats under ``mask``).
     """
-    utility = logits.float() / temperature
-    if repeat == "penalise":
-        utility = utility - repeat_penalty * repeated.float()
-    elif repeat == "mask":
+    utility = item_logits.float() / choice.temperature
+    if choice.utility == "log_lift":
+        if log_normaliser is None:
+            raise ValueError("log_lift utilities need the catalogue's log normaliser")
+        utility = utility - log_normaliser + math.log(n_items)
+    if choice.repeat == "penalise":
+        utility = utility - choice.repeat_penalty * repeated.float()
+    elif choice.repeat == "mask":
         utility = utility.masked_fill(repeated, float("-inf"))
     return utility
 
 
-def choice_probabilities(utility: torch.Tensor, shown: torch.Tensor, no_choice_logit: float) -> torch.Tensor:
-    """Multinomial-logit choice over the shown slots plus "no choice".
+def log_normaliser(catalogue: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``[B, 1]`` ``logsumexp`` of ``[B, n_items]`` catalogue logits divided by ``temperature``."""
+    return torch.logsumexp(catalogue.float() / temperature, dim=1, keepdim=True)
 
-    ``P(slot i) = exp(u_i) / (sum_j exp(u_j) + exp(no_choice_logit))`` over the shown slots.
+
+def choice_probabilities(utility: torch.Tensor, shown: torch.Tensor, no_choice_logit: float,
+                         position_decay: float = 1.0) -> torch.Tensor:
+    """Multinomial-logit choice over the shown slots plus "no choice", with examination by position.
+
+    ``P(slot i) = e_i exp(u_i) / (sum_j e_j exp(u_j) + exp(no_choice_logit))`` over the shown slots,
+    where ``e_i = position_decay ** i`` (slot 0 first) is the probability that slot ``i`` is examined
+    relative to the top slot (1.0: every slot is seen alike).
 
     Args:
         utility: ``[B, k]`` from :func:`choice_utilities`.
         shown: ``[B, k]`` bool, False for empty slots (they can never be chosen).
         no_choice_logit: Utility of choosing nothing.
+        position_decay: Examination decay per slot, in (0, 1].
 
     Returns:
         ``[B, k + 1]`` probabilities; column ``k`` is "no choice". Rows sum to 1.
     """
+    if position_decay != 1.0:
+        slots = torch.arange(utility.shape[1], device=utility.device, dtype=utility.dtype)
+        utility = utility + slots * math.log(position_decay)
     utility = utility.masked_fill(~shown, float("-inf"))
     none = torch.full_like(utility[:, :1], no_choice_logit)
     return torch.softmax(torch.cat([utility, none], dim=1), dim=1)

@@ -21,8 +21,13 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from user_models.errors import InputError
 
 RepeatPolicy = Literal["allow", "penalise", "mask"]
+UtilityKind = Literal["log_lift", "logit"]
 PopulationKind = Literal["dataset", "generated"]
 REPEAT_POLICIES: tuple[str, ...] = ("allow", "penalise", "mask")
+UTILITY_KINDS: tuple[str, ...] = ("log_lift", "logit")
+REPEAT_MASK_BELOW = 0.01
+"""Logs that re-consume an item of the recent history less often than this get the ``mask`` repeat
+policy by default (MovieLens: a user rates a movie once)."""
 POPULATION_KINDS: tuple[str, ...] = ("dataset", "generated")
 CALIBRATION_FORMAT_VERSION = 1
 
@@ -31,29 +36,48 @@ CALIBRATION_FORMAT_VERSION = 1
 class ChoiceConfig:
     """Multinomial logit over the slate plus a "no choice" option (RecSim's convention).
 
-    ``P(item i) = exp(l_i / temperature) / (sum_j exp(l_j / temperature) + exp(no_choice_logit))`` over
-    the shown slots, where ``l`` are the user model's item logits (minus ``repeat_penalty`` for items in
-    the user's recent history under the ``penalise`` repeat policy).
+    ``P(slot i) = e_i exp(u_i) / (sum_j e_j exp(u_j) + exp(no_choice_logit))`` over the shown slots, where
+
+    - ``u_i`` is the item's utility (:func:`recsim_env.choice.choice_utilities`): by default its
+      *log-lift*, ``log(n_items * q_i)`` with ``q = softmax(logits / temperature)`` over the whole
+      catalogue, so the utility is a normalised preference (the model's raw logits have an arbitrary
+      level per user); repeats are then penalised or masked by the repeat policy;
+    - ``e_i = position_decay ** i`` is the examination of slot ``i`` relative to the top slot.
 
     Attributes:
-        temperature: Divides the model's logits; > 1 makes users less selective. Calibrated.
-        no_choice_logit: Utility of choosing nothing; higher means fewer consumptions. Calibrated.
+        temperature: Sharpness of preferences: divides the model's logits before normalising; > 1
+            makes users less selective. Calibrated (temperature scaling on held-out next items).
+        no_choice_logit: Utility of choosing nothing, on the log-lift scale: 0 means nothing is as
+            attractive as one item of average (uniform) preference mass. Calibrated (logged
+            consumption rate under the logging policy).
+        utility: ``log_lift`` (default, normalised preferences) or ``logit`` (raw model logits, whose
+            level differs per user; kept to measure the difference).
+        position_decay: Examination decay per slot, in (0, 1]. Consumption logs do not show what was
+            shown, so they cannot identify it: 1.0 (no position effect) unless set, or fitted on
+            impression logs.
         repeat: What happens when a slate holds an item already in the user's recent history:
-            ``allow`` (default: treated like any item, so the user model's own view of repeats decides;
-            the Transformer learns a repeat logit from the logs), ``penalise`` (its logit also drops by
-            ``repeat_penalty``) or ``mask`` (it cannot be chosen, and ``action_masks`` hides it).
-        repeat_penalty: Logit penalty under ``penalise``. Default 2.0: a repeat is ~7x less attractive.
+            ``allow`` (treated like any item: the user model's own view of repeats decides),
+            ``penalise`` (its utility also drops by ``repeat_penalty``) or ``mask`` (it cannot be
+            chosen, and ``action_masks`` hides it). None (default): decided by the data, ``mask`` when
+            the training logs re-consume less than :data:`REPEAT_MASK_BELOW` of the time (MovieLens:
+            never), else ``allow`` (see :func:`recsim_env.population.repeat_rate`).
+        repeat_penalty: Utility penalty under ``penalise``. Default 2.0: a repeat is ~7x less attractive.
     """
 
     temperature: float = 1.0
     no_choice_logit: float = 0.0
-    repeat: RepeatPolicy = "allow"
+    utility: UtilityKind = "log_lift"
+    position_decay: float = 1.0
+    repeat: RepeatPolicy | None = None
     repeat_penalty: float = 2.0
 
     def __post_init__(self) -> None:
         _check(self.temperature > 0, f"choice temperature must be > 0, got {self.temperature}")
-        _check(self.repeat in REPEAT_POLICIES, f"repeat policy must be one of {REPEAT_POLICIES}, got "
-               f"{self.repeat!r}")
+        _check(self.utility in UTILITY_KINDS, f"choice utility must be one of {UTILITY_KINDS}, got "
+               f"{self.utility!r}")
+        _check(0 < self.position_decay <= 1, f"position_decay must be in (0, 1], got {self.position_decay}")
+        _check(self.repeat is None or self.repeat in REPEAT_POLICIES, f"repeat policy must be one of "
+               f"{REPEAT_POLICIES} or None (from the data), got {self.repeat!r}")
         _check(self.repeat_penalty >= 0, f"repeat_penalty must be >= 0, got {self.repeat_penalty}")
 
 

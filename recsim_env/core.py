@@ -5,8 +5,9 @@ drives this class; none re-implements a step. A step follows RecSim's order:
 
 1. **slate**: ``[N, k]`` item ids; 0 is an empty slot, and a repeated item within one slate shows nothing
    in its later slots (a wasted position).
-2. **choice**: multinomial logit over the shown items' model logits plus "no choice"
-   (:func:`~recsim_env.choice.choice_probabilities`). *Repeats* (items in the user's recent history of
+2. **choice**: multinomial logit over the shown items' normalised preferences (log-lift of the model's
+   tempered next-item distribution over the catalogue) plus "no choice", with examination decaying by
+   slot (:func:`~recsim_env.choice.choice_probabilities`). *Repeats* (items in the user's recent history of
    ``history_len`` events) follow the repeat policy: allowed, penalised or masked.
 3. **response**: the chosen item's behavior is sampled from :meth:`UserModel.behavior_probs`.
 4. **state update**: the chosen item, behavior and gap are appended to the user model's state
@@ -34,7 +35,13 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from recsim_env.choice import catalogue_logits, choice_probabilities, choice_utilities, sample_categorical
+from recsim_env.choice import (
+    catalogue_logits,
+    choice_probabilities,
+    choice_utilities,
+    log_normaliser,
+    sample_categorical,
+)
 from recsim_env.config import SimConfig
 from recsim_env.population import DatasetPopulation, Population
 from user_models.errors import InputError
@@ -171,6 +178,9 @@ class SimulationCore:
         n_items, k = model.n_items, config.slate_size
         if k > n_items:
             raise InputError(f"slate_size {k} exceeds the catalogue ({n_items} items)")
+        if config.choice.repeat is None:
+            raise InputError("the repeat policy must be resolved before building a core (build_core "
+                             "decides it from the data)")
         if config.candidates is not None and not k <= config.candidates.n_candidates <= n_items:
             raise InputError(f"n_candidates must be in [slate_size={k}, n_items={n_items}], got "
                              f"{config.candidates.n_candidates}")
@@ -322,7 +332,8 @@ class SimulationCore:
         safe = torch.where(shown, slate, 1)
 
         # choice
-        probs = choice_probabilities(self.choice_utilities(safe), shown, cfg.choice.no_choice_logit)
+        probs = choice_probabilities(self.choice_utilities(safe), shown, cfg.choice.no_choice_logit,
+                                     cfg.choice.position_decay)
         pick = sample_categorical(probs, gen)
         chose = (pick < k) & active
         slot = pick.clamp(max=k - 1)
@@ -400,12 +411,17 @@ class SimulationCore:
         return torch.arange(H, device=self.device)[None, :] >= (H - self.history_lengths)[:, None]
 
     def choice_utilities(self, items: torch.Tensor) -> torch.Tensor:
-        """``[N, m]`` each row's choice utility for ``[N, m]`` items (ids >= 1): tempered model logits,
-        adjusted by the repeat policy (privileged; oracle and myopic policies use it)."""
+        """``[N, m]`` each row's choice utility for ``[N, m]`` items (ids >= 1): the normalised, tempered
+        preference of :func:`recsim_env.choice.choice_utilities`, adjusted by the repeat policy
+        (privileged: the one oracle; every env view's ``oracle_scores`` serves it)."""
         assert self.user_state is not None
         choice = self.config.choice
-        return choice_utilities(self.model.item_logits(self.user_state, items), self.repeated(items),
-                                choice.temperature, choice.repeat, choice.repeat_penalty)
+        if choice.utility == "log_lift":
+            catalogue = self.catalogue_logits()
+            logits, normaliser = catalogue.gather(1, items - 1), log_normaliser(catalogue, choice.temperature)
+        else:
+            logits, normaliser = self.model.item_logits(self.user_state, items), None
+        return choice_utilities(logits, self.repeated(items), choice, normaliser, self.n_items)
 
     def catalogue(self) -> torch.Tensor:
         """``[N, n_items]`` every item id ``1..n_items`` for every row (an expanded view)."""

@@ -8,6 +8,7 @@ they load, check and configure users identically.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,7 +17,7 @@ import torch
 
 from recsim_env.config import WORLD_DEFAULTS, WORLD_MODEL, Calibration, EnvConfig, SimConfig
 from recsim_env.core import SimulationCore
-from recsim_env.population import Population, make_population, median_session_gap
+from recsim_env.population import Population, data_repeat_policy, make_population, median_session_gap
 from recsim_env.spaces import SpaceAdapter
 from user_models.checkpoint import load_user_model
 from user_models.data.artifact import SequenceDataset
@@ -102,6 +103,9 @@ def build_core(
         if not isinstance(calibration, Calibration):
             calibration = Calibration.load(calibration)
         config = calibration.apply(config)
+    if config.choice.repeat is None:  # the data decides (see ChoiceConfig.repeat)
+        repeat = data_repeat_policy(dataset, config.history_len)
+        config = replace(config, choice=replace(config.choice, repeat=repeat))
     gap = config.gap_seconds if config.gap_seconds is not None else median_session_gap(dataset)
     if population is None:
         population = make_population(config.population, dataset, user_model, gap)

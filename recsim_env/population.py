@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from recsim_env.choice import catalogue_logits, sample_categorical
-from recsim_env.config import PopulationConfig
+from recsim_env.config import REPEAT_MASK_BELOW, PopulationConfig, RepeatPolicy
 from user_models.data.artifact import SequenceDataset
 from user_models.errors import InputError
 from user_models.protocol import History, UserModel
@@ -150,3 +150,27 @@ def _gaps(timestamps: np.ndarray | None, offsets: np.ndarray) -> np.ndarray:
     gaps[1:] = np.diff(timestamps).astype(np.float32)
     gaps[offsets[:-1][offsets[:-1] < n]] = -1.0
     return gaps
+
+
+def repeat_rate(dataset: SequenceDataset, window: int) -> float:
+    """Share of training-split events whose item is among the same user's previous ``window`` events.
+
+    What the logs say about re-consumption: it decides the default repeat policy
+    (:attr:`recsim_env.config.ChoiceConfig.repeat`) and is what the simulated repeat rate is checked
+    against. 0.0 for logs without two events of one user.
+    """
+    seqs = dataset.train_sequences()
+    items = seqs.items.astype(np.int64)
+    if items.size < 2:
+        return 0.0
+    user = np.repeat(np.arange(seqs.n_users), seqs.lengths)
+    repeated = np.zeros(items.size, dtype=bool)
+    for lag in range(1, min(window, items.size - 1) + 1):
+        same = (items[lag:] == items[:-lag]) & (user[lag:] == user[:-lag])
+        repeated[lag:] |= same
+    return float(repeated.mean())
+
+
+def data_repeat_policy(dataset: SequenceDataset, window: int) -> RepeatPolicy:
+    """``mask`` when the logs (almost) never re-consume within ``window`` events, else ``allow``."""
+    return "mask" if repeat_rate(dataset, window) < REPEAT_MASK_BELOW else "allow"

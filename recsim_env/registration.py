@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import register, registry
 
-from recsim_env.config import WORLD_DEFAULTS, EnvConfig, LeaveConfig
+from recsim_env.config import WORLD_DEFAULTS, ChoiceConfig, EnvConfig, LeaveConfig
 from user_models.errors import InputError
 
 ENV_ENTRY_POINT = "recsim_env.env:RecSimEnv"
@@ -27,10 +27,13 @@ WORLD_ENTRY_POINT = "recsim_env.env:make_world_env"
 LONG_TERM_KWARGS: dict[str, Any] = {
     "max_steps": 200,
     "leave": LeaveConfig(no_choice_drain=0.2, low_value_drain=0.15, high_value_refill=0.1, sharpness=2.0),
+    "choice": ChoiceConfig(no_choice_logit=-1.0),
 }
 """Impatient users: a low-engagement response costs 0.15 patience, a high-engagement one refills 0.1,
 choosing nothing costs 0.2, and the impatience hazard ``(1 - p) ** 2`` bites early. Sessions are long
-only for users who keep getting what they value, so engagement, not clicks, pays."""
+only for users who keep getting what they value, so engagement, not clicks, pays. Choosing nothing is
+worth ``e^-1`` of an item of average preference mass, so a slate of three items the user likes less than
+average is still chosen from about two times in three: slates of valued items are not refused outright."""
 
 
 def register_envs() -> None:

@@ -33,9 +33,10 @@ def make_core(user, dataset, n=8, seed=0, **changes):
 
 
 def test_choice_probabilities_by_hand(user, dataset):
-    # Items 1 (clickbait, logit 2) and 6 (quality, logit 0) and an empty slot; temperature 2,
-    # no-choice logit 0.5, genre bonus 0.5 for the last item's genre, repeats allowed.
-    core = make_core(user, dataset, choice=ChoiceConfig(temperature=2.0, no_choice_logit=0.5, repeat="allow"))
+    # Raw-logit utilities: items 1 (clickbait, logit 2) and 6 (quality, logit 0) and an empty slot;
+    # temperature 2, no-choice logit 0.5, genre bonus 0.5 for the last item's genre, repeats allowed.
+    core = make_core(user, dataset, choice=ChoiceConfig(temperature=2.0, no_choice_logit=0.5, repeat="allow",
+                                                        utility="logit"))
     slate = torch.tensor([[1, 6, 0]]).expand(8, -1)
     record = core.step(slate)
     for row in range(8):
@@ -49,12 +50,48 @@ def test_choice_probabilities_by_hand(user, dataset):
         np.testing.assert_allclose(snap.choice_probs, [e1 / total, e6 / total, 0.0, none / total], rtol=1e-5)
 
 
+def test_normalised_choice_by_hand(user, dataset):
+    # Log-lift utilities (the default): u = log(n * q) with q = softmax(logits / T) over the whole
+    # catalogue of 10 items (5 clickbait at logit 2, 5 quality at logit 0, +0.5 for the last item's
+    # genre). Slate: item 1, item 6, an empty slot; T = 2, no-choice utility 0.5; examination 0.5 per slot.
+    choice = ChoiceConfig(temperature=2.0, no_choice_logit=0.5, repeat="allow", position_decay=0.5)
+    core = make_core(user, dataset, choice=choice)
+    record = core.step(torch.tensor([[1, 6, 0]]).expand(8, -1))
+    for row in range(8):
+        snap = record.row(row)
+        prev = snap.history_items[-2] if snap.position >= 0 else snap.history_items[-1]
+        click, quality = 2 + (0.5 if 1 <= prev <= 5 else 0.0), 0 + (0.5 if prev >= 6 else 0.0)
+        normaliser = 5 * math.exp(click / 2) + 5 * math.exp(quality / 2)
+        lift1, lift6 = 10 * math.exp(click / 2) / normaliser, 10 * math.exp(quality / 2) / normaliser
+        # slot 0 examined fully, slot 1 half as often: e = (1, 0.5)
+        total = lift1 + 0.5 * lift6 + math.exp(0.5)
+        np.testing.assert_allclose(snap.choice_probs, [lift1 / total, 0.5 * lift6 / total, 0.0,
+                                                       math.exp(0.5) / total], rtol=1e-5)
+
+
+def test_normalised_choice_ignores_the_level_of_the_logits():
+    # Softmax training fixes logit differences only: adding a constant per user must not change choice.
+    config = ChoiceConfig(temperature=1.5, repeat="allow")
+    catalogue = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    items = torch.tensor([[2, 4]])
+    none = torch.zeros(1, 2, dtype=torch.bool)
+    utilities = []
+    for shift in (0.0, 7.0):
+        logits = catalogue + shift
+        norm = torch.logsumexp(logits / 1.5, dim=1, keepdim=True)
+        utilities.append(choice_utilities(logits.gather(1, items - 1), none, config, norm, n_items=4))
+    torch.testing.assert_close(utilities[0], utilities[1])
+    q = torch.softmax(catalogue / 1.5, dim=1)[0]
+    torch.testing.assert_close(utilities[0][0], torch.log(4 * q[[1, 3]]))
+
+
 def test_repeat_policies_by_hand():
     logits = torch.tensor([[1.0, 1.0]])
     repeated = torch.tensor([[True, False]])
     shown = torch.tensor([[True, True]])
     for policy, expected_u0 in (("allow", 1.0), ("penalise", 1.0 - 2.0), ("mask", float("-inf"))):
-        u = choice_utilities(logits, repeated, 1.0, policy, 2.0)
+        config = ChoiceConfig(temperature=1.0, utility="logit", repeat=policy, repeat_penalty=2.0)
+        u = choice_utilities(logits, repeated, config)
         probs = choice_probabilities(u, shown, 0.0)[0]
         e0, e1, none = math.exp(expected_u0), math.e, 1.0
         total = e0 + e1 + none
