@@ -83,45 +83,60 @@ class ChoiceConfig:
 
 @dataclass(frozen=True)
 class LeaveConfig:
-    """When a simulated user ends the session: the learned end probability combined with patience.
+    """When a simulated user ends the session: the learned end probability, and optional patience.
 
-    Patience ``p`` (in [0, 1], starts at ``initial_patience``) models what logs cannot show, the user's
-    tolerance for bad recommendations. Each step it changes by
+    **The learned hazard.** The user model's end head gives ``e``, the probability that the last event
+    was the session's last (what the logs show: no further consumption before a long gap). With
+    ``end_hazard="per_step"`` (default) the user leaves at *every* step, consumption or not, with
+    hazard ``h = hazard_scale * sigmoid(logit(e) + end_logit_offset)``, ``e`` taken from the state after
+    the user's last event. Why the scale: if a user leaves each step with hazard ``h`` and consumes at
+    a fraction ``c`` of steps, the chance that an event is the last one is ``h / (h + c (1 - h))``,
+    about ``h / c`` for small ``h``; so ``e = h / c`` at the logged consumption rate ``c``, and
+    ``hazard_scale = c`` turns the end head into a per-step hazard. Under a policy whose slates are
+    consumed more often, users then make more events before leaving; under one that is ignored, they
+    leave after about ``1 / h`` steps instead of staying to the step cap. ``"after_event"`` applies
+    ``sigmoid(logit(e) + end_logit_offset)`` only on steps that appended an event (models whose every
+    step is an event, like the synthetic world with ``no_choice_event``).
 
-    - ``-no_choice_drain * drain_scale`` when the user chose nothing,
-    - ``high_value_refill * v - low_value_drain * drain_scale * (1 - v)`` when the user responded with
-      behavior ``b``, where ``v = (b - 1) / (n_behaviors - 1)`` is the behavior's engagement value in [0, 1]
-      (``v = 1`` when there is a single behavior),
-
-    then is clipped to [0, 1]. The leave probability of the step is
-
-    ``1 - (1 - learned) * (1 - (1 - p) ** sharpness)``, with
-    ``learned = sigmoid(logit(end_prob) + end_logit_offset)`` after a consumption and 0 after a
-    no-choice step (the model's end probability speaks about the last *event*; a no-choice step adds
-    none). An exhausted user (``p = 0``) always leaves; a fully patient one leaves only as the logs say.
+    **Patience** (optional, off by default: consumption logs do not identify it). Patience ``p`` in
+    [0, 1] starts at ``initial_patience`` and changes each step by ``-no_choice_drain * drain_scale``
+    when nothing was chosen, and by ``high_value_refill * v - low_value_drain * drain_scale * (1 - v)``
+    after a response of engagement value ``v = (b - 1) / (n_behaviors - 1)`` (1 with one behavior);
+    it adds the impatience hazard ``(1 - p) ** sharpness``. The step's leave probability is
+    ``1 - (1 - h) * (1 - (1 - p) ** sharpness)``. ``RecSim-LongTerm-v0`` turns patience on.
 
     Attributes:
+        end_hazard: ``per_step`` (default) or ``after_event``, see above.
+        hazard_scale: The per-step scale of the learned hazard (``per_step`` only). None: the logged
+            consumption rate per step of the training split (1.0 without timestamps, where every step is
+            taken as a logged event).
+        end_logit_offset: Added to the learned end probability's logit. Calibrated so that simulated
+            sessions hold as many events as the logged ones (0 when the end head is calibrated).
         initial_patience: Patience of a new user.
-        no_choice_drain: Patience lost on a step where nothing was chosen.
-        low_value_drain: Patience lost on a response of the lowest engagement.
-        high_value_refill: Patience gained on a response of the highest engagement.
+        no_choice_drain: Patience lost on a step where nothing was chosen (0: off).
+        low_value_drain: Patience lost on a response of the lowest engagement (0: off).
+        high_value_refill: Patience gained on a response of the highest engagement (0: off).
         sharpness: Exponent of the impatience hazard ``(1 - p) ** sharpness``; larger means users
             tolerate a partly drained patience longer.
-        end_logit_offset: Added to the learned end probability's logit. Calibrated so that simulated
-            session lengths match the logged ones.
-        drain_scale: Multiplies ``no_choice_drain`` and ``low_value_drain``. Calibrated (below 1) only
-            when patience alone ends sessions under the logging policy sooner than the logs do.
+        drain_scale: Multiplies ``no_choice_drain`` and ``low_value_drain``; calibrated (below 1) only
+            when patience is on and alone ends sessions under the logging policy sooner than the logs.
     """
 
-    initial_patience: float = 1.0
-    no_choice_drain: float = 0.1
-    low_value_drain: float = 0.05
-    high_value_refill: float = 0.05
-    sharpness: float = 4.0
+    end_hazard: Literal["per_step", "after_event"] = "per_step"
+    hazard_scale: float | None = None
     end_logit_offset: float = 0.0
+    initial_patience: float = 1.0
+    no_choice_drain: float = 0.0
+    low_value_drain: float = 0.0
+    high_value_refill: float = 0.0
+    sharpness: float = 4.0
     drain_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        _check(self.end_hazard in ("per_step", "after_event"), f"end_hazard must be 'per_step' or "
+               f"'after_event', got {self.end_hazard!r}")
+        _check(self.hazard_scale is None or 0.0 < self.hazard_scale <= 1.0, f"hazard_scale must be in "
+               f"(0, 1], got {self.hazard_scale}")
         _check(0.0 <= self.drain_scale <= 1.0, f"drain_scale must be in [0, 1], got {self.drain_scale}")
         _check(0.0 <= self.initial_patience <= 1.0, f"initial_patience must be in [0, 1], got "
                f"{self.initial_patience}")
@@ -129,6 +144,11 @@ class LeaveConfig:
             value = getattr(self, name)
             _check(0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
         _check(self.sharpness > 0, f"sharpness must be > 0, got {self.sharpness}")
+
+    @property
+    def patience_on(self) -> bool:
+        """Whether patience can change at all (any drain or refill is non-zero)."""
+        return self.no_choice_drain > 0 or self.low_value_drain > 0 or self.high_value_refill > 0
 
 
 @dataclass(frozen=True)
@@ -526,10 +546,16 @@ def _check(condition: bool, message: str) -> None:
 WORLD_MODEL = "world"
 """The model argument that names a synthetic dataset's ground-truth world instead of a learned model."""
 
-WORLD_LEAVE = LeaveConfig(no_choice_drain=0.0, low_value_drain=0.0, high_value_refill=0.0)
+WORLD_LEAVE = LeaveConfig(end_hazard="after_event")
 """The world has its own patience (drained by no-response and view events, refilled by carts and buys,
-and driving its session-end probability), so the core's patience is switched off in the world env."""
+and driving its session-end probability) and every step is a world event, so its end probability is the
+step's leave hazard as it is; the core's patience stays off."""
 
-WORLD_DEFAULTS: dict[str, Any] = {"leave": WORLD_LEAVE, "no_choice_event": True}
+WORLD_CHOICE = ChoiceConfig(utility="logit", repeat="allow")
+"""The world's slate choice as it was written (raw world logits against a no-choice utility of 0,
+repeats left to the world's satiation): frozen, so the ground truth does not move with the simulator."""
+
+WORLD_DEFAULTS: dict[str, Any] = {"leave": WORLD_LEAVE, "choice": WORLD_CHOICE, "no_choice_event": True}
 """Settings of ``RecSim-World-v0`` that differ from the learned simulator's: no-choice steps are world
-events (behavior 0, draining the world's patience) and the world's end probability is the only hazard."""
+events (behavior 0, draining the world's patience), the world's end probability is the only hazard, and
+its choice is the frozen :data:`WORLD_CHOICE`."""

@@ -178,9 +178,9 @@ class SimulationCore:
         n_items, k = model.n_items, config.slate_size
         if k > n_items:
             raise InputError(f"slate_size {k} exceeds the catalogue ({n_items} items)")
-        if config.choice.repeat is None:
-            raise InputError("the repeat policy must be resolved before building a core (build_core "
-                             "decides it from the data)")
+        if config.choice.repeat is None or config.leave.hazard_scale is None:
+            raise InputError("the repeat policy and the hazard scale must be resolved before building a "
+                             "core (build_core decides them from the data)")
         if config.candidates is not None and not k <= config.candidates.n_candidates <= n_items:
             raise InputError(f"n_candidates must be in [slate_size={k}, n_items={n_items}], got "
                              f"{config.candidates.n_candidates}")
@@ -384,12 +384,18 @@ class SimulationCore:
 
     def leave_probability(self, end_prob: torch.Tensor, patience: torch.Tensor, event: torch.Tensor
                           ) -> torch.Tensor:
-        """The leave hazard of :class:`~recsim_env.config.LeaveConfig` (``[N]``); the learned end
-        probability counts only where an event was appended (``event``)."""
+        """The leave hazard of :class:`~recsim_env.config.LeaveConfig` (``[N]``): the learned end
+        probability as a per-step hazard (or, ``after_event``, only where an event was appended),
+        combined with the impatience hazard."""
         leave = self.config.leave
         eps = 1e-6
         p = end_prob.clamp(eps, 1 - eps)
-        learned = torch.sigmoid(torch.log(p) - torch.log1p(-p) + leave.end_logit_offset) * event
+        learned = torch.sigmoid(torch.log(p) - torch.log1p(-p) + leave.end_logit_offset)
+        if leave.end_hazard == "per_step":
+            assert leave.hazard_scale is not None  # resolved by build_core
+            learned = learned * leave.hazard_scale
+        else:
+            learned = learned * event
         impatience = (1.0 - patience).clamp(0.0, 1.0) ** leave.sharpness
         return 1.0 - (1.0 - learned) * (1.0 - impatience)
 

@@ -17,7 +17,13 @@ import torch
 
 from recsim_env.config import WORLD_DEFAULTS, WORLD_MODEL, Calibration, EnvConfig, SimConfig
 from recsim_env.core import SimulationCore
-from recsim_env.population import Population, data_repeat_policy, make_population, median_session_gap
+from recsim_env.population import (
+    Population,
+    data_repeat_policy,
+    logged_consumption_rate,
+    make_population,
+    median_session_gap,
+)
 from recsim_env.spaces import SpaceAdapter
 from user_models.checkpoint import load_user_model
 from user_models.data.artifact import SequenceDataset
@@ -103,14 +109,25 @@ def build_core(
         if not isinstance(calibration, Calibration):
             calibration = Calibration.load(calibration)
         config = calibration.apply(config)
-    if config.choice.repeat is None:  # the data decides (see ChoiceConfig.repeat)
-        repeat = data_repeat_policy(dataset, config.history_len)
-        config = replace(config, choice=replace(config.choice, repeat=repeat))
     gap = config.gap_seconds if config.gap_seconds is not None else median_session_gap(dataset)
+    config = resolve_from_data(config, dataset, gap)
     if population is None:
         population = make_population(config.population, dataset, user_model, gap)
     popularity = torch.as_tensor(item_popularity(dataset).astype(np.float64), device=user_model.device)
     return SimulationCore(user_model, population, config, n_users, popularity, gap)
+
+
+def resolve_from_data(config: SimConfig, dataset: SequenceDataset, step_seconds: float) -> SimConfig:
+    """``config`` with the settings left to the data decided: the repeat policy (from the logs' repeat
+    rate, :func:`~recsim_env.population.data_repeat_policy`) and the learned hazard's per-step scale
+    (the logged consumption rate, :func:`~recsim_env.population.logged_consumption_rate`)."""
+    if config.choice.repeat is None:
+        repeat = data_repeat_policy(dataset, config.history_len)
+        config = replace(config, choice=replace(config.choice, repeat=repeat))
+    if config.leave.hazard_scale is None:
+        scale = logged_consumption_rate(dataset, step_seconds)
+        config = replace(config, leave=replace(config.leave, hazard_scale=scale))
+    return config
 
 
 def build_env_core(

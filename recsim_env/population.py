@@ -6,9 +6,11 @@ the user model prefills into a state. Sampling runs on the model's device with a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import polars as pl
 import torch
 
 from recsim_env.choice import catalogue_logits, sample_categorical
@@ -174,3 +176,69 @@ def repeat_rate(dataset: SequenceDataset, window: int) -> float:
 def data_repeat_policy(dataset: SequenceDataset, window: int) -> RepeatPolicy:
     """``mask`` when the logs (almost) never re-consume within ``window`` events, else ``allow``."""
     return "mask" if repeat_rate(dataset, window) < REPEAT_MASK_BELOW else "allow"
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """Sessions as logs show them (only sessions with at least one event).
+
+    Attributes:
+        events_per_session: Mean consumed events per session.
+        consumption_rate: Events per step between a session's first and last event.
+        steps_per_session: Mean steps from a session's first to its last event.
+        n_sessions: Sessions measured.
+        raw_consumption_rate: Simulation only: consumptions per step over all steps (None for logs).
+        empty_sessions: Simulation only: fraction of users who left without consuming anything.
+        truncated: Simulation only: fraction of sessions cut by the step cap.
+    """
+
+    events_per_session: float
+    consumption_rate: float
+    steps_per_session: float
+    n_sessions: int
+    raw_consumption_rate: float | None = None
+    empty_sessions: float | None = None
+    truncated: float | None = None
+
+
+def logged_stats(dataset: SequenceDataset, step_seconds: float,
+                 consumption_rate: float | None = None) -> SessionStats:
+    """Session statistics of the training split (see the module docstring for the step reconstruction)."""
+    inter = dataset.interactions
+    lengths = inter.group_by("user").agg(pl.len().alias("n"))
+    train = (inter.join(lengths, on="user").filter(pl.col("position") < pl.col("n") - 2)
+             .sort(["user", "position"]))
+    if train.height == 0:
+        raise InputError(f"dataset {dataset.meta.name!r}: no training events to calibrate on")
+    gap = pl.col("timestamp").diff().over(["user", "session"])
+    if dataset.meta.has_timestamps and step_seconds > 0 and consumption_rate is None:
+        steps_taken = (gap / step_seconds).round().clip(lower_bound=1)
+        step_count = pl.when(gap.is_null()).then(1).otherwise(steps_taken)
+        train = train.with_columns(step_count.alias("steps"))
+    else:
+        if consumption_rate is None:
+            raise InputError(f"dataset {dataset.meta.name!r} has no usable timestamps (step length "
+                             f"{step_seconds} s): the logged consumption rate cannot be reconstructed; pass "
+                             "a target consumption rate")
+        train = train.with_columns(pl.lit(1.0 / consumption_rate).alias("steps"))
+    sessions = train.group_by(["user", "session"]).agg(pl.len().alias("events"),
+                                                       (pl.col("steps").sum() - pl.col("steps").first()
+                                                        + 1).alias("steps"))
+    events = sessions["events"].to_numpy().astype(np.float64)
+    steps = sessions["steps"].to_numpy().astype(np.float64)
+    if consumption_rate is not None:
+        steps = 1 + (events - 1) / consumption_rate
+    return SessionStats(
+        events_per_session=float(events.mean()),
+        consumption_rate=float(events.sum() / steps.sum()),
+        steps_per_session=float(steps.mean()),
+        n_sessions=len(events),
+    )
+
+
+def logged_consumption_rate(dataset: SequenceDataset, step_seconds: float) -> float:
+    """Events per simulated step in the training split's sessions (:func:`logged_stats`); 1.0 when the
+    data has no usable timestamps (each step is taken as one logged event)."""
+    if not dataset.meta.has_timestamps or step_seconds <= 0:
+        return 1.0
+    return min(1.0, logged_stats(dataset, step_seconds).consumption_rate)

@@ -7,7 +7,8 @@ import pytest
 from recsim_env.cli import main
 from recsim_env.config import Calibration, SimConfig
 from recsim_env.env import RecSimEnv
-from recsim_env.offline.calibrate import CalibrationSettings, calibrate, format_report, logged_stats
+from recsim_env.offline.calibrate import CalibrationSettings, calibrate, format_report
+from recsim_env.population import logged_stats
 from recsim_env.testing import logged_dataset
 from user_models.handwritten import clickbait_user
 

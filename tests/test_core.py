@@ -108,7 +108,7 @@ def test_sampling_follows_probabilities():
 
 def test_response_reward_and_leave_by_hand(user, dataset):
     leave = LeaveConfig(initial_patience=1.0, no_choice_drain=0.3, low_value_drain=0.1, high_value_refill=0.2,
-                        sharpness=2.0, end_logit_offset=math.log(3.0))
+                        sharpness=2.0, end_logit_offset=math.log(3.0), end_hazard="after_event")
     reward = RewardConfig(behavior_weights=(0.25, 2.0), no_choice_penalty=0.5)
     core = make_core(user, dataset, n=64, leave=leave, reward=reward)
     record = core.step(torch.tensor([[1, 2, 3]]).expand(64, -1))
@@ -124,6 +124,30 @@ def test_response_reward_and_leave_by_hand(user, dataset):
     expected_leave = 1 - (1 - learned) * (1 - (1 - expected_patience) ** 2)
     assert torch.allclose(record.leave_prob, expected_leave, atol=1e-5)
     assert chose.any() and (~chose).any()
+
+
+def test_learned_end_is_a_per_step_hazard_by_hand(user, dataset):
+    # Default leave: no patience; every active step, consumption or not, the user leaves with
+    # hazard_scale * sigmoid(logit(end_prob) + offset): end prob 0.05 with odds x3 -> 0.15 / 1.1.
+    leave = LeaveConfig(end_logit_offset=math.log(3.0), hazard_scale=0.4)
+    core = make_core(user, dataset, n=64, leave=leave)
+    record = core.step(torch.tensor([[1, 2, 3]]).expand(64, -1))
+    chose = record.position >= 0
+    assert chose.any() and (~chose).any() and (record.patience == 1.0).all()
+    # rows that chose nothing keep the end prob of their last event (0.05 for any behavior of this user)
+    torch.testing.assert_close(record.leave_prob, torch.full((64,), 0.4 * 0.15 / 1.10))
+    inactive = core.step(torch.tensor([[1, 2, 3]]).expand(64, -1), active=torch.zeros(64, dtype=torch.bool))
+    assert (inactive.leave_prob == 0).all() and not inactive.terminated.any()
+
+
+def test_hazard_scale_and_repeat_policy_come_from_the_data(user, dataset):
+    from recsim_env.population import logged_stats, median_session_gap, repeat_rate
+
+    core = make_core(user, dataset, n=2)
+    step = median_session_gap(dataset)
+    assert core.config.leave.hazard_scale == pytest.approx(logged_stats(dataset, step).consumption_rate)
+    rate = repeat_rate(dataset, core.config.history_len)
+    assert core.config.choice.repeat == ("mask" if rate < 0.01 else "allow") and rate > 0.01
 
 
 def test_duplicates_and_empty_slots_show_nothing(user, dataset):
@@ -209,13 +233,14 @@ def test_bad_configs_fail_clearly(user, dataset):
 
 def test_no_choice_steps_append_nothing_unless_asked(user, dataset):
     empty = torch.zeros(4, 3, dtype=torch.long)  # nothing shown: a sure no-choice step
-    core = make_core(user, dataset, n=4)
+    patience = LeaveConfig(end_hazard="after_event", no_choice_drain=0.1)
+    core = make_core(user, dataset, n=4, leave=patience)
     end_before = user.end_prob(core.user_state).clone()
     record = core.step(empty)
     assert (record.position == -1).all() and torch.equal(record.end_prob, end_before)
     # patience 1 - 0.1 (no-choice drain); the learned end does not count without an event
     torch.testing.assert_close(record.leave_prob, torch.full((4,), 0.1**4))
-    world_like = make_core(user, dataset, n=4, no_choice_event=True)
+    world_like = make_core(user, dataset, n=4, no_choice_event=True, leave=patience)
     record = world_like.step(empty)
     # a behavior-0 event was appended: the hand-written user's end prob after behavior 0 is 0.02
     torch.testing.assert_close(record.end_prob, torch.full((4,), 0.02))

@@ -76,6 +76,6 @@ def test_env_spec_with_nested_settings_is_stored_and_recovers_the_env(tmp_path, 
     dataset = minari.load_dataset("recsim/test-spec-v0")
     assert dataset.spec.env_spec.id == "RecSim-World-v0"
     env = dataset.recover_environment()
-    config = env.unwrapped.core.config
+    config = env.unwrapped.config  # the env's settings, as given (the core resolves data-driven ones)
     assert config.reward == settings.reward and config.leave == settings.leave and config.max_steps == 8
     assert env.observation_space == dataset.observation_space

@@ -65,7 +65,8 @@ def test_done_envs_carry_terminal_observation_and_time_limit_flag(user, dataset)
         assert info["terminal_observation"] in venv.observation_space
     np.testing.assert_array_equal(obs["history_items"], venv.venv.core.history_items.numpy())
 
-    left = make(user, dataset, n=64, leave=LeaveConfig(end_logit_offset=30.0))  # every user leaves at once
+    # every user who consumes leaves at once (the learned end applied after events only)
+    left = make(user, dataset, n=64, leave=LeaveConfig(end_hazard="after_event", end_logit_offset=30.0))
     left.reset()
     _, _, dones, infos = left.step(np.zeros(64, dtype=np.int64))
     chose = left.last_infos["final_info"]["item"] > 0

@@ -13,10 +13,16 @@ What the logs say, and which parameter answers to it:
    ``max(1, round(g / delta))`` steps. The logged *consumption rate* is events per step over the span
    from a session's first to its last event. Without timestamps it must be given.
 3. **How many events a session holds** -> ``end_logit_offset`` (the learned end probability's offset in
-   the leave hazard), and ``drain_scale`` (the strength of patience) only when patience alone already
-   ends sessions sooner than the logs: then the offset sits at :data:`OFFSET_FLOOR` (the learned end
-   is off) and the drains shrink until the logged session length is reached. One search parameter
-   covers both, so the fit moves from the first to the second continuously.
+   the leave hazard; 0 when the end head is calibrated and the per-step hazard reproduces it). Only
+   when patience is switched on (it is off by default: consumption logs do not identify it) and alone
+   already ends sessions sooner than the logs does ``drain_scale`` move: then the offset sits at
+   :data:`OFFSET_FLOOR` (the learned end is off) and the drains shrink until the logged session length
+   is reached. One search parameter covers both, so the fit moves from the first to the second
+   continuously.
+
+A fitted parameter that ends at a bound of its search range was not identified by the logs (the
+mechanism cannot reproduce them): the report lists it under ``at_bound`` with the reason, and
+:func:`format_report` says so, instead of presenting the bound as a fit.
 
 (2) and (3) are fitted by simulating ``n_users`` users under the logging-like policy (slates drawn
 without replacement by training-split popularity, or from the user model's own next-item
@@ -38,16 +44,15 @@ from functools import partial
 from typing import Any, Literal
 
 import numpy as np
-import polars as pl
 import torch
 from tqdm.auto import tqdm
 
 from recsim_env.choice import catalogue_logits
 from recsim_env.config import Calibration, SimConfig
 from recsim_env.core import SimulationCore
-from recsim_env.factory import build_core, check_compatible
+from recsim_env.factory import build_core, check_compatible, resolve_from_data
 from recsim_env.offline.rollout import rollout
-from recsim_env.population import median_session_gap
+from recsim_env.population import SessionStats, logged_stats, median_session_gap
 from recsim_env.spaces import SpaceAdapter
 from user_models.data.artifact import EvalSplit, SequenceDataset
 from user_models.errors import InputError
@@ -55,8 +60,13 @@ from user_models.protocol import History, UserModel
 
 LoggingPolicy = Literal["popular", "model"]
 OFFSET_FLOOR = -6.0
-"""End-logit offset below which the learned end probability no longer matters (odds x 0.0025)."""
+"""End-logit offset below which the learned end probability no longer matters (odds x 0.0025): with
+patience on, the length search continues below it into the drain scale."""
 MIN_DRAIN_SCALE = 0.01
+OFFSET_BOUNDS = (-8.0, 8.0)
+"""Search range of the end-logit offset when patience is off (odds x 0.0003 to x 3000)."""
+NO_CHOICE_BOUNDS = (-15.0, 15.0)
+"""Search range of the no-choice logit."""
 
 
 @dataclass(frozen=True)
@@ -85,64 +95,6 @@ class CalibrationSettings:
     max_steps: int | None = None
     target_consumption_rate: float | None = None
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class SessionStats:
-    """Sessions as logs show them (only sessions with at least one event).
-
-    Attributes:
-        events_per_session: Mean consumed events per session.
-        consumption_rate: Events per step between a session's first and last event.
-        steps_per_session: Mean steps from a session's first to its last event.
-        n_sessions: Sessions measured.
-        raw_consumption_rate: Simulation only: consumptions per step over all steps (None for logs).
-        empty_sessions: Simulation only: fraction of users who left without consuming anything.
-        truncated: Simulation only: fraction of sessions cut by the step cap.
-    """
-
-    events_per_session: float
-    consumption_rate: float
-    steps_per_session: float
-    n_sessions: int
-    raw_consumption_rate: float | None = None
-    empty_sessions: float | None = None
-    truncated: float | None = None
-
-
-def logged_stats(dataset: SequenceDataset, step_seconds: float,
-                 consumption_rate: float | None = None) -> SessionStats:
-    """Session statistics of the training split (see the module docstring for the step reconstruction)."""
-    inter = dataset.interactions
-    lengths = inter.group_by("user").agg(pl.len().alias("n"))
-    train = (inter.join(lengths, on="user").filter(pl.col("position") < pl.col("n") - 2)
-             .sort(["user", "position"]))
-    if train.height == 0:
-        raise InputError(f"dataset {dataset.meta.name!r}: no training events to calibrate on")
-    gap = pl.col("timestamp").diff().over(["user", "session"])
-    if dataset.meta.has_timestamps and step_seconds > 0 and consumption_rate is None:
-        steps_taken = (gap / step_seconds).round().clip(lower_bound=1)
-        step_count = pl.when(gap.is_null()).then(1).otherwise(steps_taken)
-        train = train.with_columns(step_count.alias("steps"))
-    else:
-        if consumption_rate is None:
-            raise InputError(f"dataset {dataset.meta.name!r} has no usable timestamps (step length "
-                             f"{step_seconds} s): the logged consumption rate cannot be reconstructed; pass "
-                             "a target consumption rate")
-        train = train.with_columns(pl.lit(1.0 / consumption_rate).alias("steps"))
-    sessions = train.group_by(["user", "session"]).agg(pl.len().alias("events"),
-                                                       (pl.col("steps").sum() - pl.col("steps").first()
-                                                        + 1).alias("steps"))
-    events = sessions["events"].to_numpy().astype(np.float64)
-    steps = sessions["steps"].to_numpy().astype(np.float64)
-    if consumption_rate is not None:
-        steps = 1 + (events - 1) / consumption_rate
-    return SessionStats(
-        events_per_session=float(events.mean()),
-        consumption_rate=float(events.sum() / steps.sum()),
-        steps_per_session=float(steps.mean()),
-        n_sessions=len(events),
-    )
 
 
 def logging_slates(core: SimulationCore, policy: LoggingPolicy, generator: torch.Generator) -> torch.Tensor:
@@ -267,7 +219,8 @@ def calibrate(
         raise InputError(f"logged consumption rate {target.consumption_rate:.3f} is not in (0, 1); "
                          "pass a target consumption rate")
     max_steps = settings.max_steps or max(200, int(20 * target.steps_per_session))
-    base = replace(config, max_steps=max_steps, candidates=None)
+    base = resolve_from_data(replace(config, max_steps=max_steps, candidates=None), dataset, step_seconds)
+    patience = base.leave.patience_on
     bar = tqdm(total=settings.rounds + 3, desc="calibrate", disable=not progress)
 
     def run(cfg: SimConfig, seed: int) -> SessionStats:
@@ -296,7 +249,7 @@ def calibrate(
         nonlocal best
         key = (round(c, 6), round(z, 6))
         if key not in evaluated:
-            params = _calibration(temperature, np.array([c, z]))
+            params = _calibration(temperature, np.array([c, z]), patience)
             stats = run(params.apply(base), settings.seed)
             errs = np.array([_logit(stats.consumption_rate) - _logit(target.consumption_rate),
                              math.log(max(stats.events_per_session, 1e-6) / target.events_per_session)])
@@ -308,15 +261,16 @@ def calibrate(
         return evaluated[key]
 
     c, z = base.choice.no_choice_logit, base.leave.end_logit_offset
-    z_bounds = (OFFSET_FLOOR + math.log(MIN_DRAIN_SCALE), 8.0)
+    z_bounds = (OFFSET_FLOOR + math.log(MIN_DRAIN_SCALE), OFFSET_BOUNDS[1]) if patience else OFFSET_BOUNDS
     for which, share in (("c", 0.25), ("z", 0.4), ("c", 0.15), ("z", 0.2)):
         iterations = max(2, round(share * settings.rounds))
         if which == "c":
-            c = _solve_decreasing(partial(_rate_error, errors_at, z), c, (-15.0, 15.0), iterations)
+            c = _solve_decreasing(partial(_rate_error, errors_at, z), c, NO_CHOICE_BOUNDS, iterations)
         else:
             z = _solve_decreasing(partial(_length_error, errors_at, c), z, z_bounds, iterations)
     assert best is not None
     params = best[1]
+    at_bound = _at_bound(params, patience)
     after = run(params.apply(base), settings.seed + 1000)
     bar.close()
     report = {
@@ -330,6 +284,10 @@ def calibrate(
                    **asdict(before)},
         "after": {**_params(params), **asdict(after)},
         "temperature_nll": {"at_1": nll_before, "fitted": nll_after},
+        "patience": patience,
+        "hazard_scale": base.leave.hazard_scale,
+        "repeat": base.choice.repeat,
+        "at_bound": at_bound,
         "rounds": rounds,
     }
     return replace(params, dataset_fingerprint=dataset.fingerprint, report=report)
@@ -365,6 +323,8 @@ def format_report(calibration: Calibration) -> str:
         f"{before['temperature']:g}, {before['no_choice_logit']:g}, {before['end_logit_offset']:g}, "
         f"{before['drain_scale']:g}).",
     ]
+    for name, why in r.get("at_bound", {}).items():
+        lines.append(f"Not identified: {name} {why}.")
     return "\n".join(lines) + "\n"
 
 
@@ -415,12 +375,34 @@ def _solve_decreasing(f: Callable[[float], float], x: float, bounds: tuple[float
     return min(points, key=lambda p: abs(p[1]))[0]
 
 
-def _calibration(temperature: float, x: np.ndarray) -> Calibration:
-    """Parameters from the search vector ``(no-choice logit, z)`` (see :func:`calibrate`)."""
+def _calibration(temperature: float, x: np.ndarray, patience: bool) -> Calibration:
+    """Parameters from the search vector ``(no-choice logit, z)`` (see :func:`calibrate`): ``z`` is the
+    end-logit offset, continued below :data:`OFFSET_FLOOR` into the drain scale when patience is on."""
     no_choice, z = float(x[0]), float(x[1])
-    if z >= OFFSET_FLOOR:
+    if z >= OFFSET_FLOOR or not patience:
         return Calibration(temperature, no_choice, z, 1.0)
     return Calibration(temperature, no_choice, OFFSET_FLOOR, math.exp(z - OFFSET_FLOOR))
+
+
+def _at_bound(params: Calibration, patience: bool) -> dict[str, str]:
+    """The fitted parameters that ended at a bound of their search, with what that means."""
+    out: dict[str, str] = {}
+    tol = 1e-3
+    if min(abs(params.no_choice_logit - b) for b in NO_CHOICE_BOUNDS) < tol:
+        out["no_choice_logit"] = (f"at its bound {params.no_choice_logit:g}: no no-choice utility gives "
+                                  "the logged consumption rate under the logging policy")
+    low, high = OFFSET_BOUNDS
+    if patience and params.drain_scale <= MIN_DRAIN_SCALE + tol:
+        out["drain_scale"] = (f"at its bound {params.drain_scale:g}: even without patience the learned end "
+                              "ends sessions sooner than the logs")
+    elif not patience and abs(params.end_logit_offset - low) < tol:
+        out["end_logit_offset"] = (f"at its bound {low:g}: the learned end head cannot make sessions as "
+                                   "long as the logged ones under the logging policy (the leave mechanism "
+                                   "is mis-specified for these logs)")
+    if abs(params.end_logit_offset - high) < tol:
+        out["end_logit_offset"] = (f"at its bound {high:g}: the learned end head cannot make sessions as "
+                                   "short as the logged ones")
+    return out
 
 
 def _params(calibration: Calibration) -> dict[str, float]:
