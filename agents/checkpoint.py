@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from agents.config import SLATE_POLICY, FeaturesConfig, TrainConfig, algo_class
 from user_models.data.artifact import atomic_directory
 from user_models.errors import CheckpointError
+from user_models.outputs import AGENT
 
 FORMAT_VERSION = 1
 WEIGHTS = "policy.safetensors"
@@ -134,7 +135,7 @@ def save_agent(
         "extra": extra or {},
     }
     root = Path(path)
-    with atomic_directory(root, overwrite=overwrite) as tmp:
+    with atomic_directory(root, overwrite=overwrite, kind=AGENT) as tmp:
         save_model(model.policy, str(tmp / WEIGHTS))
         (tmp / METADATA).write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return root

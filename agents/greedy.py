@@ -21,6 +21,7 @@ from agents.obs import HistoryBatch
 from user_models.baselines import GRUConfig, GRURecommender, GRUScorer, train_gru
 from user_models.data.artifact import SequenceDataset, atomic_directory
 from user_models.errors import CheckpointError
+from user_models.outputs import OutputKind
 from user_models.protocol import History
 from user_models.train import TrainConfig
 
@@ -67,6 +68,11 @@ def train_log_recommender(
     return LogRecommender(model)
 
 
+LOG_RECOMMENDER = OutputKind("log recommender", marker="config.json",
+                             keys=("format_version", "config", "n_items", "dataset"))
+"""A saved Greedy/log recommender directory (its ``config.json``); only such a directory is replaced."""
+
+
 def save_log_recommender(
     recommender: LogRecommender, path: str | os.PathLike[str], dataset: SequenceDataset
 ) -> Path:
@@ -79,7 +85,7 @@ def save_log_recommender(
         "n_items": dataset.n_items,
         "dataset": dataset.fingerprint,
     }
-    with atomic_directory(root, overwrite=True) as tmp:
+    with atomic_directory(root, overwrite=True, kind=LOG_RECOMMENDER) as tmp:
         save_model(model, str(tmp / "weights.safetensors"))
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
     return root

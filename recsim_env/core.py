@@ -43,6 +43,7 @@ from recsim_env.choice import (
     sample_categorical,
 )
 from recsim_env.config import SimConfig
+from recsim_env.numerics import check_finite
 from recsim_env.population import DatasetPopulation, Population
 from user_models.errors import InputError
 from user_models.protocol import History, UserModel, UserState
@@ -334,6 +335,7 @@ class SimulationCore:
         # choice
         probs = choice_probabilities(self.choice_utilities(safe), shown, cfg.choice.no_choice_logit,
                                      cfg.choice.position_decay)
+        check_finite("choice utilities", probs, active)
         pick = sample_categorical(probs, gen)
         chose = (pick < k) & active
         slot = pick.clamp(max=k - 1)
@@ -341,6 +343,7 @@ class SimulationCore:
 
         # response
         behavior_probs = model.behavior_probs(self.user_state, torch.where(chose, item, 1)[:, None])[:, 0]
+        check_finite("behavior probabilities", behavior_probs, chose)
         behavior_probs = behavior_probs.float() * chose[:, None]
         sampled = sample_categorical(behavior_probs + (~chose)[:, None].float(), gen) + 1
         behavior = torch.where(chose, sampled, 0)
@@ -361,6 +364,7 @@ class SimulationCore:
         self.patience = torch.where(active, (self.patience + self._patience_gain[behavior]).clamp(0.0, 1.0),
                                     self.patience)
         end_prob = model.end_prob(self.user_state).float()
+        check_finite("session-end probabilities", end_prob, active)
         leave_prob = self.leave_probability(end_prob, self.patience, event)
         leave_draw = torch.rand(n, generator=gen, device=self.device)
         terminated = active & (leave_draw < leave_prob)

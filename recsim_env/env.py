@@ -58,7 +58,9 @@ class RecSimEnv(gym.Env[Any, Any]):
     ## Episode end
     ``terminated``: the user leaves (learned session-end probability combined with patience, which
     no-choice steps and low-engagement responses drain and high-engagement responses refill; see
-    :class:`LeaveConfig`). ``truncated``: ``max_steps`` steps were taken.
+    :class:`LeaveConfig`). ``truncated``: ``max_steps`` steps were taken. After either, :meth:`step`
+    raises ``gymnasium.error.ResetNeeded`` until :meth:`reset` starts a new user (Gymnasium's
+    order-enforcing contract; so does a :meth:`step` before the first :meth:`reset`).
 
     ## Info
     Every step's ``info`` is the full response (:class:`~recsim_env.core.StepSnapshot`): ``slate``,
@@ -110,6 +112,7 @@ class RecSimEnv(gym.Env[Any, Any]):
                                   fps=self.metadata["render_fps"])
         self._episode = -1
         self._seeded = False
+        self._needs_reset = True
         self._last: StepSnapshot | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -119,6 +122,7 @@ class RecSimEnv(gym.Env[Any, Any]):
             self.core.manual_seed(int(self.np_random.integers(0, 2**63 - 1)))
             self._seeded = True
         self.core.reset()
+        self._needs_reset = False
         self._last = None
         self._episode += 1
         info = {"patience": float(self.core.patience[0]), "history_length": int(self.core.history_lengths[0])}
@@ -127,10 +131,17 @@ class RecSimEnv(gym.Env[Any, Any]):
         return self._observation(), info
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self._needs_reset:
+            if self._episode < 0:
+                raise gym.error.ResetNeeded("Cannot call env.step() before calling env.reset()")
+            ended = "terminated (the user left)" if self._last is not None and self._last.terminated \
+                else "truncated (max_steps reached)"
+            raise gym.error.ResetNeeded(f"the episode {ended}: call env.reset() before env.step()")
         actions = self.adapter.check_actions(np.asarray(action)[None], batch=1)
         record = self.core.step(self.adapter.to_slate(actions))
         snapshot = record.row(0)
         self._last = snapshot
+        self._needs_reset = bool(snapshot.terminated or snapshot.truncated)
         if self.render_mode == "human":
             self.render()
         return self._observation(), float(snapshot.reward), snapshot.terminated, snapshot.truncated, \

@@ -119,6 +119,40 @@ class SpaceAdapter:
             raise ValueError(f"{self.action_mode} action value {bad} out of range [0, {high}]")
         return array.astype(np.int64)
 
+    def check_tensor_actions(self, actions: torch.Tensor) -> None:
+        """Validate a batch of actions given as a tensor (the torch fast path), without a host sync.
+
+        The dtype is checked on the host (tensor metadata: free). The values are checked by one fused
+        bounds check on the tensor's device: on the CPU it raises ValueError naming the first bad value;
+        on an accelerator it is a :func:`torch._assert_async` (no host sync), which fails at a later
+        kernel launch and leaves the CUDA context unusable, like any out-of-range index on the device
+        would. The Gymnasium :meth:`check_actions` path always raises ValueError.
+
+        Raises:
+            ValueError: wrong dtype; (CPU) a value out of range or (embedding) not finite.
+        """
+        if self.action_mode == "embedding":
+            if not actions.is_floating_point():
+                raise ValueError(f"embedding action has dtype {actions.dtype}, expected a float tensor")
+            ok = (actions.abs() <= 1.0).all()  # NaN compares False, so this also rejects NaN
+            what = "embedding action must be finite and within [-1, 1]"
+        else:
+            if actions.is_floating_point() or actions.is_complex() or actions.dtype == torch.bool:
+                raise ValueError(f"{self.action_mode} action has dtype {actions.dtype}, expected integers")
+            high = self.core.n_items if self.action_mode == "slate" else self.n_candidates - 1
+            bad = (actions < 0) | (actions > high)
+            ok = ~bad.any()
+            what = f"{self.action_mode} action value out of range [0, {high}]"
+        if actions.device.type != "cpu":
+            torch._assert_async(ok, f"step_tensors: {what}")
+            return
+        if not bool(ok):
+            if self.action_mode == "embedding":
+                low, top = float(actions.min()), float(actions.max())
+                raise ValueError(f"{what} (got min {low:.3g}, max {top:.3g})")
+            value = int(actions[bad].flatten()[0])
+            raise ValueError(f"{self.action_mode} action value {value} out of range [0, {high}]")
+
     def to_slate(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``[N, k]`` item ids for a batch of *valid* actions (numpy or tensor, on any device)."""
         core = self.core

@@ -170,11 +170,23 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         self._stepped = False
         return self.adapter.observe()
 
-    def step_tensors(self, actions: torch.Tensor) -> TensorStep:
+    def step_tensors(self, actions: torch.Tensor, validate: bool = True) -> TensorStep:
         """Step every row with a batch of actions given as a tensor; nothing leaves the device.
 
-        ``actions`` must be valid for :attr:`action_space` (the fast path checks the shape only, since
-        a value check would read the tensor back to the host; :meth:`step` validates everything).
+        Args:
+            actions: ``[N, ...]`` actions of :attr:`single_action_space` on any device.
+            validate: check the actions first (default). The shape and dtype are checked on the host
+                (tensor metadata); the values by one fused bounds check on the device, which adds no
+                host sync: on the CPU a bad value (item -7 or 10000, a float action, a NaN embedding)
+                raises ValueError; on an accelerator it is a ``torch._assert_async`` device assert (it
+                fails at a later kernel launch and leaves the CUDA context unusable). ``validate=False``
+                is the fast path for trainers whose actions are valid by construction (sampled from
+                the action space or an argmax over it): only the shape is checked, and an invalid
+                value gives undefined results (an out-of-range id may raise an ``IndexError`` or show
+                a wrong item). :meth:`step` always validates on the host.
+
+        Raises:
+            ValueError: wrong shape or dtype; a bad value (CPU, ``validate=True``).
         """
         if not self._started:
             raise RuntimeError("call reset() or reset_tensors() before stepping")
@@ -182,6 +194,8 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         if tuple(actions.shape) != expected:
             raise ValueError(f"actions have shape {tuple(actions.shape)}, expected {expected} "
                              f"({self.single_action_space} x {self.num_envs})")
+        if validate:
+            self.adapter.check_tensor_actions(actions)
         record = self.core.step(self.adapter.to_slate(actions))
         final_obs = self.adapter.observe()
         done = record.terminated | record.truncated
@@ -218,7 +232,7 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         checked = self.adapter.check_actions(actions, batch=self.num_envs)
-        out = self.step_tensors(torch.from_numpy(checked).to(self.device))
+        out = self.step_tensors(torch.from_numpy(checked).to(self.device), validate=False)
         terminated = out.terminated.cpu().numpy().copy()
         truncated = out.truncated.cpu().numpy().copy()
         reward = out.reward.double().cpu().numpy()

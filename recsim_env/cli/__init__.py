@@ -2,7 +2,8 @@
 
 Each group module defines ``register(subparsers)``, adding its parser and setting ``func`` on each leaf
 command. Groups import their heavy dependencies inside the command functions, so ``recsim --help`` stays
-fast. Any :class:`~user_models.errors.InputError` becomes a one-line message and exit code 2.
+fast. Every ``--device`` is checked before the command runs (:func:`recsim_env.cli.settings.check_device`).
+Any :class:`~user_models.errors.InputError` becomes a one-line message and exit code 2.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``recsim`` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
+        if isinstance(getattr(args, "device", None), str):  # every command's --device, checked first
+            from recsim_env.cli.settings import check_device
+
+            check_device(args.device)
         return int(args.func(args) or 0)
     except InputError as exc:
         print(f"recsim: error: {exc}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 ```
 recsim agent train --algo ppo|a2c|maskable_ppo|dqn|sac|td3 --model DIR --data DIR --out DIR
-    [--config YAML] [--hyperparams KEY=VALUE ...] [--env-id ID] [--timesteps N] [--num-envs N]
+    [--overwrite] [--config YAML] [--hyperparams KEY=VALUE ...] [--env-id ID] [--timesteps N] [--num-envs N]
     [--init-item-embeddings] [--device cpu] [--seed S] [--max-minutes M] [--no-progress]
 recsim agent eval --policy random|popular|greedy|oracle|epsilon|linucb|mmr|PATH --model DIR --data DIR
     [--episodes N] [--env-id ID] [--env-kwargs KEY=VALUE ...] [--seed S] [--json]
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from agents.config import ALGOS
@@ -33,7 +34,11 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument("--algo", required=True, choices=ALGOS, help="the algorithm")
     _simulator_args(train)
-    train.add_argument("--out", required=True, help="output directory (created)")
+    train.add_argument("--out", required=True, help="output directory (created atomically: a temporary "
+                       "sibling renamed into place when training ends)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace --out if it is an agent run written by recsim (has final/agent.json); "
+                       "any other existing path is refused")
     train.add_argument(
         "--config",
         default=None,
@@ -115,7 +120,10 @@ def _simulator_args(parser: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> int:
     from agents.config import load_train_config, parse_overrides
     from recsim_env.offline.training import train_agent
+    from user_models.outputs import AGENT, check_output, replace_output
 
+    inputs = [None if args.model == "world" else args.model, args.data, args.config]
+    check_output(args.out, AGENT, overwrite=args.overwrite, inputs=inputs)
     overrides = parse_overrides(args.hyperparams)
     if args.timesteps is not None:
         overrides["n_timesteps"] = args.timesteps
@@ -126,21 +134,22 @@ def _train(args: argparse.Namespace) -> int:
     config = load_train_config(args.algo, args.config, args.env_id, overrides)
     env_config = env_settings(args.model, config.env_id, config.env_kwargs, args.device,
                               f"{config.source}: env_kwargs")
-    result = train_agent(
-        config,
-        args.model,
-        args.data,
-        env_config,
-        args.out,
-        seed=args.seed,
-        progress=not args.no_progress,
-        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
-    )
+    with replace_output(args.out, AGENT, overwrite=args.overwrite, inputs=inputs) as tmp:
+        result = train_agent(
+            config,
+            args.model,
+            args.data,
+            env_config,
+            tmp,
+            seed=args.seed,
+            progress=not args.no_progress,
+            max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
+        )
     ret = result.final_eval["return"]
     print(
         f"trained {config.algo} for {result.timesteps} steps ({result.steps_per_second:.0f} steps/s); "
         f"final evaluation return {ret['mean']:.3f} [{ret['ci95_low']:.3f}, {ret['ci95_high']:.3f}] over "
-        f"{ret['n']} episodes; agent in {result.out / 'final'}"
+        f"{ret['n']} episodes; agent in {Path(args.out) / 'final'}"
     )
     return 0
 

@@ -1,7 +1,8 @@
 """``recsim demo``: the main job end to end, from logs to a report.
 
 ```
-recsim demo [--dataset synthetic|ml-100k] [--data-dir PATH] [--out DIR] [--quick] [--seed S] [--device D]
+recsim demo [--dataset synthetic|ml-100k] [--data-dir PATH] [--out DIR] [--overwrite] [--quick] [--seed S]
+            [--device D]
 ```
 
 Prepares the data, trains and calibrates the user model, evaluates it against next-item baselines,
@@ -15,6 +16,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 from typing import Any
+
+from user_models.outputs import OutputKind
+
+DEMO_RUN = OutputKind("demo run", marker="summary.json", markers=("data/meta.json",))
+"""``recsim demo --out``: a finished run (``summary.json``) or one stopped after its data stage."""
 
 
 def register(subparsers: Any) -> None:
@@ -41,7 +47,10 @@ def register(subparsers: Any) -> None:
         help="with --dataset ml-100k: the local copy (RecBole atomic files or the original u.data/u.item)",
     )
     parser.add_argument("--out", type=Path, default=Path("out/demo"), metavar="DIR",
-                        help="output directory (default out/demo; a previous run's files are replaced)")
+                        help="output directory (default out/demo); checked before any stage runs")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files of a previous demo run in --out (recognised by its "
+                        "summary.json or data/meta.json); any other existing path is refused")
     parser.add_argument("--quick", action="store_true",
                         help="a smaller world, fewer epochs, steps and users (about 3 minutes on 2 cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")
@@ -54,7 +63,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # Imported here, as every group does (see recsim_env.cli): the demo's stages import torch, SB3 and
     # the whole library, which ``recsim --help`` should not wait for.
     from recsim_env.demo import DEFAULT, QUICK, DemoConfig, run_demo
+    from user_models.outputs import check_output
 
+    # The stages write into --out as they go (the report links their files by relative path), so the
+    # output is checked here, before any work, rather than swapped in at the end.
+    check_output(args.out, DEMO_RUN, overwrite=args.overwrite, inputs=[args.data_dir])
     config = DemoConfig(
         out=args.out,
         dataset=args.dataset,

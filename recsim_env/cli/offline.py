@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsim_env.cli.settings import env_overrides, env_settings
 from recsim_env.config import EnvConfig
 from user_models.errors import InputError
+from user_models.outputs import OutputKind
+
+if TYPE_CHECKING:
+    from recsim_env.offline.benchmark import BenchmarkConfig
 
 
 def _add_simulator_args(p: argparse.ArgumentParser) -> None:
@@ -42,6 +47,35 @@ def _settings(args: argparse.Namespace, world: bool | None = None, calibration: 
     return env_settings(args.model, args.env_id, overrides, args.device, source, world=world)
 
 
+FIDELITY_REPORT = OutputKind("fidelity report", marker="fidelity.json")
+"""``recsim fidelity --out``: recognised by its ``fidelity.json``."""
+OPE_REPORT = OutputKind("OPE report", marker="ope.json")
+"""``recsim ope --out``: recognised by its ``ope.json``."""
+
+
+def _add_output_args(p: argparse.ArgumentParser, what: str, marker: str) -> None:
+    p.add_argument("--out", required=True, type=Path, help=f"output directory ({what}; written to a "
+                   "temporary sibling and renamed into place)")
+    p.add_argument("--overwrite", action="store_true", help=f"replace --out if it is a report of this "
+                   f"command written by recsim (has its {marker}); any other existing path is refused")
+
+
+def _inputs(args: argparse.Namespace, *paths: Path | str | None) -> list[Path | str | None]:
+    """The command's input paths (none may be inside --out): model, data, env configs, agent dirs."""
+    from agents.factory import BASELINES
+
+    agents = [name for name in (*getattr(args, "policies", ()), getattr(args, "policy", None))
+              if name is not None and name not in BASELINES]
+    model = None if args.model == "world" else args.model
+    return [model, args.data, args.env_config, *paths, *agents]
+
+
+def _require(values: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    if not values:
+        raise InputError(f"{flag}: give at least one comma-separated name (got an empty list)")
+    return values
+
+
 def _policies(text: str) -> tuple[str, ...]:
     """Comma-separated names; an empty list is reported by the command, naming the flag."""
     return tuple(p.strip() for p in text.split(",") if p.strip())
@@ -72,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="episodes per policy saved for `recsim visualize --replay` (default 3)",
     )
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
+    _add_output_args(p, "results.csv/json/md, plots, episodes, trajectories", "results.json")
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser(
@@ -109,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--truth-users", type=int, default=20000, help="users measuring each truth (default 20000)"
     )
-    p.add_argument("--out", required=True, type=Path, help="output directory (ope.md, ope.json)")
+    _add_output_args(p, "ope.md, ope.json", "ope.json")
     p.set_defaults(func=_ope)
 
     p = sub.add_parser(
@@ -146,22 +180,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run the ground-truth comparison (auto: when --data is a synthetic dataset)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--out", required=True, type=Path, help="output directory (fidelity.md, fidelity.json)")
+    _add_output_args(p, "fidelity.md, fidelity.json, ground-truth runs", "fidelity.json")
     p.set_defaults(func=_fidelity)
 
 
 def _benchmark(args: argparse.Namespace) -> int:
     from recsim_env.offline.benchmark import BenchmarkConfig, run_benchmark
+    from user_models.outputs import REPORT, check_output, replace_output
 
+    inputs = _inputs(args)
+    check_output(args.out, REPORT, overwrite=args.overwrite, inputs=inputs)
     config = BenchmarkConfig(
-        policies=args.policies,
+        policies=_require(args.policies, "--policies"),
         episodes=args.episodes,
         seeds=args.seeds,
         base_seed=args.base_seed,
         save_trajectories=args.save_trajectories,
         n_resamples=args.resamples,
     )
-    paths = run_benchmark(args.model, args.data, config, _settings(args), args.out)
+    settings = _settings(args)
+    with replace_output(args.out, REPORT, overwrite=args.overwrite, inputs=inputs) as tmp:
+        paths = run_benchmark(args.model, args.data, config, settings, tmp)
     print((args.out / "results.md").read_text())
     print(f"wrote {len(paths)} files to {args.out}")
     return 0
@@ -202,36 +241,31 @@ def _ope(args: argparse.Namespace) -> int:
         ope_markdown,
         run_ope,
     )
+    from user_models.outputs import check_output, replace_output
 
-    config = OPEConfig(targets=args.targets, n_logged=args.logged, seeds=args.seeds, n_truth=args.truth_users)
+    inputs = _inputs(args)
+    check_output(args.out, OPE_REPORT, overwrite=args.overwrite, inputs=inputs)
+    config = OPEConfig(targets=_require(args.targets, "--targets"), n_logged=args.logged, seeds=args.seeds,
+                       n_truth=args.truth_users)
     settings = _settings(args)
     rows = run_ope(args.model, args.data, settings, config)
-    args.out.mkdir(parents=True, exist_ok=True)
     markdown = ope_markdown(rows, config)
-    _write(args.out / "ope.md", markdown)
-    _write(
-        args.out / "ope.json",
-        json.dumps(ope_json(rows, config, candidate_settings(settings)), indent=2) + "\n",
-    )
+    with replace_output(args.out, OPE_REPORT, overwrite=args.overwrite, inputs=inputs) as tmp:
+        (tmp / "ope.md").write_text(markdown)
+        (tmp / "ope.json").write_text(
+            json.dumps(ope_json(rows, config, candidate_settings(settings)), indent=2) + "\n")
     print(markdown)
     return 0
 
 
-def _write(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary sibling renamed into place (no half-written reports)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _fidelity(args: argparse.Namespace) -> int:
-    import dataclasses
-    import json
-
     from recsim_env.offline.benchmark import BenchmarkConfig
-    from recsim_env.offline.fidelity import data_fidelity, fidelity_markdown, ground_truth_fidelity
     from user_models.data.artifact import SequenceDataset
+    from user_models.outputs import check_output, replace_output
 
+    inputs = _inputs(args, args.world_env_config)
+    check_output(args.out, FIDELITY_REPORT, overwrite=args.overwrite, inputs=inputs)
+    policies = _require(args.policies, "--policies")
     settings = _settings(args)
     if args.world_env_config is not None:
         world_overrides = env_overrides(args.world_env_config)
@@ -244,20 +278,32 @@ def _fidelity(args: argparse.Namespace) -> int:
         raise InputError(
             f"--ground-truth yes: {args.data} is not a synthetic dataset (no world to compare with)"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
+    ground_truth = args.ground_truth == "yes" or (args.ground_truth == "auto" and synthetic)
+    config = BenchmarkConfig(
+        policies=policies,
+        episodes=args.episodes,
+        seeds=args.seeds,
+        base_seed=args.seed,
+        save_trajectories=0,
+    ) if ground_truth else None
+    with replace_output(args.out, FIDELITY_REPORT, overwrite=args.overwrite, inputs=inputs) as tmp:
+        _fidelity_into(tmp, args, settings, world_settings, config)
+    print((args.out / "fidelity.md").read_text())
+    return 0
+
+
+def _fidelity_into(out: Path, args: argparse.Namespace, settings: EnvConfig, world_settings: EnvConfig,
+                   config: BenchmarkConfig | None) -> None:
+    """The fidelity checks, written into ``out`` (the temporary directory of :func:`replace_output`)."""
+    import dataclasses
+    import json
+
+    from recsim_env.offline.fidelity import data_fidelity, fidelity_markdown, ground_truth_fidelity
+
     data_result = data_fidelity(args.model, args.data, settings, n_users=args.users, seed=args.seed)
     truth_result = None
-    if args.ground_truth == "yes" or (args.ground_truth == "auto" and synthetic):
-        config = BenchmarkConfig(
-            policies=args.policies,
-            episodes=args.episodes,
-            seeds=args.seeds,
-            base_seed=args.seed,
-            save_trajectories=0,
-        )
-        truth_result = ground_truth_fidelity(
-            args.model, args.data, config, settings, world_settings, args.out
-        )
+    if config is not None:
+        truth_result = ground_truth_fidelity(args.model, args.data, config, settings, world_settings, out)
     context = {"model": args.model, "data": args.data, "seed": args.seed}
     markdown = fidelity_markdown(data_result, truth_result, context)
     report = {
@@ -267,7 +313,5 @@ def _fidelity(args: argparse.Namespace) -> int:
         "data_fidelity": dataclasses.asdict(data_result),
         "ground_truth_fidelity": None if truth_result is None else truth_result.to_json(),
     }
-    _write(args.out / "fidelity.md", markdown)
-    _write(args.out / "fidelity.json", json.dumps(report, indent=2, default=float) + "\n")
-    print(markdown)
-    return 0
+    (out / "fidelity.md").write_text(markdown)
+    (out / "fidelity.json").write_text(json.dumps(report, indent=2, default=float) + "\n")

@@ -46,3 +46,36 @@ def env_settings(
     if is_world_id(env_id) and not world:
         raise InputError(f"--env-id {env_id!r} is the ground-truth world: use --model world")
     return env_config_for(env_id, {**overrides, "device": device}, source or env_id, world=world)
+
+
+def check_device(name: str, flag: str = "--device") -> str:
+    """``name`` if torch can use that device here; else an :class:`InputError` naming it (one line).
+
+    The CLI runs it on every command's ``--device`` before the command starts (see
+    :func:`recsim_env.cli.main`), so ``--device cuda`` on a CPU-only torch fails at once, the same way
+    for every command.
+    """
+    if name == "cpu":
+        return name
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(f"{flag} {name!r}: not a torch device (cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"{flag} {name}: no CUDA device is available (this torch build or machine)")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise InputError(f"{flag} {name}: only {count} CUDA device(s) are visible")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError(f"{flag} {name}: the MPS device is not available (this torch build or machine)")
+    elif device.type != "cpu":
+        try:
+            torch.empty(0, device=device)
+        except (RuntimeError, ValueError, AssertionError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"{flag} {name}: device not available ({first})") from None
+    return name

@@ -17,10 +17,29 @@ from pathlib import Path
 from typing import Any
 
 from user_models.errors import InputError
+from user_models.outputs import OutputKind
 
 WORLD_ENV_ID = "RecSim-World-v0"
 """The synthetic ground-truth world: its users come from the dataset, so it needs no --model."""
 POLICY_HELP = "random, popular, greedy, oracle (baselines from the agents package) or a saved agent directory"
+
+
+
+
+def _is_recording(path: Path) -> bool:
+    """A GIF or PNG by its signature, or an MP4 by its ``ftyp`` box at byte 4."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head.startswith((b"GIF87a", b"GIF89a", b"\x89PNG")) or head[4:8] == b"ftyp"
+
+
+RECORDING = OutputKind("recording", directory=False, suffixes=(".gif", ".mp4", ".png"), check=_is_recording)
+"""``--record``: a GIF/PNG/MP4 written earlier (recognised by its suffix and file signature)."""
+TRAJECTORY = OutputKind("trajectory", directory=False, suffixes=(".jsonl", ".jsonl.gz"))
+"""``--save-trajectory``: a ``.jsonl``/``.jsonl.gz`` trajectory file (recognised by name)."""
 
 
 def register(subparsers: Any) -> None:
@@ -57,6 +76,9 @@ def register(subparsers: Any) -> None:
     out.add_argument("--fps", type=float, default=None, help="frames per second (default: the env's "
                      "metadata['render_fps'], 4)")
     out.add_argument("--no-window", action="store_true", help="do not open a window (headless recording)")
+    out.add_argument("--overwrite", action="store_true", help="replace an existing --record or "
+                     "--save-trajectory file if recsim wrote it (a GIF/PNG/MP4 recording, a trajectory); "
+                     "any other existing path is refused")
     parser.set_defaults(func=cmd_visualize)
 
 
@@ -72,6 +94,14 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--fps must be positive, got {args.fps}")
     if args.no_window and args.record is None and args.save_trajectory is None:
         raise InputError("--no-window without --record or --save-trajectory would show nothing")
+    from user_models.outputs import check_output
+
+    inputs = [args.model, args.data, args.replay, args.calibration, args.greedy_model]
+    if args.record is not None:
+        check_output(args.record, RECORDING, overwrite=args.overwrite, inputs=inputs, flag="--record")
+    if args.save_trajectory is not None:
+        check_output(args.save_trajectory, TRAJECTORY, overwrite=args.overwrite, inputs=inputs,
+                     flag="--save-trajectory")
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:

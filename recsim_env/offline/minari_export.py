@@ -123,23 +123,9 @@ def write_minari_dataset(
         InputError: no episodes, a malformed id, or an existing dataset without ``overwrite``.
     """
     minari = _require_minari()
-    from minari.dataset.minari_dataset import parse_dataset_id
-    from minari.storage.datasets_root_dir import get_dataset_path
-
     if not episodes:
         raise InputError("Minari export needs at least one episode")
-    try:
-        parse_dataset_id(dataset_id)
-    except Exception as exc:  # minari raises bare errors on malformed ids
-        raise InputError(
-            f"--dataset-id {dataset_id!r}: not a Minari id ((namespace/)name-vN): {exc}"
-        ) from exc
-    if dataset_id in minari.list_local_datasets():
-        if not overwrite:
-            raise InputError(
-                f"Minari dataset {dataset_id!r} already exists at {get_dataset_path(dataset_id)}; "
-                "pass --overwrite to replace it"
-            )
+    if check_minari_target(dataset_id, overwrite):
         minari.delete_dataset(dataset_id)
     buffers, dropped = episode_buffers(episodes, observation_space, action_space)
     if dropped:
@@ -175,6 +161,35 @@ def env_spec_for(model: str, data: str, settings: EnvConfig) -> gym.envs.registr
     return dataclasses.replace(gym.spec("RecSim-v0"), kwargs={"model": model, **kwargs})
 
 
+def check_minari_target(dataset_id: str, overwrite: bool) -> bool:
+    """Validate ``dataset_id`` before any work; return whether a local dataset of that id exists.
+
+    Minari owns its storage (``$MINARI_DATASETS_PATH``), so its own rule applies: an existing id is
+    replaced only with ``overwrite``, by :func:`minari.delete_dataset`, right before the new one is
+    written.
+
+    Raises:
+        InputError: a malformed id, or an existing dataset without ``overwrite``.
+    """
+    minari = _require_minari()
+    from minari.dataset.minari_dataset import parse_dataset_id
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    try:
+        parse_dataset_id(dataset_id)
+    except Exception as exc:  # minari raises bare errors on malformed ids
+        raise InputError(
+            f"--dataset-id {dataset_id!r}: not a Minari id ((namespace/)name-vN): {exc}"
+        ) from exc
+    exists = dataset_id in minari.list_local_datasets()
+    if exists and not overwrite:
+        raise InputError(
+            f"Minari dataset {dataset_id!r} already exists at {get_dataset_path(dataset_id)}; "
+            "pass --overwrite to replace it"
+        )
+    return exists
+
+
 def export_minari(
     model: str,
     data: str,
@@ -192,7 +207,7 @@ def export_minari(
     the same users, random streams and actions as a benchmark run with that seed. Each episode's
     metadata holds ``options = {"population_seed", "row"}``, which identify its user.
     """
-    _require_minari()
+    check_minari_target(dataset_id, overwrite)  # before the rollout: fail fast on an existing id
     sim = build_simulator(model, data, settings, n_episodes)
     run = rollout(
         sim.core,
