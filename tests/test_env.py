@@ -20,16 +20,6 @@ MODES = [(a, o, k) for a in ("slate", "candidates", "embedding") for o in ("hist
          for k in ((1, 3) if a == "candidates" else (3,))]
 
 
-@pytest.fixture(scope="module")
-def user():
-    return clickbait_user(10)
-
-
-@pytest.fixture(scope="module")
-def dataset(user):
-    return logged_dataset(user, n_users=30, seed=0)
-
-
 def make(user, dataset, env_id="RecSim-v0", **kwargs):
     kwargs.setdefault("slate_size", 3)
     kwargs.setdefault("history_len", 8)

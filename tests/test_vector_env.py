@@ -10,22 +10,10 @@ from gymnasium.wrappers.vector import RecordEpisodeStatistics
 import recsim_env  # noqa: F401  (registers the env ids)
 from recsim_env.config import CandidateConfig, LeaveConfig
 from recsim_env.env import RecSimEnv
-from recsim_env.testing import logged_dataset
 from recsim_env.vector import RESPONSE_KEYS, RecSimVectorEnv
-from user_models.handwritten import clickbait_user
 
 NEVER_LEAVE = LeaveConfig(no_choice_drain=0.0, low_value_drain=0.0, end_logit_offset=-30.0)
 """Users who never leave on their own, so episodes end exactly at max_steps."""
-
-
-@pytest.fixture(scope="module")
-def user():
-    return clickbait_user(10)
-
-
-@pytest.fixture(scope="module")
-def dataset(user):
-    return logged_dataset(user, n_users=30, seed=0)
 
 
 def env_kwargs(action_mode="slate", **kwargs):

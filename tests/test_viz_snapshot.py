@@ -23,8 +23,6 @@ from recsim_env.render.snapshot import (
     ItemCatalogue,
     occlusion_weights,
 )
-from recsim_env.testing import logged_dataset
-from user_models.handwritten import clickbait_user
 
 
 def test_interests_split_multi_category_items_evenly() -> None:
@@ -47,16 +45,6 @@ def test_catalogue_view_shows_first_category_and_empty_slots() -> None:
 
 
 # --- frames of the real env (the hand-written clickbait user; no training) --------------------------
-@pytest.fixture(scope="module")
-def user():
-    return clickbait_user(10)
-
-
-@pytest.fixture(scope="module")
-def dataset(user):
-    return logged_dataset(user, n_users=30, seed=0)
-
-
 def make(user, dataset, **kwargs):
     return gym.make("RecSim-v0", model=user, data=dataset, slate_size=3, history_len=8, **kwargs)
 
