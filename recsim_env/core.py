@@ -46,7 +46,7 @@ from recsim_env.config import SimConfig
 from recsim_env.numerics import check_finite
 from recsim_env.population import DatasetPopulation, Population
 from user_models.errors import InputError
-from user_models.protocol import History, UserModel, UserState
+from user_models.protocol import History, SlateResponder, UserModel, UserState
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,21 @@ class PrefixReuse(Protocol):
                                  sources: torch.Tensor, lengths: torch.Tensor) -> UserState:
         """:meth:`UserModel.reset_rows` with the first ``lengths`` events of table rows ``sources``."""
         ...
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The users' answer to one slate, however it was produced (``[N]`` tensors unless noted)."""
+
+    choice_probs: torch.Tensor  # [N, k + 1]
+    position: torch.Tensor
+    chose: torch.Tensor
+    item: torch.Tensor
+    behavior: torch.Tensor
+    behavior_probs: torch.Tensor  # [N, n_behaviors]
+    end_prob: torch.Tensor
+    leave_prob: torch.Tensor
+    terminated: torch.Tensor
 
 
 class SimulationCore:
@@ -324,35 +339,15 @@ class SimulationCore:
         """
         if self.user_state is None:
             raise RuntimeError("call reset() before step()")
-        cfg, model, gen = self.config, self.model, self.generator
-        n, k = self.n_users, cfg.slate_size
+        cfg = self.config
         if active is None:
-            active = torch.ones(n, dtype=torch.bool, device=self.device)
+            active = torch.ones(self.n_users, dtype=torch.bool, device=self.device)
         slate = self.dedupe(slate.to(self.device, torch.long))
-        shown = slate > 0
-        safe = torch.where(shown, slate, 1)
-
-        # choice
-        probs = choice_probabilities(self.choice_utilities(safe), shown, cfg.choice.no_choice_logit,
-                                     cfg.choice.position_decay)
-        check_finite("choice utilities", probs, active)
-        pick = sample_categorical(probs, gen)
-        chose = (pick < k) & active
-        slot = pick.clamp(max=k - 1)
-        item = torch.where(chose, safe.gather(1, slot[:, None])[:, 0], 0)
-
-        # response
-        behavior_probs = model.behavior_probs(self.user_state, torch.where(chose, item, 1)[:, None])[:, 0]
-        check_finite("behavior probabilities", behavior_probs, chose)
-        behavior_probs = behavior_probs.float() * chose[:, None]
-        sampled = sample_categorical(behavior_probs + (~chose)[:, None].float(), gen) + 1
-        behavior = torch.where(chose, sampled, 0)
-
-        # state update
-        gap = self.since_event * self.gap_seconds if self.gap_seconds >= 0 else -self.since_event
-        event = chose | (active & cfg.no_choice_event)
-        self.user_state = model.step(self.user_state, item, behavior, gap, event)
-        self.since_event = torch.where(chose, 1.0, self.since_event + active.float())
+        if isinstance(self.model, SlateResponder):
+            answer = self._world_answer(slate, active)
+        else:
+            answer = self._choice_model_answer(slate, active)
+        chose, item, behavior = answer.chose, answer.item, answer.behavior
         self._append_history(item, behavior, chose)
 
         # reward
@@ -360,14 +355,8 @@ class SimulationCore:
         if cfg.reward.diversity_weight > 0:
             reward = reward + cfg.reward.diversity_weight * self.slate_diversity(slate) * active
 
-        # leave
-        self.patience = torch.where(active, (self.patience + self._patience_gain[behavior]).clamp(0.0, 1.0),
-                                    self.patience)
-        end_prob = model.end_prob(self.user_state).float()
-        check_finite("session-end probabilities", end_prob, active)
-        leave_prob = self.leave_probability(end_prob, self.patience, event)
-        leave_draw = torch.rand(n, generator=gen, device=self.device)
-        terminated = active & (leave_draw < leave_prob)
+        # leave (decided in the answer: the world's own, or the learned hazard and patience)
+        terminated = answer.terminated
         self.steps = self.steps + active.long()
         truncated = active & ~terminated & (self.steps >= cfg.max_steps)
         self.episode_return = self.episode_return + reward
@@ -377,14 +366,64 @@ class SimulationCore:
             assert self.candidates is not None
             self.candidates = torch.where(active[:, None], self._retrieve_candidates(), self.candidates)
         record = StepRecord(
-            slate=slate, choice_probs=probs, position=torch.where(chose, pick, -1), item=item,
-            behavior=behavior, behavior_probs=behavior_probs, reward=reward, end_prob=end_prob,
-            leave_prob=torch.where(active, leave_prob, 0.0), patience=self.patience, terminated=terminated,
+            slate=slate, choice_probs=answer.choice_probs, position=torch.where(chose, answer.position, -1),
+            item=item, behavior=behavior, behavior_probs=answer.behavior_probs, reward=reward,
+            end_prob=answer.end_prob, leave_prob=torch.where(active, answer.leave_prob, 0.0),
+            patience=self.patience, terminated=terminated,
             truncated=truncated, active=active, step=self.steps, episode_return=self.episode_return,
             history_items=self.history_items, history_behaviors=self.history_behaviors,
         )
         self.last_record = record
         return record
+
+    def _choice_model_answer(self, slate: torch.Tensor, active: torch.Tensor) -> _Answer:
+        """The simulator's own users: multinomial-logit choice, sampled response, state update, and the
+        leave hazard of :class:`~recsim_env.config.LeaveConfig` (draws: choice, behavior, leave)."""
+        cfg, model, gen = self.config, self.model, self.generator
+        k = cfg.slate_size
+        shown = slate > 0
+        safe = torch.where(shown, slate, 1)
+        # choice
+        probs = choice_probabilities(self.choice_utilities(safe), shown, cfg.choice.no_choice_logit,
+                                     cfg.choice.position_decay)
+        check_finite("choice utilities", probs, active)
+        pick = sample_categorical(probs, gen)
+        chose = (pick < k) & active
+        slot = pick.clamp(max=k - 1)
+        item = torch.where(chose, safe.gather(1, slot[:, None])[:, 0], 0)
+        # response
+        behavior_probs = model.behavior_probs(self.user_state, torch.where(chose, item, 1)[:, None])[:, 0]
+        check_finite("behavior probabilities", behavior_probs, chose)
+        behavior_probs = behavior_probs.float() * chose[:, None]
+        sampled = sample_categorical(behavior_probs + (~chose)[:, None].float(), gen) + 1
+        behavior = torch.where(chose, sampled, 0)
+        # state update
+        gap = self.since_event * self.gap_seconds if self.gap_seconds >= 0 else -self.since_event
+        event = chose | (active & cfg.no_choice_event)
+        self.user_state = model.step(self.user_state, item, behavior, gap, event)
+        self.since_event = torch.where(chose, 1.0, self.since_event + active.float())
+        # leave
+        self.patience = torch.where(active, (self.patience + self._patience_gain[behavior]).clamp(0.0, 1.0),
+                                    self.patience)
+        end_prob = model.end_prob(self.user_state).float()
+        check_finite("session-end probabilities", end_prob, active)
+        leave_prob = self.leave_probability(end_prob, self.patience, event)
+        leave_draw = torch.rand(self.n_users, generator=gen, device=self.device)
+        terminated = active & (leave_draw < leave_prob)
+        return _Answer(probs, torch.where(chose, pick, -1), chose, item, behavior, behavior_probs, end_prob,
+                       leave_prob, terminated)
+
+    def _world_answer(self, slate: torch.Tensor, active: torch.Tensor) -> _Answer:
+        """A :class:`~user_models.protocol.SlateResponder` world answers the slate with its own choice,
+        response and leave mechanics; the core's choice and leave configs play no part."""
+        assert isinstance(self.model, SlateResponder) and self.user_state is not None
+        out = self.model.respond(self.user_state, slate, active, self.generator)
+        chose = (out.position >= 0) & active
+        leave_prob = out.leave_prob.float()
+        check_finite("session-end probabilities", leave_prob, active)
+        return _Answer(out.choice_probs.float(), out.position, chose, torch.where(chose, out.item, 0),
+                       torch.where(chose, out.behavior, 0), out.behavior_probs.float() * chose[:, None],
+                       leave_prob, leave_prob, out.left & active)
 
     def leave_probability(self, end_prob: torch.Tensor, patience: torch.Tensor, event: torch.Tensor
                           ) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 
 from recsim_env.config import WORLD_MODEL, EnvConfig
 from recsim_env.core import StepSnapshot
-from recsim_env.factory import build_env_core, load_dataset, world_config
+from recsim_env.factory import build_env_core, cascade_dataset, load_dataset, world_config
 from recsim_env.render.env_view import CoreRenderer
 from recsim_env.render.frame import SessionFrame
 from recsim_env.render.pygame_renderer import RENDER_FPS
@@ -204,3 +204,16 @@ def make_world_env(data: PathLike | SequenceDataset, config: EnvConfig | None = 
     the world's own end probability is the only leave hazard); any :class:`EnvConfig` field can be given.
     """
     return RecSimEnv(WORLD_MODEL, data, world_config(config, **settings), render_mode=render_mode)
+
+
+def make_cascade_world_env(data: PathLike | SequenceDataset, config: EnvConfig | None = None,
+                           render_mode: str | None = None, **settings: Any) -> RecSimEnv:
+    """``RecSim-CascadeWorld-v0``: the cascade ground-truth world (``recsim data synth --world cascade``).
+
+    Users scan the slate top-down and click the first item they like enough; a funnel, satisfaction-driven
+    leaving and bait items are the world's own (:mod:`user_models.synthetic.cascade`): the core's
+    choice and leave settings play no part, only its bookkeeping (history, reward, step cap, candidates,
+    action masks). Any :class:`EnvConfig` field can be given.
+    """
+    return RecSimEnv(WORLD_MODEL, cascade_dataset(data), world_config(config, **settings),
+                     render_mode=render_mode)

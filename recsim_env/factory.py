@@ -32,6 +32,7 @@ from user_models.errors import InputError
 from user_models.handwritten import HandwrittenUser
 from user_models.protocol import UserModel
 from user_models.synthetic import SyntheticWorld
+from user_models.synthetic.cascade_users import CascadeUsers
 
 PathLike = str | os.PathLike[str]
 
@@ -40,6 +41,15 @@ def load_dataset(data: PathLike | SequenceDataset) -> SequenceDataset:
     if isinstance(data, SequenceDataset):
         return data
     return SequenceDataset.load(data)
+
+
+def cascade_dataset(data: PathLike | SequenceDataset) -> SequenceDataset:
+    """``data`` loaded, checked to come from the cascade world (``recsim data synth --world cascade``)."""
+    dataset = load_dataset(data)
+    if "cascade_config" not in dataset.meta.extra:
+        raise InputError(f"dataset {dataset.meta.name!r} was not written by the cascade world (no "
+                         "cascade_config in its meta.json); make one with `recsim data synth --world cascade`")
+    return dataset
 
 
 def is_world(model: Any) -> bool:
@@ -53,7 +63,8 @@ def load_model(model: PathLike | UserModel, dataset: SequenceDataset, device: to
 
     Args:
         model: a :class:`UserModel` (returned as it is), :data:`WORLD_MODEL` (the synthetic dataset's
-            ground truth, rebuilt from its metadata), a ``.json`` hand-written user
+            ground truth, rebuilt from its metadata: the organic world, or the cascade world for
+            ``recsim data synth --world cascade`` data), a ``.json`` hand-written user
             (:class:`~user_models.handwritten.HandwrittenUser`) or a checkpoint directory.
         dataset: the dataset the model simulates (a checkpoint is checked against it).
         device: where a model loaded here goes.
@@ -63,7 +74,9 @@ def load_model(model: PathLike | UserModel, dataset: SequenceDataset, device: to
     """
     if not isinstance(model, str | os.PathLike):
         return model
-    if is_world(model):
+    if is_world(model):  # the ground truth that wrote the dataset: the cascade or the organic world
+        if "cascade_config" in dataset.meta.extra:
+            return cast(UserModel, CascadeUsers.from_dataset(dataset, torch.device(device)))
         return cast(UserModel, SyntheticWorld.from_dataset(dataset, torch.device(device)))
     if Path(model).suffix == ".json":
         return cast(UserModel, HandwrittenUser.load(model, torch.device(device)))

@@ -3,7 +3,11 @@
 - ``RecSim-v0``: the learned simulator with default dynamics.
 - ``RecSim-LongTerm-v0``: the same with impatient users (:data:`LONG_TERM_KWARGS`), where the myopic
   policy that maximises the immediate choice probability is not optimal (tested).
-- ``RecSim-World-v0``: the synthetic ground-truth world as the users (``data`` = a synthetic dataset).
+- ``RecSim-World-v0``: the synthetic ground-truth world that wrote ``data`` as the users (the organic
+  world, or the cascade world for cascade data).
+- ``RecSim-CascadeWorld-v0``: the cascade world (``recsim data synth --world cascade``): cascade choice,
+  position decay, satisfaction-driven leaving and bait items, sharing no code with the simulator's
+  choice or leave models.
 
 Each id also has a ``vector_entry_point`` (:class:`~recsim_env.vector.RecSimVectorEnv`), so
 ``gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point", ...)`` steps N users in one core.
@@ -23,6 +27,8 @@ from user_models.errors import InputError
 ENV_ENTRY_POINT = "recsim_env.env:RecSimEnv"
 VECTOR_ENTRY_POINT = "recsim_env.vector:RecSimVectorEnv"
 WORLD_ENTRY_POINT = "recsim_env.env:make_world_env"
+CASCADE_WORLD_ENTRY_POINT = "recsim_env.env:make_cascade_world_env"
+WORLD_ENTRY_POINTS = (WORLD_ENTRY_POINT, CASCADE_WORLD_ENTRY_POINT)
 
 LONG_TERM_KWARGS: dict[str, Any] = {
     "max_steps": 200,
@@ -42,6 +48,8 @@ def register_envs() -> None:
         "RecSim-v0": {"entry_point": ENV_ENTRY_POINT, "vector_entry_point": VECTOR_ENTRY_POINT},
         "RecSim-LongTerm-v0": {"entry_point": ENV_ENTRY_POINT, "vector_entry_point": VECTOR_ENTRY_POINT,
                                "kwargs": LONG_TERM_KWARGS},
+        "RecSim-CascadeWorld-v0": {"entry_point": CASCADE_WORLD_ENTRY_POINT,
+                                   "vector_entry_point": "recsim_env.vector:make_cascade_world_vector_env"},
         "RecSim-World-v0": {"entry_point": WORLD_ENTRY_POINT,
                             "vector_entry_point": "recsim_env.vector:make_world_vector_env"},
     }
@@ -52,7 +60,7 @@ def register_envs() -> None:
 
 def is_world_id(env_id: str) -> bool:
     """Whether ``env_id`` is registered as the synthetic ground-truth world."""
-    return _spec(env_id).entry_point == WORLD_ENTRY_POINT
+    return _spec(env_id).entry_point in WORLD_ENTRY_POINTS
 
 
 def env_config_for(
@@ -66,7 +74,7 @@ def env_config_for(
     world's defaults (:data:`~recsim_env.config.WORLD_DEFAULTS`) instead of the learned simulator's.
     """
     spec = _spec(env_id)
-    world = world or spec.entry_point == WORLD_ENTRY_POINT
+    world = world or spec.entry_point in WORLD_ENTRY_POINTS
     base = EnvConfig(**WORLD_DEFAULTS) if world else EnvConfig()
     registered = EnvConfig.from_mapping(
         {k: v for k, v in spec.kwargs.items() if k not in ("model", "data")}, env_id, base

@@ -38,7 +38,7 @@ from gymnasium.vector.utils import batch_space
 
 from recsim_env.config import WORLD_MODEL, EnvConfig
 from recsim_env.core import StepRecord
-from recsim_env.factory import build_env_core, load_dataset, world_config
+from recsim_env.factory import build_env_core, cascade_dataset, load_dataset, world_config
 from recsim_env.render.env_view import CoreRenderer
 from recsim_env.render.frame import SessionFrame
 from recsim_env.render.pygame_renderer import RENDER_FPS
@@ -325,4 +325,12 @@ def make_world_vector_env(num_envs: int, data: PathLike | SequenceDataset, confi
                           ) -> RecSimVectorEnv:
     """``RecSim-World-v0`` as a vector env: the synthetic ground-truth world that generated ``data``."""
     return RecSimVectorEnv(num_envs, WORLD_MODEL, data, world_config(config, **settings),
+                           render_mode=render_mode, render_row=render_row)
+
+
+def make_cascade_world_vector_env(num_envs: int, data: PathLike | SequenceDataset,
+                                  config: EnvConfig | None = None, render_mode: str | None = None,
+                                  render_row: int = 0, **settings: Any) -> RecSimVectorEnv:
+    """``RecSim-CascadeWorld-v0`` as a vector env (see :func:`recsim_env.env.make_cascade_world_env`)."""
+    return RecSimVectorEnv(num_envs, WORLD_MODEL, cascade_dataset(data), world_config(config, **settings),
                            render_mode=render_mode, render_row=render_row)

@@ -119,3 +119,45 @@ class UserModel(Protocol[StateT]):
     def item_embeddings(self) -> torch.Tensor:
         """``[n_items + 1, d]`` item vectors (row 0 = padding), for retrieval and diversity metrics."""
         ...
+
+
+@dataclass(frozen=True)
+class SlateResponse:
+    """How a :class:`SlateResponder`'s users answered one slate (``[B]`` tensors unless noted).
+
+    Attributes:
+        choice_probs: ``[B, k + 1]`` P(each position), last column "none" (before the answer).
+        position: chosen position, -1 for none.
+        item: chosen item, 0 for none.
+        behavior: behavior id of the response, 0 for none.
+        behavior_probs: ``[B, n_behaviors]`` the chosen item's response distribution (zeros for none).
+        leave_prob: the hazard with which each row left at this step.
+        left: the user left at this step.
+    """
+
+    choice_probs: torch.Tensor
+    position: torch.Tensor
+    item: torch.Tensor
+    behavior: torch.Tensor
+    behavior_probs: torch.Tensor
+    leave_prob: torch.Tensor
+    left: torch.Tensor
+
+
+@runtime_checkable
+class SlateResponder(Protocol):
+    """Users who answer a whole slate with mechanics of their own (choice, response, leaving).
+
+    A ground-truth world that must share no code with the simulator's choice and leave models
+    implements this beside :class:`UserModel`: the simulation core then only keeps the books (history,
+    rewards, steps, truncation, candidates) and takes the world's answer as it is.
+    """
+
+    def respond(self, state: UserState, slates: torch.Tensor, active: torch.Tensor,
+                generator: torch.Generator) -> SlateResponse:
+        """Show ``[B, k]`` slates (0 = empty slot) to the rows where ``active``; update their state.
+
+        Rows not active are left unchanged. Draws a fixed number of random numbers from ``generator``
+        per call, whatever the slates (common random numbers across policies).
+        """
+        ...

@@ -286,10 +286,18 @@ class CascadeWorld:
         positions = torch.arange(history.items.shape[1], device=self._device)
         active = positions[None, :] < history.lengths[:, None]
         for t in range(int(history.lengths.max()) if history.batch_size else 0):
-            new = active[:, t] & (history.gaps[:, t] >= self.config.session_gap_seconds)
-            self.start_session(state, new)
-            self._respond(state, history.items[:, t], history.behaviors[:, t].long(), active[:, t])
+            self.apply_event(state, history.items[:, t], history.behaviors[:, t].long(), history.gaps[:, t],
+                             active[:, t])
         state.left.zero_()
+        return state
+
+    def apply_event(self, state: CascadeState, items: torch.Tensor, behaviors: torch.Tensor,
+                    gaps: torch.Tensor, active: torch.Tensor) -> CascadeState:
+        """One logged event per active row (``[B]`` each), in place: a gap of at least
+        ``session_gap_seconds`` first starts a new session; then the consumption update of :meth:`step`
+        (behavior 0: a slate without a click)."""
+        self.start_session(state, active & (gaps >= self.config.session_gap_seconds))
+        self._respond(state, items, behaviors, active)
         return state
 
     # --- dynamics -----------------------------------------------------------------------------------
@@ -327,6 +335,26 @@ class CascadeWorld:
             torch.sigmoid(c.cart_bias + c.cart_quality * q + c.cart_affinity * affinity),
             torch.sigmoid(c.buy_bias + c.buy_quality * q),
         ], dim=-1)
+
+    def choice_probs(self, state: CascadeState, slates: torch.Tensor) -> torch.Tensor:
+        """``[B, k + 1]`` the probability that :meth:`step` picks each position of ``slates``, and (last
+        column) no position: the cascade's own arithmetic, ``P(i) = examine_first * scan_continue ** i *
+        c_i * prod_{j < i} (1 - c_j)`` with ``c = click_probs`` (zero for rows that have left)."""
+        c = self.config
+        click = self.click_probs(state, slates.to(self._device).long()) * (~state.left)[:, None]
+        k = click.shape[1]
+        reach = c.examine_first * c.scan_continue ** torch.arange(k, device=self._device, dtype=click.dtype)
+        missed = torch.cat([torch.ones_like(click[:, :1]), 1 - click[:, :-1]], dim=1)
+        not_before = torch.cumprod(missed, dim=1)
+        picked = reach[None, :] * click * not_before
+        return torch.cat([picked, (1 - picked.sum(dim=1, keepdim=True)).clamp(min=0.0)], dim=1)
+
+    def behavior_probs(self, state: CascadeState, items: torch.Tensor) -> torch.Tensor:
+        """``[B, k, 4]`` P(deepest stage = view, click, cart, buy | the item is chosen): the funnel of
+        :meth:`funnel_probs` as a distribution over behavior ids 1..4."""
+        click, cart, buy = self.funnel_probs(state, items).unbind(-1)
+        stages = [1 - click, click * (1 - cart), click * cart * (1 - buy), click * cart * buy]
+        return torch.stack(stages, dim=-1)
 
     def leave_prob(self, state: CascadeState) -> torch.Tensor:
         """``[B]`` probability of leaving after a step that ends at the current satisfaction."""
