@@ -48,7 +48,8 @@ def cascade_dataset(data: PathLike | SequenceDataset) -> SequenceDataset:
     dataset = load_dataset(data)
     if "cascade_config" not in dataset.meta.extra:
         raise InputError(f"dataset {dataset.meta.name!r} was not written by the cascade world (no "
-                         "cascade_config in its meta.json); make one with `recsim data synth --world cascade`")
+                         "cascade_config in its meta.json); make one with "
+                         "`recsim data synth --world cascade`")
     return dataset
 
 
