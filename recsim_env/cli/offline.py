@@ -153,7 +153,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "under a logging-like policy and compare with the real last sessions (category and popularity "
         "Jensen-Shannon, session-length KS, behavior mix, repeat rate, each with a real-vs-real noise "
         "floor). Ground-truth fidelity (synthetic datasets): run --policies in the world and in the learned "
-        "simulator; returns, relative errors, Kendall's tau (targets: tau >= 0.8, error <= 15%).",
+        "simulator; returns, relative errors, session-length KS, random-slate pick rate, Kendall's tau "
+        "(targets: tau >= 0.9, every error <= 25%%, median <= 10%%, pick rate within 20%%). Held-out policy "
+        "(--heldout-logs): predict the logged statistics of another policy's logs.",
     )
     _add_simulator_args(p)
     p.add_argument(
@@ -178,6 +180,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("auto", "yes", "no"),
         default="auto",
         help="run the ground-truth comparison (auto: when --data is a synthetic dataset)",
+    )
+    p.add_argument(
+        "--heldout-logs",
+        type=Path,
+        default=None,
+        metavar="B_DIR",
+        help="a dataset of logs of another policy on the same catalogue (e.g. after a ranking change): "
+        "the simulator, calibrated on --data's logs, predicts their session length, consumption rate, "
+        "behavior mix and return (default: not run)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     _add_output_args(p, "fidelity.md, fidelity.json, ground-truth runs", "fidelity.json")
@@ -263,7 +274,7 @@ def _fidelity(args: argparse.Namespace) -> int:
     from user_models.data.artifact import SequenceDataset
     from user_models.outputs import check_output, replace_output
 
-    inputs = _inputs(args, args.world_env_config)
+    inputs = _inputs(args, args.world_env_config, args.heldout_logs)
     check_output(args.out, FIDELITY_REPORT, overwrite=args.overwrite, inputs=inputs)
     policies = _require(args.policies, "--policies")
     settings = _settings(args)
@@ -273,7 +284,8 @@ def _fidelity(args: argparse.Namespace) -> int:
                                       str(args.world_env_config))
     else:
         world_settings = _settings(args, world=True, calibration=False)
-    synthetic = "synthetic_config" in SequenceDataset.load(args.data, verify=False).meta.extra
+    extra = SequenceDataset.load(args.data, verify=False).meta.extra
+    synthetic = "synthetic_config" in extra or "cascade_config" in extra  # a world wrote it
     if args.ground_truth == "yes" and not synthetic:
         raise InputError(
             f"--ground-truth yes: {args.data} is not a synthetic dataset (no world to compare with)"
@@ -298,20 +310,30 @@ def _fidelity_into(out: Path, args: argparse.Namespace, settings: EnvConfig, wor
     import dataclasses
     import json
 
-    from recsim_env.offline.fidelity import data_fidelity, fidelity_markdown, ground_truth_fidelity
+    from recsim_env.offline.fidelity import (
+        data_fidelity,
+        fidelity_markdown,
+        ground_truth_fidelity,
+        heldout_policy_fidelity,
+    )
 
     data_result = data_fidelity(args.model, args.data, settings, n_users=args.users, seed=args.seed)
     truth_result = None
     if config is not None:
         truth_result = ground_truth_fidelity(args.model, args.data, config, settings, world_settings, out)
+    heldout = None
+    if args.heldout_logs is not None:
+        heldout = heldout_policy_fidelity(args.model, args.data, args.heldout_logs, settings,
+                                          n_users=args.users, seed=args.seed)
     context = {"model": args.model, "data": args.data, "seed": args.seed}
-    markdown = fidelity_markdown(data_result, truth_result, context)
+    markdown = fidelity_markdown(data_result, truth_result, context, heldout)
     report = {
         "context": context,
         "env": settings.to_mapping(),
         "world_env": world_settings.to_mapping(),
         "data_fidelity": dataclasses.asdict(data_result),
         "ground_truth_fidelity": None if truth_result is None else truth_result.to_json(),
+        "heldout_policy_fidelity": None if heldout is None else heldout.to_json(),
     }
     (out / "fidelity.md").write_text(markdown)
     (out / "fidelity.json").write_text(json.dumps(report, indent=2, default=float) + "\n")

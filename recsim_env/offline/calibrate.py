@@ -51,7 +51,7 @@ from recsim_env.choice import catalogue_logits
 from recsim_env.config import Calibration, SimConfig
 from recsim_env.core import SimulationCore
 from recsim_env.factory import build_core, check_compatible, resolve_from_data
-from recsim_env.offline.rollout import rollout
+from recsim_env.offline.rollout import PolicyRun, rollout
 from recsim_env.population import SessionStats, logged_stats, median_session_gap
 from recsim_env.spaces import SpaceAdapter
 from user_models.data.artifact import EvalSplit, SequenceDataset
@@ -97,10 +97,14 @@ class CalibrationSettings:
     seed: int = 0
 
 
-def logging_slates(core: SimulationCore, policy: LoggingPolicy, generator: torch.Generator) -> torch.Tensor:
-    """``[N, k]`` distinct items per row drawn without replacement (Gumbel top-k) by the logging policy."""
+def logging_slates(core: SimulationCore, policy: LoggingPolicy, generator: torch.Generator,
+                   log_popularity: torch.Tensor | None = None) -> torch.Tensor:
+    """``[N, k]`` distinct items per row drawn without replacement (Gumbel top-k) by the logging policy:
+    ``popular`` in proportion to ``log_popularity`` (``[n_items + 1]``, default the training split's
+    ``log(1 + count)``), ``model`` from the user model's own next-item distribution."""
     if policy == "popular":
-        log_weight = core.log_popularity[None, 1:].expand(core.n_users, -1)
+        weight = core.log_popularity if log_popularity is None else log_popularity.to(core.device)
+        log_weight = weight[None, 1:].expand(core.n_users, -1)
     elif policy == "model":
         log_weight = torch.log_softmax(core.catalogue_logits(), dim=1)
     else:
@@ -114,24 +118,32 @@ class LoggingSlates:
     """The logging-like policy as an SB3-style policy over ``core``'s current users (``slate`` mode).
 
     Slates come from :func:`logging_slates`, drawn from the policy's own generator (seeded by ``seed``),
-    so the core's random streams are the same whatever the policy does.
+    so the core's random streams are the same whatever the policy does. ``log_popularity`` replaces the
+    training split's popularity (e.g. another logging policy's logs).
     """
 
-    def __init__(self, core: SimulationCore, policy: LoggingPolicy, seed: int) -> None:
+    def __init__(self, core: SimulationCore, policy: LoggingPolicy, seed: int,
+                 log_popularity: torch.Tensor | None = None) -> None:
         self.core = core
         self.policy = policy
+        self.log_popularity = log_popularity
         self.generator = torch.Generator(device=core.device).manual_seed(seed)
 
     def predict(
         self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
     ) -> tuple[np.ndarray, Any]:
-        return logging_slates(self.core, self.policy, self.generator).cpu().numpy(), state
+        slates = logging_slates(self.core, self.policy, self.generator, self.log_popularity)
+        return slates.cpu().numpy(), state
 
 
 def simulate_sessions(core: SimulationCore, policy: LoggingPolicy, seed: int) -> SessionStats:
     """Run one session per row of ``core`` under the logging policy and measure it like the logs."""
     adapter = SpaceAdapter(core, "slate", "history")
-    run = rollout(core, adapter, LoggingSlates(core, policy, seed + 1), seed)
+    return session_stats(rollout(core, adapter, LoggingSlates(core, policy, seed + 1), seed))
+
+
+def session_stats(run: PolicyRun) -> SessionStats:
+    """A run's sessions measured as logs would show them (see :class:`SessionStats`)."""
     chose = (run.steps["position"] >= 0) & run.steps["active"]  # [T, N]
     events = chose.sum(axis=0).astype(np.float64)
     steps = run.steps["active"].sum(axis=0).astype(np.float64)
