@@ -153,6 +153,11 @@ class PrefixReuse(Protocol):
         ...
 
 
+CONSUMED_BITS_MAX = 2**27
+"""Largest ``n_users * (n_items + 1)`` for which the core keeps a per-row bitmap of consumed items
+(128 MiB of bools)."""
+
+
 @dataclass(frozen=True)
 class _Answer:
     """The users' answer to one slate, however it was produced (``[N]`` tensors unless noted)."""
@@ -236,6 +241,12 @@ class SimulationCore:
         self.history_behaviors = torch.zeros_like(self.history_items)
         self.history_lengths = torch.zeros(n_users, dtype=torch.long, device=self.device)
         self.candidates: torch.Tensor | None = None
+        # Under the mask repeat policy a user never consumes again what they ever consumed (MovieLens:
+        # one rating per movie), not only what is in the history window: one bit per row and item, within
+        # a memory budget (beyond it, the window decides).
+        mask_all = config.choice.repeat == "mask" and n_users * (n_items + 1) <= CONSUMED_BITS_MAX
+        self.consumed: torch.Tensor | None = (
+            torch.zeros(n_users, n_items + 1, dtype=torch.bool, device=self.device) if mask_all else None)
         self._table: Any | None = None
         self._table_checked = False
         self.last_record: StepRecord | None = None
@@ -307,6 +318,11 @@ class SimulationCore:
         # Out of place (index_put, not []=): step records handed out earlier keep their values.
         index = (rows.nonzero()[:, 0],)
         items, behaviors = _right_align(history, self.config.history_len)
+        if self.consumed is not None:
+            known = torch.zeros(len(index[0]), self.n_items + 1, dtype=torch.bool, device=self.device)
+            known.scatter_(1, history.items.to(self.device), True)
+            known[:, 0] = False
+            self.consumed[index] = known
         self.history_items = self.history_items.index_put(index, items)
         self.history_behaviors = self.history_behaviors.index_put(index, behaviors)
         self.history_lengths = self.history_lengths.index_put(
@@ -450,7 +466,10 @@ class SimulationCore:
         return slate.masked_fill(duplicate, 0)
 
     def repeated(self, items: torch.Tensor) -> torch.Tensor:
-        """``[N, m]`` bool: each item (``[N, m]``) is in the row's recent history."""
+        """``[N, m]`` bool: each item (``[N, m]``) is in the row's recent history (under the ``mask`` repeat
+        policy: anywhere in what the user is known to have consumed, see :attr:`consumed`)."""
+        if self.consumed is not None:
+            return self.consumed.gather(1, items) & (items > 0)
         return ((items[:, :, None] == self.history_items[:, None, :]) & (items[:, :, None] > 0)).any(dim=2)
 
     @property
@@ -516,6 +535,10 @@ class SimulationCore:
 
     # --- internals --------------------------------------------------------------------------------
     def _append_history(self, item: torch.Tensor, behavior: torch.Tensor, chose: torch.Tensor) -> None:
+        if self.consumed is not None:
+            rows = torch.arange(self.n_users, device=self.device)
+            self.consumed[rows, item] |= chose  # item 0 where nothing was chosen: reset below
+            self.consumed[:, 0] = False
         shifted_items = torch.cat([self.history_items[:, 1:], item[:, None]], dim=1)
         shifted_behaviors = torch.cat([self.history_behaviors[:, 1:], behavior[:, None]], dim=1)
         self.history_items = torch.where(chose[:, None], shifted_items, self.history_items)

@@ -208,7 +208,10 @@ class SpaceAdapter:
             allowed = torch.ones(core.n_users, core.n_items + 1, dtype=torch.bool, device=core.device)
             allowed[:, 0] = False
             if mask_repeats:
-                allowed.scatter_(1, core.history_items, False)
+                if core.consumed is not None:
+                    allowed &= ~core.consumed
+                else:
+                    allowed.scatter_(1, core.history_items, False)
                 allowed[:, 0] = ~allowed[:, 1:].any(dim=1)
         elif self.action_mode == "candidates":
             assert core.candidates is not None

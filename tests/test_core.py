@@ -150,6 +150,31 @@ def test_hazard_scale_and_repeat_policy_come_from_the_data(user, dataset):
     assert core.config.choice.repeat == ("mask" if rate < 0.01 else "allow") and rate > 0.01
 
 
+def test_mask_covers_everything_the_user_consumed_beyond_the_window(user, dataset):
+    from recsim_env.offline.fidelity import PrefixPopulation
+    from recsim_env.spaces import SpaceAdapter
+    from user_models.protocol import History
+
+    items = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8, 9, 0], [10, 10, 0, 0, 0, 0, 0, 0, 0, 0]])
+    history = History(items, (items > 0).long(), torch.full(items.shape, -1.0), (items > 0).sum(1))
+    config = SimConfig(slate_size=1, history_len=3, choice=ChoiceConfig(repeat="mask"))
+    core = build_core(user, dataset, config, n_users=2, population=PrefixPopulation(history))
+    core.manual_seed(0)
+    core.reset()
+    assert core.history_items[0].tolist() == [7, 8, 9]  # the window holds the last three events only
+    masks = SpaceAdapter(core, "slate", "history").action_masks()
+    assert [i for i in range(11) if not masks[0, i]] == list(range(10))  # 0 and items 1..9 all masked
+    assert [i for i in range(11) if not masks[1, i]] == [0, 10]
+    slate = torch.tensor([[10], [3]])  # item 10 is new for row 0, item 3 for row 1
+    assert not core.repeated(slate).any()
+    chose = torch.zeros(2, dtype=torch.bool)
+    for _ in range(30):  # until each row has consumed its item once
+        chose |= core.step(slate, active=~chose).position >= 0
+        if chose.all():
+            break
+    assert chose.all() and core.repeated(slate).all()  # consumed now: masked from here on
+
+
 def test_duplicates_and_empty_slots_show_nothing(user, dataset):
     core = make_core(user, dataset, n=2)
     record = core.step(torch.tensor([[3, 3, 0], [4, 5, 4]]))

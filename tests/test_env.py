@@ -90,7 +90,8 @@ def test_repeated_items_show_nothing_or_raise_when_strict(user, dataset):
 
 
 def test_action_masks(user, dataset):
-    env = make(user, dataset, choice=ChoiceConfig(repeat="mask"))
+    # Prefixes no longer than the history window, so the visible history is everything the user consumed.
+    env = make(user, dataset, choice=ChoiceConfig(repeat="mask"), population={"max_prefix": 8})
     obs, _ = env.reset(seed=0)
     mask = env.unwrapped.action_masks()
     assert mask.shape == (3 * 21,) and mask.dtype == bool

@@ -30,8 +30,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     calibrate.add_argument("--n-users", type=int, default=512, help="simulated users per round (512)")
     calibrate.add_argument("--rounds", type=int, default=24, help="simulation rounds (24)")
     calibrate.add_argument("--examples", type=int, default=2048, help="events for temperature scaling (2048)")
-    calibrate.add_argument("--logging-policy", choices=("popular", "model"), default="popular",
-                           help="slates of the logging-like policy (popular)")
+    calibrate.add_argument("--logging-policy", choices=("popular", "model"), default="model",
+                           help="slates of the logging-like policy: model (sampled from the user model's "
+                                "next-item distribution, a stand-in for the recommender that wrote the logs; "
+                                "default) or popular (by training popularity)")
     calibrate.add_argument("--consumption-rate", type=float,
                            help="target events per step (default: reconstructed from the log's timestamps)")
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")

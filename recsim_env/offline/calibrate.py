@@ -80,8 +80,11 @@ class CalibrationSettings:
             temperature scaling prescribes; used for this one parameter only, never for users) or
             ``train``.
         rounds: Simulation rounds fitting the no-choice logit and the end-logit offset.
-        logging_policy: ``popular`` (slates sampled by training popularity) or ``model`` (sampled from
-            the user model's next-item distribution).
+        logging_policy: ``model`` (default: slates sampled from the user model's next-item
+            distribution; the logged items are what the logging recommender led users to consume, and
+            the model learned exactly that distribution, so its slates stand in for the logging
+            policy's) or ``popular`` (sampled by training popularity: a worse stand-in for a
+            personalised logging policy, which makes every slate look as good as the logged ones).
         max_steps: Step cap of a simulated session (None: 20x the logged steps per session, >= 200).
         target_consumption_rate: Overrides the logged consumption rate (required without timestamps).
         seed: Seed of every random draw of the calibration.
@@ -91,24 +94,26 @@ class CalibrationSettings:
     n_examples: int = 2048
     rounds: int = 24
     temperature_split: EvalSplit = "valid"
-    logging_policy: LoggingPolicy = "popular"
+    logging_policy: LoggingPolicy = "model"
     max_steps: int | None = None
     target_consumption_rate: float | None = None
     seed: int = 0
 
 
 def logging_slates(core: SimulationCore, policy: LoggingPolicy, generator: torch.Generator,
-                   log_popularity: torch.Tensor | None = None) -> torch.Tensor:
+                   shift: torch.Tensor | None = None) -> torch.Tensor:
     """``[N, k]`` distinct items per row drawn without replacement (Gumbel top-k) by the logging policy:
-    ``popular`` in proportion to ``log_popularity`` (``[n_items + 1]``, default the training split's
-    ``log(1 + count)``), ``model`` from the user model's own next-item distribution."""
+    ``popular`` in proportion to the training split's ``log(1 + count)``, ``model`` from the user model's
+    own next-item distribution; ``shift`` (``[n_items + 1]``) is added to the log weights (another
+    policy's logs: see :func:`recsim_env.offline.fidelity.heldout_policy_fidelity`)."""
     if policy == "popular":
-        weight = core.log_popularity if log_popularity is None else log_popularity.to(core.device)
-        log_weight = weight[None, 1:].expand(core.n_users, -1)
+        log_weight = core.log_popularity[None, 1:].expand(core.n_users, -1)
     elif policy == "model":
         log_weight = torch.log_softmax(core.catalogue_logits(), dim=1)
     else:
         raise InputError(f"logging policy must be 'popular' or 'model', got {policy!r}")
+    if shift is not None:
+        log_weight = log_weight + shift.to(core.device)[None, 1:]
     uniform = torch.rand(log_weight.shape, generator=generator, device=core.device).clamp_(min=1e-12)
     keys = log_weight - torch.log(-torch.log(uniform))
     return keys.topk(core.slate_size, dim=1).indices + 1
@@ -118,21 +123,21 @@ class LoggingSlates:
     """The logging-like policy as an SB3-style policy over ``core``'s current users (``slate`` mode).
 
     Slates come from :func:`logging_slates`, drawn from the policy's own generator (seeded by ``seed``),
-    so the core's random streams are the same whatever the policy does. ``log_popularity`` replaces the
-    training split's popularity (e.g. another logging policy's logs).
+    so the core's random streams are the same whatever the policy does. ``shift`` tilts the weights
+    (see :func:`logging_slates`).
     """
 
     def __init__(self, core: SimulationCore, policy: LoggingPolicy, seed: int,
-                 log_popularity: torch.Tensor | None = None) -> None:
+                 shift: torch.Tensor | None = None) -> None:
         self.core = core
         self.policy = policy
-        self.log_popularity = log_popularity
+        self.shift = shift
         self.generator = torch.Generator(device=core.device).manual_seed(seed)
 
     def predict(
         self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
     ) -> tuple[np.ndarray, Any]:
-        slates = logging_slates(self.core, self.policy, self.generator, self.log_popularity)
+        slates = logging_slates(self.core, self.policy, self.generator, self.shift)
         return slates.cpu().numpy(), state
 
 

@@ -2,10 +2,10 @@
 
 **Data fidelity** (any dataset). Each selected user's *last session* is held out as the real
 continuation; the simulated user starts from everything before it (the prefix) and is shown slates by a
-logging-like policy (items sampled without replacement with probability proportional to their training
-popularity) until the simulated session ends. The simulated sessions are measured as the logs would show
-them (only consumed events; sessions with no consumption are invisible in logs and left out) and compared
-with the real continuations:
+logging-like policy (items sampled without replacement from the user model's next-item distribution,
+as in the calibration) until the simulated session ends. The simulated sessions are measured as the logs
+would show them (only consumed events; sessions with no consumption are invisible in logs and left out)
+and compared with the real continuations:
 
 - category distribution of consumed items: Jensen-Shannon divergence (base 2, in [0, 1]);
 - item popularity: distribution of consumed items over ten popularity bins (each bin holds a tenth of
@@ -265,7 +265,7 @@ def data_fidelity(
     population = PrefixPopulation(held.history.to(user_model.device))
     sim = build_simulator(user_model, dataset, settings, int(held.users.size), population=population)
     popularity = item_popularity(dataset).astype(np.float64)
-    logging_like = LoggingSlates(sim.core, "popular", seed)
+    logging_like = LoggingSlates(sim.core, "model", seed)
     run = rollout(sim.core, sim.adapter, logging_like, seed, policy_name="logging-like")
     simulated_items, simulated_behaviors, prior = [], [], []
     for ep, real_prior in zip(run.episodes, held.sessions.prior, strict=True):
@@ -421,7 +421,7 @@ class HeldOutPolicy:
     """The simulator fitted to logs of one policy (A) predicting the logs of another (B).
 
     Each statistic is the logs' ``logged`` value, the simulator's ``simulated`` one under a logging-like
-    policy fitted to B's logs (slates drawn by B's item popularity), and the relative ``errors``
+    policy fitted to B's logs (:func:`heldout_policy_fidelity`), and the relative ``errors``
     (Jensen-Shannon divergence for the behavior mix).
     """
 
@@ -445,8 +445,9 @@ def heldout_policy_fidelity(
     """Predict the logged statistics of ``heldout`` (logs of another policy on the same catalogue).
 
     The simulator (``model`` over ``data``, with ``settings``: calibrate it on ``data``'s logs first) runs
-    ``n_users`` users under slates drawn like the held-out logs' (items in proportion to their popularity
-    there, matched to ``data``'s items by raw id); its sessions, measured as logs would show them, are
+    ``n_users`` users under slates drawn like the held-out logs' (the user model's next-item distribution,
+    which stands in for the policy of ``data``'s logs, tilted by ``log(1 + count in B) - log(1 + count
+    in A)`` per item, matched by raw id); its sessions, measured as logs would show them, are
     compared with the held-out logs' sessions: events per session, consumption rate per step, behavior
     mix and return per session.
     """
@@ -461,7 +462,11 @@ def heldout_policy_fidelity(
     weights = np.array(sim.core.config.reward.weights(dataset.n_behaviors))
     logged_sessions = logged_stats(target, step_seconds)
     logged = {**asdict(logged_sessions), **_mix_and_return(target, weights)}
-    policy = LoggingSlates(sim.core, "popular", seed, torch.log1p(torch.as_tensor(popularity)))
+    # B's logs relative to A's: the model's next-item distribution (what A's logs taught it), tilted by
+    # how much more B's logs consumed each item than A's did.
+    shift = torch.log1p(torch.as_tensor(popularity)) - torch.log1p(torch.as_tensor(
+        item_popularity(dataset).astype(np.float64)))
+    policy = LoggingSlates(sim.core, "model", seed, shift.float())
     run = rollout(sim.core, sim.adapter, policy, seed, policy_name="held-out logging-like")
     simulated = {**asdict(session_stats(run)), **_run_mix_and_return(run, dataset.n_behaviors)}
     errors = {
@@ -526,7 +531,8 @@ def fidelity_markdown(
             "## Data fidelity: simulated vs real held-out sessions",
             "",
             f"{d.n_users} users; their last session is the real continuation, the simulated user starts "
-            "from the events before it under a logging-like policy (slates sampled by training popularity). "
+            "from the events before it under a logging-like policy (slates sampled from the user model's "
+            "next-item distribution, as in the calibration). "
             f"{d.n_simulated_sessions} simulated sessions had a consumption "
             f"({d.empty_simulated_sessions:.1%} had none and would not appear in logs). "
             "Caveat: leave-last-out training has seen these sessions except their last two events.",

@@ -1,0 +1,317 @@
+"""Does the simulator behave like the world that wrote its logs? Both synthetic worlds, and ml-100k.
+
+For each ground-truth world (the organic world of ``recsim data synth``, the cascade world of
+``recsim data synth --world cascade``, written first and frozen), the script:
+
+1. writes the world's logs (the cascade world under two logging policies, A and B);
+2. trains the Transformer user model on the logs (A), calibrates the simulator on them
+   (``recsim env calibrate``) and evaluates its heads (``recsim user-model eval``);
+3. trains MaskablePPO *only in the learned simulator* (``recsim agent train``, a time budget);
+4. runs random, popular, greedy, epsilon, mmr, linucb, oracle and the agent in the world and in the
+   simulator (``recsim fidelity``): returns with 95% bootstrap CIs, Kendall's tau, relative errors,
+   session-length KS, the random-slate pick rate, and (cascade) the held-out policy B's statistics
+   predicted from the simulator fitted to A's logs.
+
+On ml-100k (when ``--ml100k`` exists) it measures data fidelity (repeat rate, popularity JS, session KS)
+and the ordering of Random, MostPopular and Greedy in the simulator. Everything goes through the
+``recsim`` CLI, so each number can be reproduced by the command in its run's log. The section written
+into ``BENCHMARKS.md`` (between ``<!-- BEGIN fidelity_eval -->`` and ``<!-- END fidelity_eval -->``)
+holds every table with the machine and the wall time.
+
+    python scripts/fidelity_eval.py [--out out/fidelity_eval] [--quick] [--ml100k PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks_md import write_section  # scripts/ is on sys.path when run as a script
+
+ROOT = Path(__file__).resolve().parents[1]
+MARK = "fidelity_eval"
+ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
+BASELINES = ("random", "popular", "greedy", "epsilon", "mmr", "linucb", "oracle")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each run is (the defaults: about 30 minutes on 2 cores)."""
+
+    users: int = 2000
+    items: int = 1000
+    train_epochs: int = 20
+    calibration_users: int = 512
+    agent_minutes: float = 4.0
+    episodes: int = 200
+    seeds: int = 2
+    fidelity_users: int = 500
+
+
+QUICK = Sizes(users=300, items=200, train_epochs=2, calibration_users=128, agent_minutes=0.3, episodes=20,
+              seeds=1, fidelity_users=50)
+
+
+def recsim(*args: str, log: Path) -> float:
+    """Run ``recsim ARGS`` with the repo on the path, its output in ``log``; returns wall seconds."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    with log.open("w") as out:
+        out.write("$ recsim " + " ".join(args) + "\n")
+        out.flush()
+        result = subprocess.run([sys.executable, "-m", "recsim_env.cli", *args], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"recsim {' '.join(args)} failed (exit {result.returncode}); see {log}")
+    print(f"  recsim {args[0]} {args[1] if len(args) > 1 and not args[1].startswith('-') else ''}"
+          f" ({time.perf_counter() - start:.0f} s)", flush=True)
+    return time.perf_counter() - start
+
+
+def world_run(name: str, root: Path, sizes: Sizes, cascade: bool) -> dict[str, Any]:
+    """One world end to end; returns what the report needs (fidelity, calibration, heads, times)."""
+    print(f"[{name}]", flush=True)
+    root.mkdir(parents=True, exist_ok=True)
+    data, model, calibration = root / "data", root / "model", root / "calibration.json"
+    times: dict[str, float] = {}
+    synth = ["data", "synth", "--users", str(sizes.users), "--items", str(sizes.items), "--seed", "0",
+             "--overwrite"]
+    if cascade:
+        synth += ["--world", "cascade", "--logging-policy", "A"]
+    times["data"] = recsim(*synth, "--out", str(data), log=root / "data.log")
+    if cascade:
+        recsim("data", "synth", "--users", str(sizes.users), "--items", str(sizes.items), "--seed", "0",
+               "--world", "cascade", "--logging-policy", "B", "--overwrite", "--out", str(root / "data_B"),
+               log=root / "data_B.log")
+    times["user model"] = recsim("user-model", "train", "--data", str(data), "--out", str(model),
+                                 "--overwrite", "--epochs", str(sizes.train_epochs), "--no-progress",
+                                 log=root / "train.log")
+    recsim("user-model", "eval", "--model", str(model), "--data", str(data), "--split", "test", "--json",
+           log=root / "heads.log")
+    times["calibrate"] = recsim("env", "calibrate", "--model", str(model), "--data", str(data), "--out",
+                                str(calibration), "--n-users", str(sizes.calibration_users), "--json",
+                                log=root / "calibrate.log")
+    env_yaml = root / "env.yaml"
+    env_yaml.write_text(f"action_mode: candidates\ncalibration: {calibration}\n")
+    agent = root / "agent"
+    times["agent"] = recsim("agent", "train", "--algo", "maskable_ppo", "--model", str(model), "--data",
+                            str(data), "--out", str(agent), "--overwrite", "--max-minutes",
+                            str(sizes.agent_minutes), "--timesteps", "2000000", "--hyperparams",
+                            f"env_kwargs.calibration={calibration}", "eval_freq=20000",
+                            "checkpoint_freq=0", "--no-progress", log=root / "agent.log")
+    best = agent / "best" if (agent / "best" / "agent.json").exists() else agent / "final"
+    fidelity = ["fidelity", "--model", str(model), "--data", str(data), "--env-config", str(env_yaml),
+                "--policies", ",".join((*BASELINES, str(best))), "--episodes", str(sizes.episodes),
+                "--seeds", str(sizes.seeds), "--users", str(sizes.fidelity_users), "--ground-truth", "yes",
+                "--overwrite", "--out", str(root / "fidelity")]
+    if cascade:
+        fidelity += ["--heldout-logs", str(root / "data_B")]
+    times["fidelity"] = recsim(*fidelity, log=root / "fidelity.log")
+    return {
+        "name": name,
+        "fidelity": json.loads((root / "fidelity" / "fidelity.json").read_text()),
+        "calibration": json.loads(calibration.read_text()),
+        "heads": _last_json(root / "heads.log"),
+        "agent": json.loads((agent / "train.json").read_text()),
+        "agent_label": best.name,
+        "times": times,
+    }
+
+
+def ml100k_run(root: Path, source: Path, sizes: Sizes) -> dict[str, Any]:
+    """ml-100k: data fidelity and the baselines' order in the simulator."""
+    print("[ml-100k]", flush=True)
+    root.mkdir(parents=True, exist_ok=True)
+    data, model, calibration = root / "data", root / "model", root / "calibration.json"
+    times = {"data": recsim("data", "prepare", "--input", str(source / "ml-100k.inter"), "--overwrite",
+                            "--out", str(data), log=root / "data.log")}
+    times["user model"] = recsim("user-model", "train", "--data", str(data), "--out", str(model),
+                                 "--overwrite", "--epochs", str(sizes.train_epochs), "--no-progress",
+                                 log=root / "train.log")
+    recsim("user-model", "eval", "--model", str(model), "--data", str(data), "--split", "test", "--json",
+           log=root / "heads.log")
+    times["calibrate"] = recsim("env", "calibrate", "--model", str(model), "--data", str(data), "--out",
+                                str(calibration), "--n-users", str(sizes.calibration_users), "--json",
+                                log=root / "calibrate.log")
+    env_yaml = root / "env.yaml"
+    env_yaml.write_text(f"calibration: {calibration}\n")
+    common = ["--model", str(model), "--data", str(data), "--env-config", str(env_yaml)]
+    times["fidelity"] = recsim("fidelity", *common, "--ground-truth", "no", "--users",
+                               str(sizes.fidelity_users), "--overwrite", "--out", str(root / "fidelity"),
+                               log=root / "fidelity.log")
+    times["benchmark"] = recsim("benchmark", *common, "--policies", "random,popular,greedy", "--episodes",
+                                str(sizes.episodes), "--seeds", str(sizes.seeds), "--save-trajectories", "0",
+                                "--overwrite", "--out", str(root / "benchmark"), log=root / "benchmark.log")
+    results = json.loads((root / "benchmark" / "results.json").read_text())
+    returns = {m["policy"]: m for m in results["metrics"] if m["metric"] == "return"}
+    return {
+        "fidelity": json.loads((root / "fidelity" / "fidelity.json").read_text()),
+        "calibration": json.loads(calibration.read_text()),
+        "heads": _last_json(root / "heads.log"),
+        "returns": returns,
+        "times": times,
+    }
+
+
+def _last_json(log: Path) -> dict[str, Any]:
+    """The JSON object a ``--json`` command printed (after the command line the log starts with)."""
+    text = log.read_text()
+    return dict(json.loads(text[text.index("{"):]))
+
+
+# --- the report ------------------------------------------------------------------------------------------
+def world_section(run: dict[str, Any]) -> list[str]:
+    truth = run["fidelity"]["ground_truth_fidelity"]
+    cal = run["calibration"]
+    agent_label = run["agent_label"]
+    lines = [f"### {run['name']}", "",
+             "| policy | world return [95% CI] | simulator return [95% CI] | relative error | "
+             "length world / sim | length KS | consumption world / sim |",
+             "|---|---|---|---|---|---|---|"]
+    for r in truth["returns"]:
+        name = f"MaskablePPO ({agent_label}, trained in the simulator)" if r["policy"] == agent_label \
+            else r["policy"]
+        lines.append(
+            f"| {name} | {r['world']:.3f} [{r['world_low']:.3f}, {r['world_high']:.3f}] | {r['learned']:.3f} "
+            f"[{r['learned_low']:.3f}, {r['learned_high']:.3f}] | {r['relative_error']:+.1%} | "
+            f"{r['world_length']:.1f} / {r['learned_length']:.1f} | {r['length_ks']:.2f} | "
+            f"{r['world_consumption']:.2f} / {r['learned_consumption']:.2f} |")
+    pick = truth["random_pick_rate"]
+    agent = next(r for r in truth["returns"] if r["policy"] == agent_label)
+    baselines = [r for r in truth["returns"] if r["policy"] in BASELINES and r["policy"] != "oracle"]
+    best = max(baselines, key=lambda r: r["world"])
+    sim_to_real = agent["world_low"] > best["world_high"]
+    lines += [
+        "",
+        f"- Kendall's tau **{truth['kendall_tau']:.3f}** (target >= 0.9); largest relative error "
+        f"**{truth['max_relative_error']:.1%}** (target <= 25%), median "
+        f"**{truth['median_abs_relative_error']:.1%}** (target <= 10%).",
+        f"- Random-slate pick rate: world {pick[0]:.3f}, simulator {pick[1]:.3f} "
+        f"(**{truth['pick_rate_error']:+.1%}**, target within 20%).",
+        f"- Sim-to-real: MaskablePPO trained only in the simulator earns {agent['world']:.3f} "
+        f"[{agent['world_low']:.3f}, {agent['world_high']:.3f}] in the world; the best non-oracle baseline "
+        f"there, `{best['policy']}`, {best['world']:.3f} "
+        f"[{best['world_low']:.3f}, {best['world_high']:.3f}]: "
+        f"**{'beats it, CIs apart' if sim_to_real else 'does not beat it with separated CIs'}**.",
+        f"- Calibration: temperature {cal['temperature']:.3f}, no-choice utility "
+        f"{cal['no_choice_logit']:.3f}, "
+        f"end-logit offset {cal['end_logit_offset']:.3f}, hazard scale "
+        f"{cal['report'].get('hazard_scale', float('nan')):.3f}, repeats `{cal['report'].get('repeat')}`; "
+        + (f"**not identified**: {cal['report']['at_bound']}" if cal["report"].get("at_bound")
+           else "every fitted parameter strictly inside its bounds") + ".",
+        _heads_line(run["heads"]),
+    ]
+    heldout = run["fidelity"].get("heldout_policy_fidelity")
+    if heldout:
+        e = heldout["errors"]
+        lines.append(
+            f"- Held-out logging policy B (the simulator fitted to A's logs predicts B's): events per "
+            f"session {heldout['logged']['events_per_session']:.2f} logged vs "
+            f"{heldout['simulated']['events_per_session']:.2f} simulated "
+            f"(**{e['events_per_session']:+.1%}**), "
+            f"consumption rate {heldout['logged']['consumption_rate']:.3f} vs "
+            f"{heldout['simulated']['consumption_rate']:.3f} (**{e['consumption_rate']:+.1%}**), return per "
+            f"session {e['return_per_session']:+.1%}, behavior mix JS {e['behavior_mix_js']:.3f} (target: "
+            "length and consumption within 20%).")
+    times = ", ".join(f"{k} {v:.0f} s" for k, v in run["times"].items())
+    lines += [f"- Wall time: {times}.", ""]
+    return lines
+
+
+def _heads_line(heads: dict[str, Any]) -> str:
+    """The behavior and session-end heads against the majority class and chance, from ``user-model eval``."""
+    behavior = heads.get("behavior", {})
+    end = heads.get("session_end", heads.get("end", {}))
+    parts = []
+    if behavior:
+        parts.append(f"behavior accuracy {behavior.get('accuracy', float('nan')):.3f} vs majority class "
+                     f"{behavior.get('majority_accuracy', behavior.get('majority', float('nan'))):.3f}, "
+                     f"macro-F1 {behavior.get('macro_f1', float('nan')):.3f}, "
+                     f"one-vs-rest AUC {behavior.get('auc_ovr', behavior.get('auc', float('nan'))):.3f}")
+    if end:
+        parts.append(f"session-end AUC {end.get('auc', float('nan')):.3f} (target >= 0.7)")
+    return "- Heads (test split): " + ("; ".join(parts) if parts else f"{heads}") + "."
+
+
+def ml100k_section(run: dict[str, Any]) -> list[str]:
+    data = run["fidelity"]["data_fidelity"]
+    stats, floor = data["statistics"], data["noise_floor"]
+    returns = run["returns"]
+    order = sorted(returns, key=lambda p: -returns[p]["estimate"])
+    lines = ["### ml-100k (data fidelity; no ground truth)", "",
+             "| statistic | simulated vs real | real vs real (noise floor) |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.4f} | {floor[k]:.4f} |" for k, v in stats.items()]
+    lines += [
+        "",
+        f"- Repeat rate: real {data['real']['repeat_rate']:.3f}, simulated "
+        f"**{data['simulated']['repeat_rate']:.3f}** "
+        f"(target <= 1%; repeats `{run['calibration']['report'].get('repeat')}` by the data).",
+        "- Returns in the simulator: " + ", ".join(
+            f"`{p}` {returns[p]['estimate']:.3f} [{returns[p]['low']:.3f}, {returns[p]['high']:.3f}]"
+            for p in order)
+        + f" (target: greedy and popular above random: **{'met' if order[-1] == 'random' else 'missed'}**).",
+        _heads_line(run["heads"]),
+        f"- Wall time: {', '.join(f'{k} {v:.0f} s' for k, v in run['times'].items())}.",
+        "",
+    ]
+    return lines
+
+
+def report(runs: list[dict[str, Any]], ml: dict[str, Any] | None, sizes: Sizes, seconds: float) -> str:
+    lines = [
+        "## Fidelity: the learned simulator against the worlds that wrote its logs "
+        "(`scripts/fidelity_eval.py`)",
+        "",
+        f"Command: `python scripts/fidelity_eval.py` (sizes: {sizes}). Machine: {machine()}. "
+        f"Total wall time {seconds / 60:.1f} min. Both worlds were written first and frozen; the simulator "
+        "is fitted to their logs only. Every row runs the same users and random streams in the world and in "
+        "the simulator (common random numbers within each side).",
+        "",
+    ]
+    for run in runs:
+        lines += world_section(run)
+    if ml is not None:
+        lines += ml100k_section(ml)
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    load = os.getloadavg()[0]
+    return f"{platform.system()} {cpu}, {os.cpu_count()} CPUs, load average {load:.1f} at the end"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "fidelity_eval", help="work directory")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run of a few minutes)")
+    parser.add_argument("--ml100k", type=Path, default=ML100K, help="MovieLens-100K (RecBole atomic files)")
+    parser.add_argument("--no-benchmarks-md", action="store_true", help="do not write BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else Sizes()
+    start = time.perf_counter()
+    runs = [world_run("Organic world (`recsim data synth`)", args.out / "organic", sizes, cascade=False),
+            world_run("Cascade world (`recsim data synth --world cascade`)", args.out / "cascade", sizes,
+                      cascade=True)]
+    ml = None
+    if (args.ml100k / "ml-100k.inter").exists():
+        ml = ml100k_run(args.out / "ml-100k", args.ml100k, sizes)
+    else:
+        print(f"ml-100k not found at {args.ml100k}: skipped", flush=True)
+    text = report(runs, ml, sizes, time.perf_counter() - start)
+    (args.out / "fidelity_eval.md").write_text(text)
+    print(text)
+    if not args.no_benchmarks_md and not args.quick:
+        write_section(ROOT / "BENCHMARKS.md", MARK, text)
+
+
+if __name__ == "__main__":
+    main()
