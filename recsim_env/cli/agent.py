@@ -77,7 +77,7 @@ def register(subparsers: Any) -> None:
         help="evaluate a baseline or a trained agent",
         description="Roll a policy out on a fixed population of simulated users (the benchmark's "
         "harness: same users and random streams for every policy of a seed); prints the mean return and "
-        "session length with 95%% bootstrap confidence intervals.",
+        "session length with 95% bootstrap confidence intervals.",
     )
     ev.add_argument(
         "--policy",

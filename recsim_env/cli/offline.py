@@ -154,7 +154,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Jensen-Shannon, session-length KS, behavior mix, repeat rate, each with a real-vs-real noise "
         "floor). Ground-truth fidelity (synthetic datasets): run --policies in the world and in the learned "
         "simulator; returns, relative errors, session-length KS, random-slate pick rate, Kendall's tau "
-        "(targets: tau >= 0.9, every error <= 25%%, median <= 10%%, pick rate within 20%%). Held-out policy "
+        "(targets: tau >= 0.9, every error <= 25%, median <= 10%, pick rate within 20%). Held-out policy "
         "(--heldout-logs): predict the logged statistics of another policy's logs.",
     )
     _add_simulator_args(p)
