@@ -115,14 +115,24 @@ def world_run(name: str, root: Path, sizes: Sizes, cascade: bool) -> dict[str, A
     if cascade:
         fidelity += ["--heldout-logs", str(root / "data_B")]
     times["fidelity"] = recsim(*fidelity, log=root / "fidelity.log")
+    (root / "times.json").write_text(json.dumps(times) + "\n")
+    return collect_world(name, root)
+
+
+def collect_world(name: str, root: Path) -> dict[str, Any]:
+    """A world's results from the files its run left under ``root`` (what ``--report-only`` reads)."""
+    agent = root / "agent"
+    best = agent / "best" if (agent / "best" / "agent.json").exists() else agent / "final"
+    times = root / "times.json"
     return {
         "name": name,
         "fidelity": json.loads((root / "fidelity" / "fidelity.json").read_text()),
-        "calibration": json.loads(calibration.read_text()),
+        "calibration": json.loads((root / "calibration.json").read_text()),
         "heads": _last_json(root / "heads.log"),
         "agent": json.loads((agent / "train.json").read_text()),
         "agent_label": best.name,
-        "times": times,
+        "ceilings": head_ceilings(root / "data"),
+        "times": json.loads(times.read_text()) if times.exists() else {},
     }
 
 
@@ -150,15 +160,81 @@ def ml100k_run(root: Path, source: Path, sizes: Sizes) -> dict[str, Any]:
     times["benchmark"] = recsim("benchmark", *common, "--policies", "random,popular,greedy", "--episodes",
                                 str(sizes.episodes), "--seeds", str(sizes.seeds), "--save-trajectories", "0",
                                 "--overwrite", "--out", str(root / "benchmark"), log=root / "benchmark.log")
+    (root / "times.json").write_text(json.dumps(times) + "\n")
+    return collect_ml100k(root)
+
+
+def collect_ml100k(root: Path) -> dict[str, Any]:
+    """ml-100k's results from the files its run left under ``root``."""
     results = json.loads((root / "benchmark" / "results.json").read_text())
-    returns = {m["policy"]: m for m in results["metrics"] if m["metric"] == "return"}
+    times = root / "times.json"
     return {
         "fidelity": json.loads((root / "fidelity" / "fidelity.json").read_text()),
-        "calibration": json.loads(calibration.read_text()),
+        "calibration": json.loads((root / "calibration.json").read_text()),
         "heads": _last_json(root / "heads.log"),
-        "returns": returns,
-        "times": times,
+        "returns": {m["policy"]: m for m in results["metrics"] if m["metric"] == "return"},
+        "times": json.loads(times.read_text()) if times.exists() else {},
     }
+
+
+def head_ceilings(data: Path, n_users: int = 500) -> dict[str, float]:
+    """What the world's own mechanics let a perfect model reach on its logs: the world replays each of
+    ``n_users`` users' logged events and its true behavior distribution and session-end probability are
+    scored like the learned heads (behavior accuracy vs the majority class; session-end AUC)."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import torch
+    from scipy.stats import rankdata
+
+    from recsim_env.factory import load_model
+    from user_models.data.artifact import SequenceDataset
+
+    ds = SequenceDataset.load(data)
+    world = load_model("world", ds)
+    inter = ds.interactions.sort(["user", "position"])
+    offsets = ds.sequences.offsets
+    n = min(n_users, len(offsets) - 1)
+    lengths = np.diff(offsets)[:n]
+    width = int(lengths.max())
+    columns = {name: inter[name].to_numpy() for name in ("item", "behavior", "session", "timestamp")}
+    grid = {name: np.zeros((n, width), dtype=np.int64) for name in ("item", "behavior", "session")}
+    gaps = np.full((n, width), -1.0, dtype=np.float32)
+    for u in range(n):
+        lo, hi = offsets[u], offsets[u + 1]
+        for name in grid:
+            grid[name][u, : hi - lo] = columns[name][lo:hi]
+        gaps[u, 1 : hi - lo] = np.diff(columns["timestamp"][lo:hi])
+    state = world.encode(world_history(n))
+    hits, truths, ends, lasts = [], [], [], []
+    for t in range(width):
+        active = torch.as_tensor(t < lengths)
+        item, behavior = torch.as_tensor(grid["item"][:, t]), torch.as_tensor(grid["behavior"][:, t])
+        probs = world.behavior_probs(state, item.clamp(min=1)[:, None])[:, 0]
+        state = world.step(state, item, behavior, torch.as_tensor(gaps[:, t]), active)
+        following = grid["session"][:, t + 1] if t + 1 < width else np.full(n, -1)
+        last = (t == lengths - 1) | (following != grid["session"][:, t])
+        keep = active.numpy()
+        hits.append(probs.argmax(1).numpy()[keep] + 1)
+        truths.append(behavior.numpy()[keep])
+        ends.append(world.end_prob(state).float().numpy()[keep])
+        lasts.append(last[keep])
+    predicted, true = np.concatenate(hits), np.concatenate(truths)
+    end, y = np.concatenate(ends), np.concatenate(lasts)
+    ranks = rankdata(end)
+    auc = (ranks[y].sum() - y.sum() * (y.sum() + 1) / 2) / (y.sum() * (~y).sum())
+    majority = np.bincount(true).max() / true.size
+    return {"behavior_accuracy": float((predicted == true).mean()), "majority": float(majority),
+            "end_auc": float(auc)}
+
+
+def world_history(n: int) -> Any:
+    """``n`` empty histories (the world's prior users, before their first logged event)."""
+    import torch
+
+    from user_models.protocol import History
+
+    empty = torch.zeros(n, 0, dtype=torch.long)
+    return History(empty, empty, empty.float(), torch.zeros(n, dtype=torch.long))
 
 
 def _last_json(log: Path) -> dict[str, Any]:
@@ -208,6 +284,9 @@ def world_section(run: dict[str, Any]) -> list[str]:
         + (f"**not identified**: {cal['report']['at_bound']}" if cal["report"].get("at_bound")
            else "every fitted parameter strictly inside its bounds") + ".",
         _heads_line(run["heads"]),
+        f"- What the logs allow (the world's own behavior distribution and end probability, replayed on "
+        f"500 users' logs): behavior accuracy {run['ceilings']['behavior_accuracy']:.3f} vs majority "
+        f"{run['ceilings']['majority']:.3f}; session-end AUC {run['ceilings']['end_auc']:.3f}.",
     ]
     heldout = run["fidelity"].get("heldout_policy_fidelity")
     if heldout:
@@ -295,18 +374,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run of a few minutes)")
     parser.add_argument("--ml100k", type=Path, default=ML100K, help="MovieLens-100K (RecBole atomic files)")
     parser.add_argument("--no-benchmarks-md", action="store_true", help="do not write BENCHMARKS.md")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild the report from the files of an earlier run under --out (no runs)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     start = time.perf_counter()
-    runs = [world_run("Organic world (`recsim data synth`)", args.out / "organic", sizes, cascade=False),
-            world_run("Cascade world (`recsim data synth --world cascade`)", args.out / "cascade", sizes,
-                      cascade=True)]
-    ml = None
-    if (args.ml100k / "ml-100k.inter").exists():
-        ml = ml100k_run(args.out / "ml-100k", args.ml100k, sizes)
+    worlds = (("Organic world (`recsim data synth`)", "organic", False),
+              ("Cascade world (`recsim data synth --world cascade`)", "cascade", True))
+    if args.report_only:
+        runs = [collect_world(name, args.out / folder) for name, folder, _ in worlds]
     else:
+        runs = [world_run(name, args.out / folder, sizes, cascade) for name, folder, cascade in worlds]
+    ml = None
+    if args.report_only and (args.out / "ml-100k" / "benchmark" / "results.json").exists():
+        ml = collect_ml100k(args.out / "ml-100k")
+    elif not args.report_only and (args.ml100k / "ml-100k.inter").exists():
+        ml = ml100k_run(args.out / "ml-100k", args.ml100k, sizes)
+    elif not args.report_only:
         print(f"ml-100k not found at {args.ml100k}: skipped", flush=True)
-    text = report(runs, ml, sizes, time.perf_counter() - start)
+    seconds = sum(sum(run["times"].values()) for run in [*runs, *([ml] if ml else [])])
+    text = report(runs, ml, sizes, seconds if args.report_only else time.perf_counter() - start)
     (args.out / "fidelity_eval.md").write_text(text)
     print(text)
     if not args.no_benchmarks_md and not args.quick:
