@@ -24,6 +24,11 @@ from gymnasium.envs.registration import register, registry
 from recsim_env.config import WORLD_DEFAULTS, ChoiceConfig, EnvConfig, LeaveConfig
 from user_models.errors import InputError
 
+NAMESPACE = "recsim"
+"""Every id is registered under this namespace (``recsim/RecSim-v0``, as third-party packages do, e.g.
+``ALE/Pong-v5``) and, for compatibility, without it (``RecSim-v0``). With Gymnasium 1.x,
+``gym.make("recsim_env:recsim/RecSim-v0", ...)`` imports the package itself."""
+
 ENV_ENTRY_POINT = "recsim_env.env:RecSimEnv"
 VECTOR_ENTRY_POINT = "recsim_env.vector:RecSimVectorEnv"
 WORLD_ENTRY_POINT = "recsim_env.env:make_world_env"
@@ -54,8 +59,9 @@ def register_envs() -> None:
                             "vector_entry_point": "recsim_env.vector:make_world_vector_env"},
     }
     for env_id, spec in specs.items():
-        if env_id not in registry:
-            register(id=env_id, disable_env_checker=False, **spec)
+        for name in (f"{NAMESPACE}/{env_id}", env_id):  # the namespaced id, and the plain alias
+            if name not in registry:
+                register(id=name, disable_env_checker=False, **spec)
 
 
 def is_world_id(env_id: str) -> bool:

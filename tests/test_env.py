@@ -202,3 +202,27 @@ def test_long_term_myopic_policy_is_not_optimal():
 
     myopic_ci, engagement_ci = returns(myopic), returns(engagement)
     assert engagement_ci[0] > myopic_ci[1], (myopic_ci, engagement_ci)
+
+
+def test_namespaced_ids_and_the_module_form(user, dataset, tmp_path):
+    """Ids live under the ``recsim`` namespace (plain ids stay as aliases); Gymnasium's module form
+    imports the package by itself."""
+    import subprocess
+    import sys
+
+    import recsim_env
+
+    gym.register_envs(recsim_env)
+    for env_id in ("RecSim-v0", "RecSim-LongTerm-v0", "RecSim-World-v0", "RecSim-CascadeWorld-v0"):
+        assert gym.spec(f"recsim/{env_id}").entry_point == gym.spec(env_id).entry_point
+    env = gym.make("recsim/RecSim-v0", model=user, data=dataset, slate_size=3)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    user.save(tmp_path / "user.json")
+    dataset.save(tmp_path / "data")
+    code = ("import gymnasium as gym, sys; "  # no import of recsim_env: the module form imports it
+            "env = gym.make('recsim_env:recsim/RecSim-LongTerm-v0', model=sys.argv[1], data=sys.argv[2]); "
+            "print(env.unwrapped.config.max_steps)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "user.json"), str(tmp_path / "data")],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "200"
