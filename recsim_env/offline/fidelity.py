@@ -592,7 +592,8 @@ def fidelity_markdown(
             "## Held-out policy: logs of another policy, predicted",
             "",
             f"The simulator fitted to these logs runs {h.n_users} users under slates drawn like the held-out "
-            f"logs' (item popularity there; {h.unmatched_items} of their items are not in this catalogue).",
+            "logs' (the user model's next-item distribution tilted per item by log(1 + count there) - "
+            f"log(1 + count here); {h.unmatched_items} of their items are not in this catalogue).",
             "",
             "| statistic | held-out logs | simulator | error |",
             "|---|---|---|---|",
