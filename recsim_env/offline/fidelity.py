@@ -168,11 +168,12 @@ class HeldOut:
 
 
 def held_out_sessions(
-    dataset: Any, n_users: int, rng: np.random.Generator, min_prefix: int = 1, max_prefix: int = 200
+    dataset: Any, n_users: int, rng: np.random.Generator, min_prefix: int = 1, max_prefix: int | None = None
 ) -> HeldOut:
     """Pick up to ``n_users`` users with a prefix before their last session; split them there.
 
-    The prefix keeps its last ``max_prefix`` events (the simulator's window is shorter anyway).
+    The prefix keeps its last ``max_prefix`` events (None: all of them; the user model encodes its own
+    window of the latest ones, and the repeat policy needs everything the user consumed).
     """
     inter = dataset.interactions
     seqs = dataset.sequences
@@ -192,7 +193,7 @@ def held_out_sessions(
             f"dataset {dataset.meta.name!r}: no user has a session after at least {min_prefix} events"
         )
     users = np.sort(rng.choice(eligible, size=min(n_users, eligible.size), replace=False))
-    keep = np.minimum(prefix_len[users], max_prefix)
+    keep = prefix_len[users] if max_prefix is None else np.minimum(prefix_len[users], max_prefix)
     width = int(keep.max())
     items = np.zeros((users.size, width), dtype=np.int64)
     behaviors = np.zeros_like(items)
