@@ -98,12 +98,17 @@ class LeaveConfig:
     ``sigmoid(logit(e) + end_logit_offset)`` only on steps that appended an event (models whose every
     step is an event, like the synthetic world with ``no_choice_event``).
 
+    **Idle hazard.** After ``j`` consecutive steps without a consumption the user also leaves with
+    ``1 - exp(-idle_hazard * j)``: unanswered slates wear users out. The logs identify it through their
+    time gaps (how often users stay through two or more idle steps between events); calibrated, 0 when
+    the logs show no such effect.
+
     **Patience** (optional, off by default: consumption logs do not identify it). Patience ``p`` in
     [0, 1] starts at ``initial_patience`` and changes each step by ``-no_choice_drain * drain_scale``
     when nothing was chosen, and by ``high_value_refill * v - low_value_drain * drain_scale * (1 - v)``
     after a response of engagement value ``v = (b - 1) / (n_behaviors - 1)`` (1 with one behavior);
     it adds the impatience hazard ``(1 - p) ** sharpness``. The step's leave probability is
-    ``1 - (1 - h) * (1 - (1 - p) ** sharpness)``. ``RecSim-LongTerm-v0`` turns patience on.
+    ``1 - (1 - h) * (1 - idle) * (1 - (1 - p) ** sharpness)``. ``RecSim-LongTerm-v0`` turns patience on.
 
     Attributes:
         end_hazard: ``per_step`` (default) or ``after_event``, see above.
@@ -112,6 +117,7 @@ class LeaveConfig:
             taken as a logged event).
         end_logit_offset: Added to the learned end probability's logit. Calibrated so that simulated
             sessions hold as many events as the logged ones (0 when the end head is calibrated).
+        idle_hazard: Rate of the idle hazard (>= 0; 0: off). Calibrated on the logged long-gap share.
         initial_patience: Patience of a new user.
         no_choice_drain: Patience lost on a step where nothing was chosen (0: off).
         low_value_drain: Patience lost on a response of the lowest engagement (0: off).
@@ -125,6 +131,7 @@ class LeaveConfig:
     end_hazard: Literal["per_step", "after_event"] = "per_step"
     hazard_scale: float | None = None
     end_logit_offset: float = 0.0
+    idle_hazard: float = 0.0
     initial_patience: float = 1.0
     no_choice_drain: float = 0.0
     low_value_drain: float = 0.0
@@ -138,6 +145,7 @@ class LeaveConfig:
         _check(self.hazard_scale is None or 0.0 < self.hazard_scale <= 1.0, f"hazard_scale must be in "
                f"(0, 1], got {self.hazard_scale}")
         _check(0.0 <= self.drain_scale <= 1.0, f"drain_scale must be in [0, 1], got {self.drain_scale}")
+        _check(self.idle_hazard >= 0.0, f"idle_hazard must be >= 0, got {self.idle_hazard}")
         _check(0.0 <= self.initial_patience <= 1.0, f"initial_patience must be in [0, 1], got "
                f"{self.initial_patience}")
         for name in ("no_choice_drain", "low_value_drain", "high_value_refill"):
@@ -280,6 +288,7 @@ class Calibration:
         no_choice_logit: Utility of choosing nothing.
         end_logit_offset: Offset of the learned session-end logit (see :class:`LeaveConfig`).
         drain_scale: Strength of patience drains (see :class:`LeaveConfig`).
+        idle_hazard: Rate of the idle hazard (see :class:`LeaveConfig`).
         dataset_fingerprint: Fingerprint of the dataset the calibration was fitted on.
         report: Logged targets and simulated statistics before and after (free-form, for people).
     """
@@ -288,6 +297,7 @@ class Calibration:
     no_choice_logit: float
     end_logit_offset: float
     drain_scale: float = 1.0
+    idle_hazard: float = 0.0
     dataset_fingerprint: str = ""
     report: dict[str, Any] = field(default_factory=dict)
     format_version: int = CALIBRATION_FORMAT_VERSION
@@ -297,7 +307,8 @@ class Calibration:
         return replace(
             config,
             choice=replace(config.choice, temperature=self.temperature, no_choice_logit=self.no_choice_logit),
-            leave=replace(config.leave, end_logit_offset=self.end_logit_offset, drain_scale=self.drain_scale),
+            leave=replace(config.leave, end_logit_offset=self.end_logit_offset, drain_scale=self.drain_scale,
+                          idle_hazard=self.idle_hazard),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -335,6 +346,7 @@ class Calibration:
                 no_choice_logit=float(data["no_choice_logit"]),
                 end_logit_offset=float(data["end_logit_offset"]),
                 drain_scale=float(data.get("drain_scale", 1.0)),
+                idle_hazard=float(data.get("idle_hazard", 0.0)),
                 dataset_fingerprint=str(data.get("dataset_fingerprint", "")),
                 report=dict(data.get("report", {})),
             )

@@ -423,7 +423,7 @@ class SimulationCore:
                                     self.patience)
         end_prob = model.end_prob(self.user_state).float()
         check_finite("session-end probabilities", end_prob, active)
-        leave_prob = self.leave_probability(end_prob, self.patience, event)
+        leave_prob = self.leave_probability(end_prob, self.patience, event, self.since_event - 1)
         leave_draw = torch.rand(self.n_users, generator=gen, device=self.device)
         terminated = active & (leave_draw < leave_prob)
         return _Answer(probs, torch.where(chose, pick, -1), chose, item, behavior, behavior_probs, end_prob,
@@ -441,11 +441,12 @@ class SimulationCore:
                        torch.where(chose, out.behavior, 0), out.behavior_probs.float() * chose[:, None],
                        leave_prob, leave_prob, out.left & active)
 
-    def leave_probability(self, end_prob: torch.Tensor, patience: torch.Tensor, event: torch.Tensor
-                          ) -> torch.Tensor:
+    def leave_probability(self, end_prob: torch.Tensor, patience: torch.Tensor, event: torch.Tensor,
+                          idle: torch.Tensor) -> torch.Tensor:
         """The leave hazard of :class:`~recsim_env.config.LeaveConfig` (``[N]``): the learned end
         probability as a per-step hazard (or, ``after_event``, only where an event was appended),
-        combined with the impatience hazard."""
+        combined with the idle hazard (``idle``: consecutive steps without a consumption, this one
+        included) and the impatience hazard."""
         leave = self.config.leave
         eps = 1e-6
         p = end_prob.clamp(eps, 1 - eps)
@@ -456,7 +457,8 @@ class SimulationCore:
         else:
             learned = learned * event
         impatience = (1.0 - patience).clamp(0.0, 1.0) ** leave.sharpness
-        return 1.0 - (1.0 - learned) * (1.0 - impatience)
+        stay_idle = torch.exp(-leave.idle_hazard * idle.clamp(min=0.0))
+        return 1.0 - (1.0 - learned) * stay_idle * (1.0 - impatience)
 
     # --- helpers shared by the env views -----------------------------------------------------------
     def dedupe(self, slate: torch.Tensor) -> torch.Tensor:

@@ -190,15 +190,23 @@ class SessionStats:
         raw_consumption_rate: Simulation only: consumptions per step over all steps (None for logs).
         empty_sessions: Simulation only: fraction of users who left without consuming anything.
         truncated: Simulation only: fraction of sessions cut by the step cap.
+        long_gap_share: Share of within-session gaps between consecutive events of at least
+            :data:`LONG_GAP_STEPS` steps: how often users stay through idle steps (identifies the idle
+            hazard of :class:`~recsim_env.config.LeaveConfig`).
     """
 
     events_per_session: float
     consumption_rate: float
     steps_per_session: float
     n_sessions: int
+    long_gap_share: float = float("nan")
     raw_consumption_rate: float | None = None
     empty_sessions: float | None = None
     truncated: float | None = None
+
+
+LONG_GAP_STEPS = 3
+"""A within-session gap of at least this many steps (two idle steps or more) counts as long."""
 
 
 def logged_stats(dataset: SequenceDataset, step_seconds: float,
@@ -226,13 +234,18 @@ def logged_stats(dataset: SequenceDataset, step_seconds: float,
                                                         + 1).alias("steps"))
     events = sessions["events"].to_numpy().astype(np.float64)
     steps = sessions["steps"].to_numpy().astype(np.float64)
+    long_gaps = float("nan")
     if consumption_rate is not None:
         steps = 1 + (events - 1) / consumption_rate
+    else:
+        within = train.filter(gap.is_not_null())["steps"].to_numpy()
+        long_gaps = float((within >= LONG_GAP_STEPS).mean()) if within.size else float("nan")
     return SessionStats(
         events_per_session=float(events.mean()),
         consumption_rate=float(events.sum() / steps.sum()),
         steps_per_session=float(steps.mean()),
         n_sessions=len(events),
+        long_gap_share=long_gaps,
     )
 
 

@@ -23,6 +23,13 @@ def dataset(user):
     return logged_dataset(user, n_users=40, consume_rate=0.5, seed=3)
 
 
+def test_logged_long_gap_share_recovers_the_generating_process(user, dataset):
+    # One consumption per 60 s step with probability 0.5: a gap of 3 steps or more between events of
+    # one session needs two misses first, probability 0.5 ** 2 (sessions end after events only).
+    stats = logged_stats(dataset, step_seconds=60)
+    assert stats.long_gap_share == pytest.approx(0.25, abs=0.05)
+
+
 def test_logged_stats_recover_the_generating_process(user, dataset):
     stats = logged_stats(dataset, step_seconds=60)
     # logs: one consumption per 60 s step with probability 0.5; sessions end with prob 0.05 per event

@@ -140,6 +140,21 @@ def test_learned_end_is_a_per_step_hazard_by_hand(user, dataset):
     assert (inactive.leave_prob == 0).all() and not inactive.terminated.any()
 
 
+def test_idle_hazard_by_hand(user, dataset):
+    # Nothing shown twice in a row: the second step is the second idle step in a row (j = 2), and the
+    # user leaves with 1 - (1 - h) * exp(-idle_hazard * j), h the learned per-step hazard.
+    leave = LeaveConfig(end_logit_offset=math.log(3.0), hazard_scale=0.4, idle_hazard=0.5)
+    core = make_core(user, dataset, n=4, leave=leave)
+    empty = torch.zeros(4, 3, dtype=torch.long)
+    first = core.step(empty)
+    second = core.step(empty, active=~first.terminated)
+    h = 0.4 * 0.15 / 1.10
+    torch.testing.assert_close(first.leave_prob, torch.full((4,), 1 - (1 - h) * math.exp(-0.5)))
+    alive = ~first.terminated
+    expected = torch.full((int(alive.sum()),), 1 - (1 - h) * math.exp(-1.0))
+    torch.testing.assert_close(second.leave_prob[alive], expected)
+
+
 def test_hazard_scale_and_repeat_policy_come_from_the_data(user, dataset):
     from recsim_env.population import logged_stats, median_session_gap, repeat_rate
 

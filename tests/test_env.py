@@ -210,8 +210,6 @@ def test_namespaced_ids_and_the_module_form(user, dataset, tmp_path):
     import subprocess
     import sys
 
-    import recsim_env
-
     gym.register_envs(recsim_env)
     for env_id in ("RecSim-v0", "RecSim-LongTerm-v0", "RecSim-World-v0", "RecSim-CascadeWorld-v0"):
         assert gym.spec(f"recsim/{env_id}").entry_point == gym.spec(env_id).entry_point

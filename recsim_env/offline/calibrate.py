@@ -40,7 +40,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -52,7 +51,7 @@ from recsim_env.config import Calibration, SimConfig
 from recsim_env.core import SimulationCore
 from recsim_env.factory import build_core, check_compatible, resolve_from_data
 from recsim_env.offline.rollout import PolicyRun, rollout
-from recsim_env.population import SessionStats, logged_stats, median_session_gap
+from recsim_env.population import LONG_GAP_STEPS, SessionStats, logged_stats, median_session_gap
 from recsim_env.spaces import SpaceAdapter
 from user_models.data.artifact import EvalSplit, SequenceDataset
 from user_models.errors import InputError
@@ -67,6 +66,8 @@ OFFSET_BOUNDS = (-8.0, 8.0)
 """Search range of the end-logit offset when patience is off (odds x 0.0003 to x 3000)."""
 NO_CHOICE_BOUNDS = (-15.0, 15.0)
 """Search range of the no-choice logit."""
+IDLE_BOUNDS = (0.0, 5.0)
+"""Search range of the idle hazard's rate (5: a user leaves after one idle step with probability 0.99)."""
 
 
 @dataclass(frozen=True)
@@ -157,11 +158,14 @@ def session_stats(run: PolicyRun) -> SessionStats:
     last = np.where(chose, t, -1).max(axis=0)
     seen = events > 0
     visible_steps = (last - first + 1)[seen].astype(np.float64)
+    rows, times = np.nonzero(chose.T)  # consumptions, row by row, in time order
+    gaps = np.diff(times)[np.diff(rows) == 0]  # steps between consecutive consumptions of one user
     return SessionStats(
         events_per_session=float(events[seen].mean()) if seen.any() else 0.0,
         consumption_rate=float(events[seen].sum() / visible_steps.sum()) if seen.any() else 0.0,
         steps_per_session=float(visible_steps.mean()) if seen.any() else 0.0,
         n_sessions=int(seen.sum()),
+        long_gap_share=float((gaps >= LONG_GAP_STEPS).mean()) if gaps.size else float("nan"),
         raw_consumption_rate=float(events.sum() / steps.sum()),
         empty_sessions=float((~seen).mean()),
         truncated=float(run.truncated.mean()),
@@ -260,16 +264,19 @@ def calibrate(
     # (both monotone), so the two are solved in turn by bracketed 1-D root finding, twice.
     rounds: list[dict[str, Any]] = []
     best: tuple[float, Calibration] | None = None
-    evaluated: dict[tuple[float, float], np.ndarray] = {}
+    evaluated: dict[tuple[float, float, float], np.ndarray] = {}
+    gaps_known = math.isfinite(target.long_gap_share) and 0 < target.long_gap_share < 1
 
-    def errors_at(c: float, z: float) -> np.ndarray:
+    def errors_at(c: float, z: float, g: float) -> np.ndarray:
         nonlocal best
-        key = (round(c, 6), round(z, 6))
+        key = (round(c, 6), round(z, 6), round(g, 6))
         if key not in evaluated:
-            params = _calibration(temperature, np.array([c, z]), patience)
+            params = _calibration(temperature, np.array([c, z, g]), patience)
             stats = run(params.apply(base), settings.seed)
             errs = np.array([_logit(stats.consumption_rate) - _logit(target.consumption_rate),
-                             math.log(max(stats.events_per_session, 1e-6) / target.events_per_session)])
+                             math.log(max(stats.events_per_session, 1e-6) / target.events_per_session),
+                             (_logit(stats.long_gap_share) - _logit(target.long_gap_share)
+                              if gaps_known and math.isfinite(stats.long_gap_share) else 0.0)])
             error = float(np.abs(errs).sum())
             rounds.append({**_params(params), "error": error, **asdict(stats)})
             if best is None or error < best[0]:
@@ -277,14 +284,18 @@ def calibrate(
             evaluated[key] = errs
         return evaluated[key]
 
-    c, z = base.choice.no_choice_logit, base.leave.end_logit_offset
+    c, z, g = base.choice.no_choice_logit, base.leave.end_logit_offset, base.leave.idle_hazard
     z_bounds = (OFFSET_FLOOR + math.log(MIN_DRAIN_SCALE), OFFSET_BOUNDS[1]) if patience else OFFSET_BOUNDS
-    for which, share in (("c", 0.25), ("z", 0.4), ("c", 0.15), ("z", 0.2)):
+    phases = (("c", 0.2), ("z", 0.3), ("g", 0.15), ("c", 0.1), ("z", 0.15), ("g", 0.1)) if gaps_known \
+        else (("c", 0.25), ("z", 0.4), ("c", 0.15), ("z", 0.2))
+    for which, share in phases:
         iterations = max(2, round(share * settings.rounds))
         if which == "c":
-            c = _solve_decreasing(partial(_rate_error, errors_at, z), c, NO_CHOICE_BOUNDS, iterations)
+            c = _solve_decreasing(_along(errors_at, (c, z, g), 0), c, NO_CHOICE_BOUNDS, iterations)
+        elif which == "z":
+            z = _solve_decreasing(_along(errors_at, (c, z, g), 1), z, z_bounds, iterations)
         else:
-            z = _solve_decreasing(partial(_length_error, errors_at, c), z, z_bounds, iterations)
+            g = _solve_decreasing(_along(errors_at, (c, z, g), 2), g, IDLE_BOUNDS, iterations)
     assert best is not None
     params = best[1]
     at_bound = _at_bound(params, patience)
@@ -297,7 +308,8 @@ def calibrate(
         "settings": asdict(settings),
         "logged": asdict(target),
         "before": {**_params(Calibration(base.choice.temperature, base.choice.no_choice_logit,
-                                         base.leave.end_logit_offset, base.leave.drain_scale)),
+                                         base.leave.end_logit_offset, base.leave.drain_scale,
+                                         idle_hazard=base.leave.idle_hazard)),
                    **asdict(before)},
         "after": {**_params(params), **asdict(after)},
         "temperature_nll": {"at_1": nll_before, "fitted": nll_after},
@@ -345,12 +357,15 @@ def format_report(calibration: Calibration) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _rate_error(errors_at: Callable[[float, float], np.ndarray], z: float, c: float) -> float:
-    return float(errors_at(c, z)[0])
+def _along(errors_at: Callable[[float, float, float], np.ndarray], point: tuple[float, float, float],
+           axis: int) -> Callable[[float], float]:
+    """The error of parameter ``axis`` as a function of that parameter, the others fixed at ``point``."""
+    def error(x: float) -> float:
+        args = list(point)
+        args[axis] = x
+        return float(errors_at(args[0], args[1], args[2])[axis])
 
-
-def _length_error(errors_at: Callable[[float, float], np.ndarray], c: float, z: float) -> float:
-    return float(errors_at(c, z)[1])
+    return error
 
 
 def _solve_decreasing(f: Callable[[float], float], x: float, bounds: tuple[float, float],
@@ -393,12 +408,13 @@ def _solve_decreasing(f: Callable[[float], float], x: float, bounds: tuple[float
 
 
 def _calibration(temperature: float, x: np.ndarray, patience: bool) -> Calibration:
-    """Parameters from the search vector ``(no-choice logit, z)`` (see :func:`calibrate`): ``z`` is the
-    end-logit offset, continued below :data:`OFFSET_FLOOR` into the drain scale when patience is on."""
-    no_choice, z = float(x[0]), float(x[1])
+    """Parameters from the search vector ``(no-choice logit, z, idle hazard)`` (see :func:`calibrate`):
+    ``z`` is the end-logit offset, continued below :data:`OFFSET_FLOOR` into the drain scale when
+    patience is on."""
+    no_choice, z, idle = float(x[0]), float(x[1]), float(x[2])
     if z >= OFFSET_FLOOR or not patience:
-        return Calibration(temperature, no_choice, z, 1.0)
-    return Calibration(temperature, no_choice, OFFSET_FLOOR, math.exp(z - OFFSET_FLOOR))
+        return Calibration(temperature, no_choice, z, 1.0, idle_hazard=idle)
+    return Calibration(temperature, no_choice, OFFSET_FLOOR, math.exp(z - OFFSET_FLOOR), idle_hazard=idle)
 
 
 def _at_bound(params: Calibration, patience: bool) -> dict[str, str]:
@@ -416,6 +432,9 @@ def _at_bound(params: Calibration, patience: bool) -> dict[str, str]:
         out["end_logit_offset"] = (f"at its bound {low:g}: the learned end head cannot make sessions as "
                                    "long as the logged ones under the logging policy (the leave mechanism "
                                    "is mis-specified for these logs)")
+    if params.idle_hazard >= IDLE_BOUNDS[1] - tol:
+        out["idle_hazard"] = (f"at its bound {params.idle_hazard:g}: even leaving after every idle step "
+                              "leaves more long gaps than the logs show")
     if abs(params.end_logit_offset - high) < tol:
         out["end_logit_offset"] = (f"at its bound {high:g}: the learned end head cannot make sessions as "
                                    "short as the logged ones")
@@ -424,7 +443,8 @@ def _at_bound(params: Calibration, patience: bool) -> dict[str, str]:
 
 def _params(calibration: Calibration) -> dict[str, float]:
     return {"temperature": calibration.temperature, "no_choice_logit": calibration.no_choice_logit,
-            "end_logit_offset": calibration.end_logit_offset, "drain_scale": calibration.drain_scale}
+            "end_logit_offset": calibration.end_logit_offset, "drain_scale": calibration.drain_scale,
+            "idle_hazard": calibration.idle_hazard}
 
 
 def _logit(p: float) -> float:
