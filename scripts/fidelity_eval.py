@@ -281,8 +281,8 @@ def world_section(run: dict[str, Any]) -> list[str]:
         f"{cal['no_choice_logit']:.3f}, "
         f"end-logit offset {cal['end_logit_offset']:.3f}, hazard scale "
         f"{cal['report'].get('hazard_scale', float('nan')):.3f}, repeats `{cal['report'].get('repeat')}`; "
-        + (f"**not identified**: {cal['report']['at_bound']}" if cal["report"].get("at_bound")
-           else "every fitted parameter strictly inside its bounds") + ".",
+        + (f"**at a bound**: {bounds}" if (bounds := _bounds(cal)) else
+           "every fitted parameter strictly inside its bounds") + ".",
         _heads_line(run["heads"]),
         f"- What the logs allow (the world's own behavior distribution and end probability, replayed on "
         f"500 users' logs): behavior accuracy {run['ceilings']['behavior_accuracy']:.3f} vs majority "
@@ -303,6 +303,18 @@ def world_section(run: dict[str, Any]) -> list[str]:
     times = ", ".join(f"{k} {v:.0f} s" for k, v in run["times"].items())
     lines += [f"- Wall time: {times}.", ""]
     return lines
+
+
+def _bounds(calibration: dict[str, Any]) -> dict[str, str]:
+    """The calibration's parameters at a bound of their search (what ``recsim env calibrate`` reports)."""
+    sys.path.insert(0, str(ROOT))
+    from recsim_env.config import Calibration
+    from recsim_env.offline.calibrate import at_bound
+
+    report = calibration["report"]
+    gaps = report.get("logged", {}).get("long_gap_share")
+    fitted = gaps is not None and 0 < gaps < 1
+    return at_bound(Calibration.from_mapping(calibration), bool(report.get("patience")), fitted)
 
 
 def _heads_line(heads: dict[str, Any]) -> str:

@@ -298,7 +298,7 @@ def calibrate(
             g = _solve_decreasing(_along(errors_at, (c, z, g), 2), g, IDLE_BOUNDS, iterations)
     assert best is not None
     params = best[1]
-    at_bound = _at_bound(params, patience)
+    bounds = at_bound(params, patience, gaps_known)
     after = run(params.apply(base), settings.seed + 1000)
     bar.close()
     report = {
@@ -316,7 +316,7 @@ def calibrate(
         "patience": patience,
         "hazard_scale": base.leave.hazard_scale,
         "repeat": base.choice.repeat,
-        "at_bound": at_bound,
+        "at_bound": bounds,
         "rounds": rounds,
     }
     return replace(params, dataset_fingerprint=dataset.fingerprint, report=report)
@@ -417,8 +417,9 @@ def _calibration(temperature: float, x: np.ndarray, patience: bool) -> Calibrati
     return Calibration(temperature, no_choice, OFFSET_FLOOR, math.exp(z - OFFSET_FLOOR), idle_hazard=idle)
 
 
-def _at_bound(params: Calibration, patience: bool) -> dict[str, str]:
-    """The fitted parameters that ended at a bound of their search, with what that means."""
+def at_bound(params: Calibration, patience: bool, gaps_fitted: bool = True) -> dict[str, str]:
+    """The fitted parameters that ended at a bound of their search, with what that means
+    (``gaps_fitted``: the idle hazard was fitted, the logs having timestamps)."""
     out: dict[str, str] = {}
     tol = 1e-3
     if min(abs(params.no_choice_logit - b) for b in NO_CHOICE_BOUNDS) < tol:
@@ -435,6 +436,9 @@ def _at_bound(params: Calibration, patience: bool) -> dict[str, str]:
     if params.idle_hazard >= IDLE_BOUNDS[1] - tol:
         out["idle_hazard"] = (f"at its bound {params.idle_hazard:g}: even leaving after every idle step "
                               "leaves more long gaps than the logs show")
+    elif gaps_fitted and params.idle_hazard <= IDLE_BOUNDS[0] + tol:
+        out["idle_hazard"] = ("at its bound 0: without it the simulated sessions already hold fewer long "
+                              "idle gaps than the logs, so the logs show no extra wear-out by idle steps")
     if abs(params.end_logit_offset - high) < tol:
         out["end_logit_offset"] = (f"at its bound {high:g}: the learned end head cannot make sessions as "
                                    "short as the logged ones")
