@@ -91,14 +91,7 @@ def world_run(name: str, root: Path, sizes: Sizes, cascade: bool) -> dict[str, A
         recsim("data", "synth", "--users", str(sizes.users), "--items", str(sizes.items), "--seed", "0",
                "--world", "cascade", "--logging-policy", "B", "--overwrite", "--out", str(root / "data_B"),
                log=root / "data_B.log")
-    times["user model"] = recsim("user-model", "train", "--data", str(data), "--out", str(model),
-                                 "--overwrite", "--epochs", str(sizes.train_epochs), "--no-progress",
-                                 log=root / "train.log")
-    recsim("user-model", "eval", "--model", str(model), "--data", str(data), "--split", "test", "--json",
-           log=root / "heads.log")
-    times["calibrate"] = recsim("env", "calibrate", "--model", str(model), "--data", str(data), "--out",
-                                str(calibration), "--n-users", str(sizes.calibration_users), "--json",
-                                log=root / "calibrate.log")
+    times.update(learn_and_calibrate(root, sizes))
     env_yaml = root / "env.yaml"
     env_yaml.write_text(f"action_mode: candidates\ncalibration: {calibration}\n")
     agent = root / "agent"
@@ -136,6 +129,20 @@ def collect_world(name: str, root: Path) -> dict[str, Any]:
     }
 
 
+def learn_and_calibrate(root: Path, sizes: Sizes) -> dict[str, float]:
+    """Train the user model on ``root/data``, evaluate its heads and calibrate the simulator; wall times."""
+    data, model, calibration = root / "data", root / "model", root / "calibration.json"
+    times = {"user model": recsim("user-model", "train", "--data", str(data), "--out", str(model),
+                                  "--overwrite", "--epochs", str(sizes.train_epochs), "--no-progress",
+                                  log=root / "train.log")}
+    recsim("user-model", "eval", "--model", str(model), "--data", str(data), "--split", "test", "--json",
+           log=root / "heads.log")
+    times["calibrate"] = recsim("env", "calibrate", "--model", str(model), "--data", str(data), "--out",
+                                str(calibration), "--n-users", str(sizes.calibration_users), "--json",
+                                log=root / "calibrate.log")
+    return times
+
+
 def ml100k_run(root: Path, source: Path, sizes: Sizes) -> dict[str, Any]:
     """ml-100k: data fidelity and the baselines' order in the simulator."""
     print("[ml-100k]", flush=True)
@@ -143,14 +150,7 @@ def ml100k_run(root: Path, source: Path, sizes: Sizes) -> dict[str, Any]:
     data, model, calibration = root / "data", root / "model", root / "calibration.json"
     times = {"data": recsim("data", "prepare", "--input", str(source / "ml-100k.inter"), "--overwrite",
                             "--out", str(data), log=root / "data.log")}
-    times["user model"] = recsim("user-model", "train", "--data", str(data), "--out", str(model),
-                                 "--overwrite", "--epochs", str(sizes.train_epochs), "--no-progress",
-                                 log=root / "train.log")
-    recsim("user-model", "eval", "--model", str(model), "--data", str(data), "--split", "test", "--json",
-           log=root / "heads.log")
-    times["calibrate"] = recsim("env", "calibrate", "--model", str(model), "--data", str(data), "--out",
-                                str(calibration), "--n-users", str(sizes.calibration_users), "--json",
-                                log=root / "calibrate.log")
+    times.update(learn_and_calibrate(root, sizes))
     env_yaml = root / "env.yaml"
     env_yaml.write_text(f"calibration: {calibration}\n")
     common = ["--model", str(model), "--data", str(data), "--env-config", str(env_yaml)]
