@@ -279,7 +279,8 @@ def world_section(run: dict[str, Any]) -> list[str]:
         f"**{'beats it, CIs apart' if sim_to_real else 'does not beat it with separated CIs'}**.",
         f"- Calibration: temperature {cal['temperature']:.3f}, no-choice utility "
         f"{cal['no_choice_logit']:.3f}, "
-        f"end-logit offset {cal['end_logit_offset']:.3f}, hazard scale "
+        f"end-logit offset {cal['end_logit_offset']:.3f}, idle hazard {cal.get('idle_hazard', 0.0):.3f}, "
+        "hazard scale "
         f"{cal['report'].get('hazard_scale', float('nan')):.3f}, repeats `{cal['report'].get('repeat')}`; "
         + (f"**at a bound**: {bounds}" if (bounds := _bounds(cal)) else
            "every fitted parameter strictly inside its bounds") + ".",
