@@ -77,6 +77,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
     )
-    report = run_demo(config)
-    print(f"report: {report}  (open it in a Markdown viewer; plots and session.gif sit beside it)")
+    run_demo(config)  # prints the stage times and where the report is
     return 0

@@ -43,5 +43,6 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
     write_text(report, report_markdown(config, sections, times))
     write_text(config.out / "summary.json", summary_json(config, times, facts))
     console.print(timing_table(times))
-    console.print(f"[bold]report:[/bold] {report}")
+    console.print(f"[bold]report:[/bold] {report}  (open it in a Markdown viewer; plots and session.gif "
+                  "sit beside it)")
     return report
