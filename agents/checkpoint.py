@@ -185,21 +185,27 @@ def config_from_json(data: dict[str, Any]) -> TrainConfig:
     )
 
 
+def check_agent_spaces(path: str | os.PathLike[str], observation_space: Any, action_space: Any) -> None:
+    """Raise CheckpointError unless the saved agent was trained on these spaces, naming both and the
+    env settings it was trained with (so a mismatch is found before anything runs)."""
+    meta = read_agent_metadata(path)
+    if repr(observation_space) != meta["observation_space"] or repr(action_space) != meta["action_space"]:
+        settings = meta["config"].get("env_kwargs", {})
+        raise CheckpointError(
+            f"{path}: the agent was trained on observation {meta['observation_space']} and action "
+            f"{meta['action_space']} (env {meta['config'].get('env_id')} with {settings}); this env has "
+            f"{observation_space!r} and {action_space!r}: give the env the agent's settings"
+        )
+
+
 def load_agent(
     path: str | os.PathLike[str], observation_space: Any, action_space: Any, device: str = "cpu"
 ) -> Any:
     """Rebuild the saved agent for an env with these spaces and load its weights (no env needed)."""
+    check_agent_spaces(path, observation_space, action_space)
     meta = read_agent_metadata(path)
     config = config_from_json(meta["config"])
     model = inference_algorithm(config, observation_space, action_space, device)
-    if (
-        repr(model.observation_space) != meta["observation_space"]
-        or repr(model.action_space) != meta["action_space"]
-    ):
-        raise CheckpointError(
-            f"{path}: the agent was trained on observation {meta['observation_space']} and action "
-            f"{meta['action_space']}; this env has {model.observation_space!r} and {model.action_space!r}"
-        )
     missing, unexpected = load_model(
         model.policy, str(agent_directory(path) / WEIGHTS), strict=False, device=device
     )

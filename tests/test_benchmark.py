@@ -191,6 +191,15 @@ def test_saved_agent_is_benchmarked_like_a_baseline(simulator, tmp_path):
     paths = run_benchmark(user, data, bench, SETTINGS, tmp_path / "out", progress=False)
     results = json.loads(paths["results.json"].read_text())
     assert results["config"]["policies"] == ["random", "ppo_agent"]
+    # An agent of other spaces is refused, naming them, before any policy runs.
+    from recsim_env.config import CandidateConfig
+    from user_models.errors import CheckpointError
+
+    candidates = EnvConfig(slate_size=2, max_steps=12, action_mode="candidates",
+                           candidates=CandidateConfig(n_candidates=4))
+    with pytest.raises(CheckpointError, match="trained on observation .* give the env the agent's settings"):
+        run_benchmark(user, data, bench, candidates, tmp_path / "refused", progress=False)
+    assert not (tmp_path / "refused" / "results.json").exists()
     assert any(m["policy"] == "ppo_agent" and m["metric"] == "return" for m in results["metrics"])
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.factory import check_policy_name
+from agents.checkpoint import check_agent_spaces
+from agents.factory import BASELINES, check_policy_name
 from recsim_env.config import EnvConfig
 from recsim_env.offline.metrics import Catalogue, categories_multi_hot
 from recsim_env.offline.report import paired_differences, summarize, write_reports
@@ -105,6 +106,9 @@ def collect_runs(
     labels = [policy_label(p) for p in config.policies]
     if len(set(labels)) != len(labels):
         raise InputError(f"--policies: two policies would share a report name ({', '.join(labels)})")
+    for name in config.policies:  # a saved agent must fit this env before any policy runs
+        if name not in BASELINES:
+            check_agent_spaces(name, sim.adapter.observation_space, sim.adapter.action_space)
     runs: dict[str, list[PolicyRun]] = {label: [] for label in labels}
     seeds = [config.base_seed + s for s in range(config.seeds)]
     bar = tqdm(total=len(seeds) * len(labels), desc=desc, unit="run", disable=not progress)
