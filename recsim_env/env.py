@@ -28,7 +28,8 @@ class RecSimEnv(gym.Env[Any, Any]):
     A simulated user, driven by a user model learned from interaction logs (or any
     :class:`~user_models.protocol.UserModel`), starts from a real training-split history prefix (or one
     the model generates). Each step the agent shows a slate of ``slate_size`` items; the user picks one or
-    none (multinomial logit with a "no choice" option), responds with a behavior (e.g. view, click, buy),
+    none (multinomial logit over normalised preferences with a "no choice" option), responds with a
+    behavior (e.g. view, click, buy),
     and may leave. All dynamics live in :class:`~recsim_env.core.SimulationCore`; this class is a batch
     of one over it, and ``gym.make_vec(..., vectorization_mode="vector_entry_point")`` gives N users.
 
@@ -56,11 +57,11 @@ class RecSimEnv(gym.Env[Any, Any]):
     ``reward_range`` holds the bounds.
 
     ## Episode end
-    ``terminated``: the user leaves (learned session-end probability combined with patience, which
-    no-choice steps and low-engagement responses drain and high-engagement responses refill; see
-    :class:`LeaveConfig`). ``truncated``: ``max_steps`` steps were taken. After either, :meth:`step`
-    raises ``gymnasium.error.ResetNeeded`` until :meth:`reset` starts a new user (Gymnasium's
-    order-enforcing contract; so does a :meth:`step` before the first :meth:`reset`).
+    ``terminated``: the user leaves (the learned session-end probability as a per-step hazard, an idle
+    hazard after steps without a consumption, and an optional patience; see :class:`LeaveConfig`).
+    ``truncated``: ``max_steps`` steps were taken. After either, :meth:`step` raises
+    ``gymnasium.error.ResetNeeded`` until :meth:`reset` starts a new user (Gymnasium's order-enforcing
+    contract; so does a :meth:`step` before the first :meth:`reset`).
 
     ## Info
     Every step's ``info`` is the full response (:class:`~recsim_env.core.StepSnapshot`): ``slate``,
