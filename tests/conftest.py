@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,6 +48,18 @@ def user() -> HandwrittenUser:
 @pytest.fixture(scope="session")
 def dataset(user: HandwrittenUser) -> SequenceDataset:
     return logged_dataset(user, n_users=30, seed=0)
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Per test module, a folder for the CLI: the clickbait user as ``user.json``, 12 users of its logs
+    as ``data/`` and ``env.yaml`` (slates of 2, 8 steps, 6 candidates)."""
+    root = tmp_path_factory.mktemp("cli")
+    user = clickbait_user()
+    logged_dataset(user, n_users=12).save(root / "data")
+    user.save(root / "user.json")
+    (root / "env.yaml").write_text("slate_size: 2\nmax_steps: 8\ncandidates: {n_candidates: 6}\n")
+    return root
 
 
 @dataclass(frozen=True)

@@ -3,22 +3,13 @@
 import json
 
 import pytest
-import torch
 
 from recsim_env.cli import main
-from recsim_env.testing import logged_dataset
-from user_models.handwritten import clickbait_user
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("cli")
-    user = clickbait_user()
-    logged_dataset(user, n_users=12).save(root / "data")
-    user.save(root / "user.json")
-    (root / "env.yaml").write_text("slate_size: 2\nmax_steps: 8\ncandidates: {n_candidates: 6}\n")
-    return root
+def files(cli_files):
+    return cli_files
 
 
 def args(files, *extra):

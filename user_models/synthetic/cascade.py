@@ -53,7 +53,7 @@ from user_models.data.artifact import SequenceDataset
 from user_models.errors import DatasetError, InputError
 from user_models.protocol import History
 from user_models.synthetic.cascade_config import CASCADE_WORLD_VERSION, CascadeConfig
-from user_models.synthetic.config import BEHAVIORS
+from user_models.synthetic.config import BEHAVIORS, category_names
 
 __all__ = ["CASCADE_WORLD_VERSION", "CascadeConfig", "CascadeState", "CascadeStep", "CascadeWorld"]
 
@@ -193,8 +193,7 @@ class CascadeWorld:
     @property
     def category_names(self) -> tuple[str, ...]:
         """``cat_00``, ``cat_01``, ...: category ``k``'s name in datasets."""
-        width = max(2, len(str(self.config.n_categories - 1)))
-        return tuple(f"cat_{k:0{width}d}" for k in range(self.config.n_categories))
+        return category_names(self.config.n_categories)
 
     def item_categories(self) -> list[str]:
         """Category name of items ``1..n_items`` (the catalogue metadata a dataset stores)."""

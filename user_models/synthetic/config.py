@@ -215,3 +215,9 @@ class SyntheticConfig:
             return cls(**values)
         except TypeError as exc:  # a value of the wrong type, e.g. a string where a number belongs
             raise DatasetError(f"synthetic config: {exc}") from None
+
+
+def category_names(n_categories: int) -> tuple[str, ...]:
+    """``cat_00``, ``cat_01``, ...: the names the synthetic worlds give their categories in datasets."""
+    width = max(2, len(str(n_categories - 1)))
+    return tuple(f"cat_{k:0{width}d}" for k in range(n_categories))

@@ -45,7 +45,7 @@ import torch
 from user_models.data.artifact import SequenceDataset
 from user_models.errors import DatasetError
 from user_models.protocol import History
-from user_models.synthetic.config import BEHAVIORS, WORLD_VERSION, SyntheticConfig
+from user_models.synthetic.config import BEHAVIORS, WORLD_VERSION, SyntheticConfig, category_names
 
 
 @dataclass
@@ -155,8 +155,7 @@ class SyntheticWorld:
     @property
     def category_names(self) -> tuple[str, ...]:
         """``cat_00``, ``cat_01``, ...: category ``k``'s name in datasets."""
-        width = max(2, len(str(self.config.n_categories - 1)))
-        return tuple(f"cat_{k:0{width}d}" for k in range(self.config.n_categories))
+        return category_names(self.config.n_categories)
 
     # --- users --------------------------------------------------------------------------------------
     def sample_users(self, n: int, generator: torch.Generator) -> SyntheticState:
