@@ -10,8 +10,18 @@ A dataset directory holds
   ``price``; one row per item id, metadata null when unknown.
 - ``users.parquet``: ``user`` (0..m-1), ``user_key`` (salted-hash pseudonym, or the raw id when the
   dataset was prepared with ``keep_raw_ids``).
+- ``impressions.parquet`` (optional, format version 2): what was shown, one row per (impression, slot).
+  Columns: ``user`` (the same 0..m-1 index), ``impression`` (slate id 0..K-1, dense, in the order of the
+  sort ``(user, timestamp, impression)``), ``timestamp`` (unix seconds, null when unknown), ``session``
+  (the user's session index of the interactions when it can be told, else null), ``slot`` (0-based
+  position in the slate), ``item`` (the same 1..n index; items only ever shown get ids too),
+  ``clicked`` (0/1), ``behavior`` (the click's behavior id, null when not clicked or unknown),
+  ``propensity`` (the logging policy's probability, null when unknown). Sorted by
+  ``(impression, slot)``.
 - ``meta.json``: format version, schema, counts, behavior vocabulary, sources with sha256, the cleaning
-  report, the split settings and a content fingerprint.
+  report (and the impressions' own), the split settings and content fingerprints.
+
+Version-1 directories (written before impressions existed) still load, with ``impressions`` None.
 
 The directory is written to a temporary sibling and renamed into place, so a reader never sees half of
 one. :meth:`SequenceDataset.load` checks the format version, the schema and the fingerprint.
@@ -36,8 +46,10 @@ import polars as pl
 from user_models.errors import DatasetError, OutputError
 from user_models.outputs import DATASET, OutputKind, check_output, replace_output
 
-FORMAT_VERSION = 1
-"""Bumped whenever the layout or the meaning of a column changes; loading another version fails."""
+FORMAT_VERSION = 2
+"""Bumped whenever the layout or the meaning of a column changes; an unknown version fails to load."""
+READABLE_VERSIONS = (1, 2)
+"""Versions :meth:`SequenceDataset.load` reads: 1 is version 2 without impressions."""
 
 INTERACTIONS_SCHEMA: dict[str, pl.DataType] = {
     "user": pl.Int32(),
@@ -55,6 +67,19 @@ ITEMS_SCHEMA: dict[str, pl.DataType] = {
     "price": pl.Float64(),
 }
 USERS_SCHEMA: dict[str, pl.DataType] = {"user": pl.Int32(), "user_key": pl.String()}
+IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
+    "user": pl.Int32(),
+    "impression": pl.Int64(),
+    "timestamp": pl.Int64(),
+    "session": pl.Int32(),
+    "slot": pl.Int16(),
+    "item": pl.Int32(),
+    "clicked": pl.Int8(),
+    "behavior": pl.Int8(),
+    "propensity": pl.Float64(),
+}
+"""The impression table: one row per (impression, slot); ``timestamp``, ``session``, ``behavior`` and
+``propensity`` may be null."""
 
 EvalSplit = Literal["valid", "test"]
 
@@ -96,15 +121,31 @@ class DatasetMeta:
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form provenance (e.g. the synthetic world's config)."""
     fingerprint: str = ""
+    """Content hash of the interactions (what a checkpoint is tied to); impressions have their own."""
     format_version: int = FORMAT_VERSION
+    n_impressions: int = 0
+    """Slates shown (distinct impression ids); 0 without an impression table."""
+    n_impression_rows: int = 0
+    """Rows of the impression table (one per shown slot)."""
+    impression_cleaning: tuple[CleaningStep, ...] = ()
+    """The impressions' own cleaning report (every row dropped from them, and why)."""
+    impressions_fingerprint: str = ""
+    """Content hash of the impression table; empty without one."""
+
+    @property
+    def has_impressions(self) -> bool:
+        return bool(self.impressions_fingerprint)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["cleaning"] = [{**asdict(s), "removed": s.removed} for s in self.cleaning]
+        out["impression_cleaning"] = [{**asdict(s), "removed": s.removed} for s in self.impression_cleaning]
         out["schema"] = {
             "interactions": {k: str(v) for k, v in INTERACTIONS_SCHEMA.items()},
             "items": {k: str(v) for k, v in ITEMS_SCHEMA.items()},
             "users": {k: str(v) for k, v in USERS_SCHEMA.items()},
+            **({"impressions": {k: str(v) for k, v in IMPRESSIONS_SCHEMA.items()}}
+               if self.has_impressions else {}),
         }
         out["id_maps"] = {"items": "items.parquet", "users": "users.parquet"}
         return out
@@ -115,10 +156,10 @@ class DatasetMeta:
         if not isinstance(data, dict):
             raise DatasetError(f"{source}: expected a JSON object, got {type(data).__name__}")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
             raise DatasetError(
-                f"{source}: dataset format version {version!r}, this recsim-env reads version "
-                f"{FORMAT_VERSION}; prepare the dataset again"
+                f"{source}: dataset format version {version!r}, this recsim-env reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}; prepare the dataset again"
             )
         for key in ("name", "behaviors", "n_users", "n_items", "n_interactions", "n_sessions",
                     "has_timestamps", "behavior_source", "session_gap_seconds"):
@@ -137,9 +178,13 @@ class DatasetMeta:
         def number(v: Any) -> bool:
             return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
-        cleaning = field("cleaning", lambda v: isinstance(v, list) and all(
-            isinstance(c, dict) and isinstance(c.get("step"), str) and count(c.get("rows_before"))
-            and count(c.get("rows_after")) for c in v), "a list of cleaning steps", [])
+        def steps(key: str) -> tuple[CleaningStep, ...]:
+            found = field(key, lambda v: isinstance(v, list) and all(
+                isinstance(c, dict) and isinstance(c.get("step"), str) and count(c.get("rows_before"))
+                and count(c.get("rows_after")) for c in v), "a list of cleaning steps", [])
+            return tuple(CleaningStep(c["step"], c["rows_before"], c["rows_after"], str(c.get("detail", "")))
+                         for c in found)
+
         return cls(
             name=field("name", lambda v: isinstance(v, str), "a string"),
             behaviors=tuple(field("behaviors", lambda v: isinstance(v, list) and v and all(
@@ -162,13 +207,15 @@ class DatasetMeta:
                 if data.get("rating_thresholds") is not None else None
             ),
             sources=tuple(field("sources", lambda v: isinstance(v, list), "a list", [])),
-            cleaning=tuple(
-                CleaningStep(c["step"], c["rows_before"], c["rows_after"], str(c.get("detail", "")))
-                for c in cleaning
-            ),
+            cleaning=steps("cleaning"),
             extra=dict(field("extra", lambda v: isinstance(v, dict), "an object", {})),
             fingerprint=field("fingerprint", lambda v: isinstance(v, str), "a string", ""),
             format_version=version,
+            n_impressions=field("n_impressions", count, "a count (integer >= 0)", 0),
+            n_impression_rows=field("n_impression_rows", count, "a count (integer >= 0)", 0),
+            impression_cleaning=steps("impression_cleaning"),
+            impressions_fingerprint=field("impressions_fingerprint", lambda v: isinstance(v, str),
+                                          "a string", ""),
         )
 
 
@@ -238,20 +285,25 @@ class SequenceDataset:
     """
 
     def __init__(
-        self, interactions: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame, meta: DatasetMeta
+        self, interactions: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame, meta: DatasetMeta,
+        impressions: pl.DataFrame | None = None,
     ) -> None:
         self.interactions = interactions
         self.items = items
         self.users = users
         self.meta = meta
+        self.impressions = impressions
+        """What was shown (:data:`IMPRESSIONS_SCHEMA`), or None when the logs had no impressions."""
         self.path: Path | None = None
 
     # --- construction -----------------------------------------------------------------------------
     @classmethod
     def from_frames(
-        cls, interactions: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame, meta: DatasetMeta
+        cls, interactions: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame, meta: DatasetMeta,
+        impressions: pl.DataFrame | None = None,
     ) -> SequenceDataset:
-        """Validate the tables, sort the events and stamp counts and fingerprint into ``meta``."""
+        """Validate the tables, sort the events (and impressions) and stamp counts and fingerprints into
+        ``meta``."""
         interactions = _conform(interactions, INTERACTIONS_SCHEMA, "interactions").sort(["user", "position"])
         items = _conform(items, ITEMS_SCHEMA, "items").sort("item")
         users = _conform(users, USERS_SCHEMA, "users").sort("user")
@@ -267,8 +319,16 @@ class SequenceDataset:
             n_interactions=interactions.height,
             n_sessions=int(n_sessions),
             fingerprint=_fingerprint(interactions, n_items, meta.behaviors),
+            format_version=FORMAT_VERSION,
+            n_impressions=0, n_impression_rows=0, impressions_fingerprint="",
         )
-        return cls(interactions, items, users, meta)
+        if impressions is not None:
+            impressions = _conform(impressions, IMPRESSIONS_SCHEMA, "impressions")
+            impressions = impressions.sort(["impression", "slot"])
+            _check_impressions(impressions, n_users, n_items, len(meta.behaviors), "impressions")
+            meta = _replace(meta, n_impressions=_n_slates(impressions), n_impression_rows=impressions.height,
+                            impressions_fingerprint=_impressions_fingerprint(impressions))
+        return cls(interactions, items, users, meta, impressions)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], verify: bool = True) -> SequenceDataset:
@@ -294,7 +354,8 @@ class SequenceDataset:
                 raise DatasetError(f"{file}: cannot read ({type(exc).__name__}: {exc})") from None
             tables[name] = _conform(frame, schema, str(file), cast=False)
         _check_loaded(root, tables["interactions"], tables["items"], tables["users"], meta)
-        ds = cls(tables["interactions"], tables["items"], tables["users"], meta)
+        impressions = _load_impressions(root, meta) if meta.has_impressions else None
+        ds = cls(tables["interactions"], tables["items"], tables["users"], meta, impressions)
         if verify:
             actual = _fingerprint(ds.interactions, meta.n_items, meta.behaviors)
             if actual != meta.fingerprint:
@@ -302,6 +363,14 @@ class SequenceDataset:
                     f"{root}: fingerprint mismatch (meta.json {meta.fingerprint[:12]}, data {actual[:12]}); "
                     "the files were modified after preparation"
                 )
+            if impressions is not None:
+                actual = _impressions_fingerprint(impressions)
+                if actual != meta.impressions_fingerprint:
+                    raise DatasetError(
+                        f"{root / 'impressions.parquet'}: fingerprint mismatch (meta.json "
+                        f"{meta.impressions_fingerprint[:12]}, data {actual[:12]}); the file was modified "
+                        "after preparation"
+                    )
         ds.path = root
         return ds
 
@@ -324,7 +393,12 @@ class SequenceDataset:
             self.interactions.write_parquet(tmp / "interactions.parquet")
             self.items.write_parquet(tmp / "items.parquet")
             self.users.write_parquet(tmp / "users.parquet")
-            (tmp / "meta.json").write_text(json.dumps(self.meta.to_json(), indent=2) + "\n")
+            meta = self.meta
+            if self.impressions is not None:
+                self.impressions.write_parquet(tmp / "impressions.parquet")
+            elif meta.format_version != FORMAT_VERSION:  # a version-1 dataset: the same data in version 2
+                meta = _replace(meta, format_version=FORMAT_VERSION)
+            (tmp / "meta.json").write_text(json.dumps(meta.to_json(), indent=2) + "\n")
         self.path = root
         return root
 
@@ -488,6 +562,80 @@ def _check_loaded(root: Path, interactions: pl.DataFrame, items: pl.DataFrame, u
                                "the dataset again")
     elif len(user) == 1 and position[0] != 0:
         raise DatasetError(f"{file}: row 1: position {position[0]}, expected 0")
+
+
+def _load_impressions(root: Path, meta: DatasetMeta) -> pl.DataFrame:
+    file = root / "impressions.parquet"
+    try:
+        frame = pl.read_parquet(file)
+    except Exception as exc:  # polars raises several types for missing/corrupt files
+        raise DatasetError(f"{file}: cannot read ({type(exc).__name__}: {exc})") from None
+    frame = _conform(frame, IMPRESSIONS_SCHEMA, str(file), cast=False)
+    if frame.height != meta.n_impression_rows:
+        raise DatasetError(f"{file}: {frame.height} rows, but meta.json says n_impression_rows "
+                           f"{meta.n_impression_rows}")
+    _check_impressions(frame, meta.n_users, meta.n_items, len(meta.behaviors), str(file))
+    if _n_slates(frame) != meta.n_impressions:
+        raise DatasetError(f"{file}: {_n_slates(frame)} impressions, but meta.json says n_impressions "
+                           f"{meta.n_impressions}")
+    return frame
+
+
+def _n_slates(impressions: pl.DataFrame) -> int:
+    return int(impressions["impression"][-1]) + 1 if impressions.height else 0
+
+
+def _check_impressions(frame: pl.DataFrame, n_users: int, n_items: int, n_behaviors: int, what: str) -> None:
+    """Ids in range, ``clicked`` 0/1 with a behavior only on clicks, propensities in (0, 1], rows
+    sorted by ``(impression, slot)`` with impression ids ``0..K-1`` and one user and time per impression.
+
+    Checked on every load (as the interactions are): the choice model indexes by these ids.
+    """
+    if frame.height == 0:
+        raise DatasetError(f"{what}: no impressions left (omit the table instead)")
+    ranges = (("user", 0, n_users - 1), ("item", 1, n_items), ("clicked", 0, 1),
+              ("slot", 0, 2**15 - 1), ("impression", 0, 2**62))
+    for col, lo, hi in ranges:
+        bad = frame.filter((pl.col(col) < lo) | (pl.col(col) > hi) | pl.col(col).is_null())
+        if bad.height:
+            raise DatasetError(f"{what}: column {col!r} value {bad[col][0]} out of range [{lo}, {hi}] "
+                               f"({bad.height} rows)")
+    bad = frame.filter(pl.col("behavior").is_not_null()
+                       & ((pl.col("behavior") < 1) | (pl.col("behavior") > n_behaviors)
+                          | (pl.col("clicked") == 0)))
+    if bad.height:
+        raise DatasetError(f"{what}: column 'behavior' value {bad['behavior'][0]} must be a behavior id in "
+                           f"[1, {n_behaviors}] on a clicked row ({bad.height} rows)")
+    bad = frame.filter(pl.col("propensity").is_not_null()
+                       & ~((pl.col("propensity") > 0) & (pl.col("propensity") <= 1)))
+    if bad.height:
+        raise DatasetError(f"{what}: column 'propensity' value {bad['propensity'][0]} is not a probability "
+                           f"in (0, 1] ({bad.height} rows)")
+    imp = frame["impression"].to_numpy()
+    slot = frame["slot"].to_numpy()
+    step = np.diff(imp)
+    ok = ((step == 0) & (np.diff(slot) > 0)) | (step == 1)
+    if imp[0] != 0 or not ok.all():
+        row = 0 if imp[0] != 0 else int(np.flatnonzero(~ok)[0]) + 1
+        raise DatasetError(f"{what}: row {row + 1}: rows are not sorted by (impression, slot) with "
+                           f"impression ids 0, 1, ... and distinct slots (impression {imp[row]}, slot "
+                           f"{slot[row]})")
+    mixed = frame.group_by("impression").agg(pl.col("user").n_unique().alias("u"),
+                                             pl.col("timestamp").n_unique().alias("t"))
+    bad = mixed.filter((pl.col("u") > 1) | (pl.col("t") > 1))
+    if bad.height:
+        first = int(bad["impression"].min())  # type: ignore[arg-type]
+        raise DatasetError(f"{what}: impression {first} has several users or times "
+                           f"({bad.height} impressions)")
+
+
+def _impressions_fingerprint(impressions: pl.DataFrame) -> str:
+    h = hashlib.sha256()
+    for col in IMPRESSIONS_SCHEMA:
+        values = impressions[col]
+        h.update(values.fill_null(-1).to_numpy().tobytes())
+        h.update(values.is_null().to_numpy().tobytes())
+    return h.hexdigest()
 
 
 def _short_json(value: Any) -> str:
