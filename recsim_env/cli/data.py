@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # --- prepare -------------------------------------------------------------------------------------------
 def _register_prepare(sub: argparse._SubParsersAction) -> None:
-    from user_models.data.readers import INPUT_FORMATS
+    from user_models.data.readers import INPUT_FORMATS, TABLE_FORMATS
 
     p = sub.add_parser(
         "prepare", help="clean a behavior log into a dataset artifact",
@@ -39,12 +39,14 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
                     "given are detected from the usual names (user/user_id, item/item_id/movieId, "
                     "timestamp/time, event/event_type, rating). See docs/data_formats.md.",
     )
-    source = p.add_mutually_exclusive_group(required=True)
+    source = p.add_mutually_exclusive_group()
     source.add_argument("--input", type=Path, metavar="PATH", help="the interaction log (file, or directory "
-                        "for recbole/movielens)")
+                        "for recbole/movielens/mind)")
     source.add_argument("--dataset", choices=DATASETS, help="a known public dataset instead of --input")
     p.add_argument("--input-format", choices=INPUT_FORMATS, help="layout of --input; default: from the name "
-                   "(.csv .tsv .parquet .jsonl .inter u.data .txt=sasrec)")
+                   "(.csv .tsv .parquet .jsonl .inter u.data .txt=sasrec; a directory with behaviors.tsv "
+                   "is mind). mind: MIND behaviors.tsv, whose impressions become the impression table "
+                   "and whose click histories and clicks become the interactions")
     p.add_argument("--data-dir", type=Path, metavar="PATH", help="with --dataset: the local copy "
                    "(RecBole atomic files or the original u.data/u.item); with --download: where to put it")
     p.add_argument("--download", action="store_true", help="with --dataset: fetch it from the official "
@@ -64,9 +66,20 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
                      "points; level = number of thresholds <= rating (default 2.5,3.5: 1-2 / 3 / 4-5 stars)")
     beh.add_argument("--unknown-events", choices=("drop", "error"), default="drop",
                      help="events outside --behaviors: drop and count them, or stop (default: drop)")
+    imp = p.add_argument_group("impressions (optional): what was shown, one row per shown slot")
+    imp.add_argument("--impressions", type=Path, metavar="PATH", help="impression table (csv/tsv/parquet/"
+                     "jsonl): user, time, impression id, item, position, clicked 0/1, and optionally the "
+                     "click's behavior and the logging propensity. Stored beside the interactions; alone "
+                     "(without --input) its clicked rows are the interactions")
+    imp.add_argument("--impressions-format", choices=TABLE_FORMATS,
+                     help="layout of --impressions; default: from the name")
+    imp.add_argument("--impression-columns", metavar="ROLE=C,...", help="columns of --impressions by role: "
+                     "user, time, impression, item, position, clicked, behavior, propensity (e.g. "
+                     "impression=req_id,position=slot); roles not given are detected from the usual names")
     items = p.add_argument_group("item metadata (optional)")
     items.add_argument("--items", type=Path, metavar="PATH", help="item file (csv/tsv/parquet/jsonl); "
-                       "recbole and movielens inputs use their own .item / u.item when present")
+                       "recbole, movielens and mind inputs use their own .item / u.item / news.tsv when "
+                       "present")
     items.add_argument("--items-format", choices=("csv", "tsv", "parquet", "jsonl"),
                        help="layout of --items; default: from the name")
     items.add_argument("--item-id-col", metavar="C", help="item id column of --items")
@@ -126,23 +139,35 @@ def _parse_thresholds(text: str) -> tuple[float, ...]:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from user_models.data.mind import mind_news, read_mind, read_news
     from user_models.data.movielens import download_ml100k, read_ml100k
     from user_models.data.prepare import PrepareConfig, parse_duration, parse_time_bound, prepare
     from user_models.data.readers import (
         ColumnMap,
+        ImpressionColumnMap,
         ItemColumnMap,
         RawItems,
+        RawLog,
         companion_items,
         infer_format,
+        read_impressions,
         read_items,
         read_log,
     )
 
-    inputs = [args.input, args.items, args.data_dir]
+    inputs = [args.input, args.items, args.data_dir, args.impressions]
+    if args.input is None and args.dataset is None and args.impressions is None:
+        raise InputError("give --input PATH, --dataset NAME or --impressions PATH")
     check_output(args.out, args.overwrite, inputs)
+    impressions: RawLog | None = None
+    if args.impressions is None and (args.impressions_format is not None
+                                     or args.impression_columns is not None):
+        raise InputError("--impressions-format and --impression-columns go with --impressions PATH")
+    log: RawLog | None
     if args.dataset is not None:
         layout_flags = ("input_format", "user_col", "item_col", "time_col", "event_col", "rating_col",
-                        "items", "items_format", "item_id_col", "title_col", "category_col", "price_col")
+                        "items", "items_format", "item_id_col", "title_col", "category_col", "price_col",
+                        "impressions")
         mapping = [f for f in layout_flags if getattr(args, f) is not None]
         if mapping:
             flag = "--" + mapping[0].replace("_", "-")
@@ -156,16 +181,42 @@ def _prepare(args: argparse.Namespace) -> int:
         log, item_meta_ = read_ml100k(data_dir)
         item_meta: RawItems | None = item_meta_
         name = args.name or args.dataset
+    elif args.input is None:  # impressions alone: their clicks are the interactions
+        log_flags = ("input_format", "user_col", "item_col", "time_col", "event_col", "rating_col",
+                     "data_dir")
+        given = [f for f in log_flags if getattr(args, f) is not None]
+        if given or args.download:
+            flag = "--" + (given[0] if given else "download").replace("_", "-")
+            raise InputError(f"{flag} describes --input; with --impressions alone use --impression-columns")
+        log = None
+        item_columns = ItemColumnMap(args.item_id_col, args.title_col, args.category_col, args.price_col)
+        item_meta = read_items(args.items, args.items_format, item_columns) if args.items else None
+        name = args.name or args.impressions.stem
     else:
         if args.data_dir is not None or args.download:
             raise InputError("--data-dir and --download go with --dataset, not --input")
         fmt = args.input_format or infer_format(args.input)
         columns = ColumnMap(args.user_col, args.item_col, args.time_col, args.event_col, args.rating_col)
-        log = read_log(args.input, fmt, columns)
         item_columns = ItemColumnMap(args.item_id_col, args.title_col, args.category_col, args.price_col)
-        item_path = args.items or companion_items(args.input, fmt)
         item_fmt = args.items_format if args.items else fmt
-        item_meta = read_items(item_path, item_fmt, item_columns) if item_path is not None else None
+        if fmt == "mind":
+            given = [f for f in ("user_col", "item_col", "time_col", "event_col", "rating_col")
+                     if getattr(args, f) is not None]
+            if given:
+                raise InputError(f"--input-format mind fixes the layout; drop --{given[0].replace('_', '-')}")
+            if args.impressions is not None:
+                raise InputError("--input-format mind reads the impressions from behaviors.tsv; drop "
+                                 "--impressions")
+            log, impressions = read_mind(args.input)
+            item_path = args.items or mind_news(args.input)
+            item_meta = None
+            if item_path is not None:
+                item_meta = (read_items(item_path, args.items_format, item_columns) if args.items_format
+                             else read_news(item_path))
+        else:
+            log = read_log(args.input, fmt, columns)
+            item_path = args.items or companion_items(args.input, fmt)
+            item_meta = read_items(item_path, item_fmt, item_columns) if item_path is not None else None
         name = args.name or args.input.stem
     config = PrepareConfig(
         name=name,
@@ -186,7 +237,10 @@ def _prepare(args: argparse.Namespace) -> int:
         max_time=parse_time_bound(args.max_time) if args.max_time is not None else None,
         strip_ids=not args.keep_id_spaces,
     )
-    dataset = prepare(log, config, item_meta, progress=not args.no_progress)
+    if args.impressions is not None:
+        impressions = read_impressions(args.impressions, args.impressions_format,
+                                       ImpressionColumnMap.parse(args.impression_columns))
+    dataset = prepare(log, config, item_meta, progress=not args.no_progress, impressions=impressions)
     save_and_report(dataset, args.out, args.overwrite, inputs)
     return 0
 

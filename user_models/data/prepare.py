@@ -42,7 +42,7 @@ import math
 import re
 import secrets
 import time as _time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +63,8 @@ DEFAULT_RATING_THRESHOLDS = (2.5, 3.5)
 DEFAULT_RATING_BEHAVIORS = ("dislike", "neutral", "like")
 SINGLE_BEHAVIOR = "interact"
 """The one behavior of logs that carry neither events nor ratings."""
+CLICK_BEHAVIOR = "click"
+"""The one behavior of interactions made of impression clicks that name no behavior."""
 
 _UNIT_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 MIN_PLAUSIBLE_TIME = 631_152_000.0
@@ -154,38 +156,64 @@ def parse_duration(text: str) -> float:
 
 
 def prepare(
-    log: RawLog,
+    log: RawLog | None,
     config: PrepareConfig = PrepareConfig(),
     items: RawItems | None = None,
     progress: bool = False,
+    impressions: RawLog | None = None,
 ) -> SequenceDataset:
-    """Turn a raw log (and optional item metadata) into a validated :class:`SequenceDataset`.
+    """Turn a raw log (and optional item metadata and impressions) into a validated
+    :class:`SequenceDataset`.
 
     Args:
-        log: the events, as returned by :func:`~user_models.data.readers.read_log`.
+        log: the events, as returned by :func:`~user_models.data.readers.read_log`; None when the
+            impressions are the only log (then the interactions are their clicked rows).
         config: cleaning, vocabulary, session and privacy settings.
         items: item metadata joined on the raw item id; items absent from it get null metadata.
         progress: show a progress bar over the pipeline stages (stderr).
+        impressions: what was shown, as returned by
+            :func:`~user_models.data.readers.read_impressions` (or the MIND reader): stored as the
+            dataset's impression table with its own cleaning report (see :func:`_clean_impressions`).
 
     Raises:
         InputError: a bad value under the ``error`` policy, a non-numeric rating, or a step that removes
             every event (the message names the file, line, column and value, or the step).
     """
+    if log is None and impressions is None:
+        raise InputError("nothing to prepare: give an interaction log, an impression table, or both")
     with tqdm(total=len(_STAGES), desc="prepare", unit="stage", disable=not progress, leave=False) as bar:
         bar.set_postfix_str(_STAGES[0])
+        imp: pl.DataFrame | None = None
+        imp_report: _Report | None = None
+        derived = False  # interactions are the impressions' clicks
+        if impressions is not None:
+            raw_imp = _read(impressions)
+            if raw_imp.height == 0:
+                raise DatasetError(f"{impressions.path}: no data rows")
+            imp_report = _Report(impressions, raw_imp.height, "impressions")
+            imp = _clean_impressions(raw_imp, impressions, config, imp_report)
+            if log is None:
+                log, derived = _clicks_as_log(raw_imp, imp, impressions), True
+                if config.behaviors is None and "event" not in log.columns:
+                    config = replace(config, behaviors=(CLICK_BEHAVIOR,))
+        assert log is not None
         frame = _read(log)
         if frame.height == 0:
             raise DatasetError(f"{log.path}: no data rows")
         report = _Report(log, frame.height)
+        for step in log.steps:
+            report.add(step.step, step.rows_before, step.rows_after, step.detail)
 
         _next_stage(bar)
         frame = _strip_ids(frame, log, config, report)
         frame = _drop_missing(frame, report)
         # From here on users and items are dense integer codes in raw-id order; raw ids live in *_ids.
-        user_codes, user_ids = _encode_ids(frame["user"])
-        item_codes, item_ids = _encode_ids(frame["item"])
+        # Impressions share the codes: the ids are taken over both tables.
+        user_codes, user_ids, imp_users = _encode_shared(frame["user"], imp, "user")
+        item_codes, item_ids, imp_items = _encode_shared(frame["item"], imp, "item")
         frame = frame.with_columns(pl.Series("user", user_codes), pl.Series("item", item_codes))
-        input_counts = {"events": report.rows_read, "users": len(user_ids), "items": len(item_ids)}
+        input_counts = {"events": report.rows_read, "users": _n_distinct(user_codes, imp, len(user_ids)),
+                        "items": _n_distinct(item_codes, imp, len(item_ids))}
         frame, time_unit = _parse_timestamps(frame, log, config, report)
         frame, behaviors, behavior_source, order = _map_behaviors(frame, log, config, report)
         frame = _sort_events(frame)
@@ -202,14 +230,32 @@ def prepare(
 
         _next_stage(bar)
         # Re-number the survivors densely; order (and so determinism) is still the raw-id order.
+        user_table = _id_table(frame["user"].to_numpy(), len(user_ids), first_id=0)
+        if imp is not None and imp_report is not None and imp_users is not None and imp_items is not None:
+            imp = imp.with_columns(pl.Series("user", user_table[imp_users]), pl.Series("item", imp_items))
+            imp = _drop_slates_of_unknown_users(imp, imp_report)
+            shown_items = imp["item"].to_numpy()
+        else:
+            shown_items = np.zeros(0, dtype=np.int32)
         frame, kept_users = _densify(frame, "user", len(user_ids), first_id=0)
-        frame, kept_items = _densify(frame, "item", len(item_ids), first_id=1)
+        item_table = _id_table(np.concatenate([frame["item"].to_numpy(), shown_items]), len(item_ids), 1)
+        frame, kept_items = _densify(frame, "item", len(item_ids), first_id=1, table=item_table)
         interactions = _sessionize(frame, config.session_gap_seconds)
         users = _users_table(user_ids.gather(kept_users), config)
         items_table, item_match = _items_table(item_ids.gather(kept_items), items)
+        impression_table: pl.DataFrame | None = None
+        impression_notes: dict[str, Any] = {}
+        if imp is not None and imp_report is not None and impressions is not None:
+            imp = imp.with_columns(pl.Series("item", item_table[imp["item"].to_numpy()]))
+            impression_table, impression_notes = _impression_table(
+                imp, interactions, behaviors, behavior_source, config, imp_report, impressions,
+                derived)
 
         _next_stage(bar)
-        sources = [_source(log.path, report.rows_read)]
+        sources = [] if derived else [_source(log.path, report.rows_read)]
+        if impressions is not None and imp_report is not None and impressions.path != log.path or derived:
+            assert impressions is not None and imp_report is not None
+            sources.append(_source(impressions.path, imp_report.rows_read))
         if items is not None:
             sources.append(_source(items.path, items.frame.height))
         has_time = "timestamp" in frame.columns
@@ -225,6 +271,7 @@ def prepare(
             rating_thresholds=config.rating_thresholds if behavior_source == "ratings" else None,
             sources=tuple(sources),
             cleaning=tuple(report.steps),
+            impression_cleaning=tuple(imp_report.steps) if imp_report is not None else (),
             extra={
                 "input_counts": input_counts,
                 "columns": log.columns,
@@ -233,26 +280,28 @@ def prepare(
                 "user_keys": _user_key_note(config),
                 "temporal_test_fraction": config.temporal_test_fraction,
                 **({"item_metadata": item_match} if item_match else {}),
+                **({"impressions": impression_notes} if impression_notes else {}),
             },
         )
-        dataset = SequenceDataset.from_frames(interactions, items_table, users, meta)
+        dataset = SequenceDataset.from_frames(interactions, items_table, users, meta, impression_table)
         bar.update(1)
         return dataset
 
 
 # --- stages ---------------------------------------------------------------------------------------------
 class _Report:
-    """Collects cleaning steps and refuses a step that empties the dataset."""
+    """Collects cleaning steps and refuses a step that empties the dataset (or the impressions)."""
 
-    def __init__(self, log: RawLog, rows_read: int) -> None:
+    def __init__(self, log: RawLog, rows_read: int, what: str = "events") -> None:
         self.log = log
         self.rows_read = rows_read
+        self.what = what
         self.steps: list[CleaningStep] = []
 
     def add(self, step: str, before: int, after: int, detail: str = "", hint: str = "") -> None:
         self.steps.append(CleaningStep(step, before, after, detail))
         if after == 0:
-            raise DatasetError(f"{self.log.path}: step '{step}' removed all {before} remaining events"
+            raise DatasetError(f"{self.log.path}: step '{step}' removed all {before} remaining {self.what}"
                                f"{' (' + detail + ')' if detail else ''}{'; ' + hint if hint else ''}")
 
 
@@ -289,11 +338,12 @@ def _is_missing(col: str, dtype: pl.DataType) -> pl.Expr:
     return expr
 
 
-def _strip_ids(frame: pl.DataFrame, log: RawLog, config: PrepareConfig, report: _Report) -> pl.DataFrame:
+def _strip_ids(frame: pl.DataFrame, log: RawLog, config: PrepareConfig, report: _Report,
+               roles: tuple[str, ...] = ("user", "item", "event")) -> pl.DataFrame:
     """Spaces around ids and event names are padding, not part of the id (``" 7"`` is user ``7``)."""
     if not config.strip_ids:
         return frame
-    cols = [c for c in ("user", "item", "event") if c in frame.columns and frame.schema[c] == pl.String]
+    cols = [c for c in roles if c in frame.columns and frame.schema[c] == pl.String]
     if not cols:
         return frame
     padded = frame.select(
@@ -656,17 +706,28 @@ def _k_core(
 
 
 def _densify(
-    frame: pl.DataFrame, col: str, n_codes: int, first_id: int
+    frame: pl.DataFrame, col: str, n_codes: int, first_id: int, table: np.ndarray | None = None
 ) -> tuple[pl.DataFrame, pl.Series]:
     """Renumber the codes still present in ``col`` as ``first_id, first_id + 1, ...`` (order kept).
 
-    Returns the frame and, for each new id, its old code (to pick the raw ids that survived).
+    ``table`` (from :func:`_id_table`) numbers a larger set of codes instead (items only shown in
+    impressions get ids too). Returns the frame and, for each new id, its old code (to pick the raw ids
+    that survived).
     """
     codes = frame[col].to_numpy()
-    present = np.flatnonzero(np.bincount(codes, minlength=n_codes))
-    table = np.zeros(n_codes, dtype=np.int32)
-    table[present] = np.arange(first_id, first_id + len(present), dtype=np.int32)
+    if table is None:
+        table = _id_table(codes, n_codes, first_id)
+    present = np.flatnonzero(table >= 0)
     return frame.with_columns(pl.Series(col, table[codes])), pl.Series(present)
+
+
+def _id_table(codes: np.ndarray, n_codes: int, first_id: int) -> np.ndarray:
+    """New id of each old code: the codes present in ``codes`` numbered from ``first_id`` in code order,
+    -1 for the others."""
+    present = np.flatnonzero(np.bincount(codes, minlength=n_codes))
+    table = np.full(n_codes, -1, dtype=np.int32)
+    table[present] = np.arange(first_id, first_id + len(present), dtype=np.int32)
+    return table
 
 
 def _sessionize(frame: pl.DataFrame, gap_seconds: float) -> pl.DataFrame:
@@ -733,3 +794,248 @@ def _temporal_cutoff(interactions: pl.DataFrame, config: PrepareConfig) -> int:
 
 def _source(path: Path, rows: int) -> dict[str, Any]:
     return {"path": str(path), "sha256": file_sha256(path), "rows": rows}
+
+
+# --- impressions ----------------------------------------------------------------------------------------
+_TRUE = ("1", "true")
+_FALSE = ("0", "false")
+
+
+def _clean_impressions(
+    raw: pl.DataFrame, imp: RawLog, config: PrepareConfig, report: _Report
+) -> pl.DataFrame:
+    """Validate and clean an impression table before ids are assigned; every step is counted.
+
+    A slate is kept whole or not at all: a row dropped for a missing id or an unparsable time takes the
+    rest of its impression with it (step "incomplete slates"), since a slate missing a slot is not what
+    was shown. Values that cannot mean anything stop the run with file, line, column and value:
+    ``clicked`` other than 0/1/true/false, a position that is not an integer >= 0, a propensity outside
+    (0, 1], one impression id with several users or times, or two different items in one slot.
+
+    Returns ``row``, ``user``, ``item`` (raw ids), ``impression`` (raw id), ``position`` (Int64, as
+    given), ``clicked`` (Int8), and when present ``timestamp`` (unix seconds), ``behavior`` (raw name),
+    ``propensity`` (Float64).
+    """
+    frame = _strip_ids(raw, imp, config, report, roles=("user", "item", "impression", "behavior"))
+    cols = imp.columns
+    required = [c for c in ("user", "item", "impression", "slot", "clicked") if c in frame.columns]
+    flags = frame.select(_is_missing(c, frame.schema[c]).alias(c) for c in required)
+    counts = {c: int(flags[c].sum()) for c in required}
+    missing = flags.select(pl.any_horizontal(required)).to_series()
+    frame_kept = frame.filter(~missing)
+    detail = ", ".join(f"{cols[c]}: {n}" for c, n in counts.items() if n)
+    report.add("missing user, item, impression, position or clicked", frame.height, frame_kept.height,
+               detail)
+    lost = [frame.filter(missing)["impression"]]  # slates that lost a row (dropped whole below)
+    frame = frame_kept
+
+    def refuse(bad: pl.Series, role: str, why: str) -> None:
+        if bool(bad.any()):
+            first = frame.filter(bad).row(0, named=True)
+            raise InputError(f"{imp.path}: {imp.where(first['row'])}, column {cols[role]!r}: value "
+                             f"{first[role]!r} {why}")
+
+    clicked = frame["clicked"]
+    if clicked.dtype == pl.Boolean:
+        clicked = clicked.cast(pl.Int8)
+    text = clicked.cast(pl.String).str.strip_chars().str.to_lowercase()
+    text = text.str.replace(r"^(-?\d+)\.0*$", "${1}")  # 1.0 (a float column) is 1
+    refuse(~text.is_in([*_TRUE, *_FALSE]), "clicked", "is not 0/1 (or true/false)")
+    frame = frame.with_columns(text.is_in(_TRUE).cast(pl.Int8).alias("clicked"))
+
+    position = frame["slot"]
+    number = position.cast(pl.String).str.strip_chars().str.replace(r"\.0*$", "").cast(pl.Int64, strict=False)
+    refuse(number.is_null() | (number < 0), "slot", "is not a position (an integer >= 0)")
+    frame = frame.with_columns(number.alias("slot"))
+
+    if "propensity" in frame.columns:
+        value = frame["propensity"]
+        text = value.cast(pl.String).str.strip_chars()
+        prob = text.cast(pl.Float64, strict=False)
+        given = value.is_not_null() & (text != "")
+        refuse(given & (prob.is_null() | ~prob.is_finite() | (prob <= 0) | (prob > 1)), "propensity",
+               "is not a probability in (0, 1]")
+        frame = frame.with_columns(prob.alias("propensity"))
+
+    timed, _ = _parse_timestamps(frame, imp, config, report)
+    if timed.height < frame.height:
+        lost.append(frame.join(timed, on="row", how="anti")["impression"])
+    frame = timed
+
+    keys = ["user", "timestamp"] if "timestamp" in frame.columns else ["user"]
+    per = frame.group_by("impression").agg(*(pl.col(k).n_unique() for k in keys))
+    bad_ids = per.filter(pl.any_horizontal(pl.col(k) > 1 for k in keys))["impression"]
+    if bad_ids.len():
+        rows = frame.filter(pl.col("impression").is_in(bad_ids.implode())).sort("row")
+        first = rows.row(0, named=True)
+        other = rows.filter(pl.any_horizontal(pl.col(k) != first[k] for k in keys)).row(0, named=True)
+        what = " or ".join(cols[k] for k in keys)
+        raise InputError(f"{imp.path}: {imp.where(other['row'])}: impression {first['impression']!r} has "
+                         f"another {what} than at {imp.where(first['row'])} (one impression is one slate "
+                         "shown to one user at one time)")
+
+    content = [c for c in ("item", "clicked", "behavior", "propensity") if c in frame.columns]
+    frame = frame.sort("row")
+    first_of_slot = frame.select(pl.struct("impression", "slot").is_first_distinct()).to_series()
+    dup = frame.filter(~first_of_slot)
+    if dup.height:
+        same = frame.select(pl.struct("impression", "slot", *content).is_first_distinct()).to_series()
+        conflict = ~first_of_slot & same
+        if bool(conflict.any()):
+            first = frame.filter(conflict).row(0, named=True)
+            raise InputError(f"{imp.path}: {imp.where(first['row'])}, column {cols['slot']!r}: impression "
+                             f"{first['impression']!r} position {first['slot']} appears twice with "
+                             "different contents")
+    out = frame.filter(first_of_slot)
+    report.add("exact duplicate slots", frame.height, out.height)
+
+    # Slates that lost a row to a missing id or a bad time are dropped whole.
+    broken = pl.concat([x.cast(pl.String) for x in lost]).drop_nulls().unique()
+    complete = out.filter(~pl.col("impression").cast(pl.String).is_in(broken.implode()))
+    report.add("incomplete slates", out.height, complete.height,
+               f"{broken.len()} impressions that lost a row above, dropped whole" if broken.len() else "")
+    return complete
+
+
+def _clicks_as_log(raw: pl.DataFrame, clean: pl.DataFrame, imp: RawLog) -> RawLog:
+    """The interactions of an impression-only log: its clicked rows (of the slates that survived
+    cleaning), with the raw values, through the ordinary pipeline."""
+    clicked = clean.filter(pl.col("clicked") == 1).select("row")
+    roles = [r for r in ("user", "item", "timestamp") if r in raw.columns]
+    columns: dict[str, str] = {r: imp.columns[r] for r in roles}
+    select = [pl.col("row"), *(pl.col(r) for r in roles)]
+    if "behavior" in raw.columns:
+        select.append(pl.col("behavior").alias("event"))
+        columns["event"] = imp.columns["behavior"]
+    frame = raw.join(clicked, on="row", how="semi").select(select).sort("row")
+    return RawLog(frame.lazy(), imp.path, columns, imp.first_line, imp.sources, imp.fmt, imp.row_origin)
+
+
+def _encode_shared(
+    log_ids: pl.Series, imp: pl.DataFrame | None, col: str
+) -> tuple[np.ndarray, pl.Series, np.ndarray | None]:
+    """:func:`_encode_ids` over the log's and the impressions' raw ids together: codes of the log, the
+    raw id of each code, and codes of the impressions (None without them)."""
+    if imp is None:
+        codes, ids = _encode_ids(log_ids)
+        return codes, ids, None
+    other = imp[col]
+    if log_ids.dtype != other.dtype:
+        log_ids, other = log_ids.cast(pl.String), other.cast(pl.String)
+    codes, ids = _encode_ids(pl.concat([log_ids, other]))
+    return codes[:len(log_ids)], ids, codes[len(log_ids):]
+
+
+def _n_distinct(codes: np.ndarray, imp: pl.DataFrame | None, total: int) -> int:
+    """Distinct ids in the log (``total`` counts the impressions' too)."""
+    return total if imp is None else int(np.count_nonzero(np.bincount(codes, minlength=total)))
+
+
+def _drop_slates_of_unknown_users(imp: pl.DataFrame, report: _Report) -> pl.DataFrame:
+    """Impressions of users who have no interactions left (none logged, or removed by the k-core)
+    cannot be tied to a history: dropped, counted."""
+    out = imp.filter(pl.col("user") >= 0)
+    lost = imp.filter(pl.col("user") < 0)["impression"].n_unique()
+    report.add("users without interactions", imp.height, out.height,
+               f"{lost} impressions of users absent from the interactions (or removed by the k-core)"
+               if lost else "")
+    return out
+
+
+def _impression_table(
+    imp: pl.DataFrame, interactions: pl.DataFrame, behaviors: tuple[str, ...], behavior_source: str,
+    config: PrepareConfig, report: _Report, raw: RawLog, derived: bool,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The artifact's impression table from cleaned impressions with final user and item ids.
+
+    Impression ids are numbered ``0..K-1`` in ``(user, timestamp, raw impression id)`` order, slots
+    ``0..k-1`` in the order of the given positions (1-based positions become 0-based; gaps close up,
+    counted). A click's behavior is looked up in the dataset's vocabulary (unknown names: null and
+    counted, or an error under ``unknown_events="error"``); without a behavior column a click is the
+    vocabulary's ``click`` when it has one. The session is that of the user's interactions within the
+    session gap before (else after) the impression; null when none is that close or the impressions
+    have no time while the interactions do.
+    """
+    notes: dict[str, Any] = {"columns": raw.columns,
+                             "interactions": "the impressions' clicked rows" if derived else "the log"}
+    codes, _ = _encode_ids(imp["impression"])
+    has_time = "timestamp" in imp.columns
+    frame = imp.with_columns(pl.Series("code", codes),
+                             *(() if has_time else (pl.lit(None, pl.Int64).alias("timestamp"),)))
+    frame = frame.sort(["user", "timestamp", "code", "slot"], nulls_last=True)
+    code = frame["code"].to_numpy()
+    new = np.ones(len(code), dtype=bool)
+    new[1:] = code[1:] != code[:-1]
+    impression = np.cumsum(new) - 1
+    start = np.flatnonzero(new)
+    slot = np.arange(len(code)) - np.repeat(start, np.diff(np.append(start, len(code))))
+    renumbered = frame.select((pl.col("slot") != pl.Series(slot)).alias("x")).to_series()
+    n_renumbered = frame.filter(renumbered)["code"].n_unique()
+    report.add("positions as 0-based slots", frame.height, frame.height,
+               f"{n_renumbered} impressions had positions other than 0..k-1 (1-based or with gaps) and were "
+               "renumbered in order" if n_renumbered else "")
+    if int(slot.max()) >= 2**15:
+        raise InputError(f"{raw.path}: a slate of {int(slot.max()) + 1} items; at most {2**15 - 1} slots")
+    frame = frame.with_columns(pl.Series("impression", impression, dtype=pl.Int64),
+                               pl.Series("slot", slot, dtype=pl.Int16))
+
+    clicked = pl.col("clicked") == 1
+    if "behavior" in frame.columns:
+        names = frame["behavior"].cast(pl.String)
+        ids = (names.cast(pl.Enum(behaviors), strict=False).to_physical().cast(pl.Int16) + 1).cast(pl.Int8)
+        unknown = frame.select(clicked & names.is_not_null() & ids.is_null()).to_series()
+        if bool(unknown.any()):
+            first = frame.filter(unknown).row(0, named=True)
+            if config.unknown_events == "error":
+                raise InputError(f"{raw.path}: {raw.where(first['row'])}, column "
+                                 f"{raw.columns['behavior']!r}: unknown behavior {first['behavior']!r} "
+                                 f"(vocabulary: {', '.join(behaviors)}); pass --unknown-events drop to keep "
+                                 "the click without a behavior")
+        report.add("click behaviors outside the vocabulary", frame.height, frame.height,
+                   f"{int(unknown.sum())} clicks kept with a null behavior" if bool(unknown.any()) else "")
+        behavior = pl.when(clicked).then(pl.Series(ids)).otherwise(None)
+        notes["behavior"] = f"column {raw.columns['behavior']!r} in the vocabulary {', '.join(behaviors)}"
+    elif CLICK_BEHAVIOR in behaviors or (derived and len(behaviors) == 1):
+        click_id = behaviors.index(CLICK_BEHAVIOR) + 1 if CLICK_BEHAVIOR in behaviors else 1
+        behavior = pl.when(clicked).then(pl.lit(click_id)).otherwise(None)
+        notes["behavior"] = f"no behavior column: a click is behavior {behaviors[click_id - 1]!r}"
+    else:
+        behavior = pl.lit(None)
+        notes["behavior"] = (f"no behavior column and no 'click' in the vocabulary ({behavior_source}): "
+                             "null")
+    if "propensity" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, pl.Float64).alias("propensity"))
+        notes["propensity"] = "none given (null)"
+    else:
+        notes["propensity"] = f"column {raw.columns['propensity']!r}"
+    frame = frame.with_columns(behavior.cast(pl.Int8).alias("behavior"))
+    session, session_note = _impression_sessions(frame, interactions, config.session_gap_seconds, has_time)
+    notes["session"] = session_note
+    table = frame.with_columns(session.alias("session")).select(
+        "user", "impression", "timestamp", "session", "slot", "item", "clicked", "behavior", "propensity"
+    ).sort(["impression", "slot"])
+    return table, notes
+
+
+def _impression_sessions(
+    frame: pl.DataFrame, interactions: pl.DataFrame, gap: float, has_time: bool
+) -> tuple[pl.Series, str]:
+    """Each impression row's session: the user's interaction session within ``gap`` seconds before the
+    impression, else within ``gap`` after it, else null."""
+    n = frame.height
+    if interactions["timestamp"].null_count() == interactions.height:
+        return pl.Series("session", np.zeros(n, dtype=np.int32)), "no times in the interactions: session 0"
+    if not has_time:
+        return pl.Series("session", [None] * n, dtype=pl.Int32), "no times in the impressions: null"
+    events = interactions.select("user", pl.col("timestamp").alias("t"), "session").sort("t")
+    keys = frame.select(pl.int_range(n).alias("i"), "user", "timestamp").sort("timestamp")
+    found = []
+    for strategy in ("backward", "forward"):
+        hit = keys.join_asof(events, left_on="timestamp", right_on="t", by="user", strategy=strategy,
+                             check_sortedness=False)
+        close = (pl.col("timestamp") - pl.col("t")).abs() <= gap
+        found.append(hit.select("i", pl.when(close).then(pl.col("session")).alias(strategy)))
+    both = found[0].join(found[1], on="i").sort("i")
+    session = both.select(pl.coalesce("backward", "forward").cast(pl.Int32)).to_series().alias("session")
+    return session, (f"the interaction session within the session gap ({gap:g} s) before the impression, "
+                     "else after it; null when none is that close")

@@ -23,12 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
+from user_models.data.artifact import CleaningStep
 from user_models.errors import DatasetError, InputError
 
-InputFormat = Literal["csv", "tsv", "parquet", "jsonl", "recbole", "movielens", "sasrec"]
-INPUT_FORMATS: tuple[str, ...] = ("csv", "tsv", "parquet", "jsonl", "recbole", "movielens", "sasrec")
+InputFormat = Literal["csv", "tsv", "parquet", "jsonl", "recbole", "movielens", "sasrec", "mind"]
+INPUT_FORMATS: tuple[str, ...] = ("csv", "tsv", "parquet", "jsonl", "recbole", "movielens", "sasrec", "mind")
+TABLE_FORMATS: tuple[str, ...] = ("csv", "tsv", "parquet", "jsonl")
+"""The generic table layouts (impression tables and item files come in these)."""
 
 # Column names tried, in order, when a role is not mapped explicitly (compared case-insensitively).
 USER_CANDIDATES = ("user", "user_id", "userid", "uid", "visitorid", "customer_id")
@@ -40,6 +44,11 @@ ITEM_ID_CANDIDATES = ("item", "item_id", "itemid", "iid", "movieid", "movie_id",
 TITLE_CANDIDATES = ("title", "movie_title", "name", "item_name")
 CATEGORY_CANDIDATES = ("category", "categories", "genres", "genre", "class")
 PRICE_CANDIDATES = ("price",)
+IMPRESSION_CANDIDATES = ("impression", "impression_id", "impressionid", "slate", "slate_id", "request_id")
+POSITION_CANDIDATES = ("position", "slot", "rank", "pos")
+CLICKED_CANDIDATES = ("clicked", "click", "is_click", "label")
+BEHAVIOR_CANDIDATES = ("behavior", "behaviour", "event", "event_type")
+PROPENSITY_CANDIDATES = ("propensity", "propensity_score", "pscore")
 
 ROW_INDEX = "__recsim_row__"
 """Name of the file-order index while scanning (renamed to ``row``), chosen not to clash with a column."""
@@ -60,6 +69,40 @@ class ColumnMap:
     time: str | None = None
     event: str | None = None
     rating: str | None = None
+
+
+@dataclass(frozen=True)
+class ImpressionColumnMap:
+    """Columns of an impression table (one row per shown slot); None means "detect from the usual
+    names". ``behavior`` (the click's behavior) and ``propensity`` (the logging probability) are
+    optional; the others are required except ``time``."""
+
+    user: str | None = None
+    time: str | None = None
+    impression: str | None = None
+    item: str | None = None
+    position: str | None = None
+    clicked: str | None = None
+    behavior: str | None = None
+    propensity: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> ImpressionColumnMap:
+        """``role=column,role=column`` (the ``--impression-columns`` flag) into a map; roles are the
+        field names."""
+        if text is None:
+            return cls()
+        roles: dict[str, str] = {}
+        valid = [f for f in cls.__dataclass_fields__]
+        for part in text.split(","):
+            role, sep, column = (x.strip() for x in part.partition("="))
+            if not sep or not column or role not in valid:
+                raise InputError(f"--impression-columns: expected role=column with a role among "
+                                 f"{', '.join(valid)}, got {part.strip()!r}")
+            if role in roles:
+                raise InputError(f"--impression-columns: role {role!r} given twice")
+            roles[role] = column
+        return cls(**roles)
 
 
 @dataclass(frozen=True)
@@ -92,6 +135,12 @@ class RawLog:
     sources: tuple[Path, ...]
     fmt: str = ""
     """The layout read (``csv``, ``jsonl``, ...): decides how a row maps back to a file line."""
+    row_origin: np.ndarray | None = None
+    """For layouts whose rows are not the file's rows (a MIND line holds a whole slate, a Parquet
+    row a list of items): the 0-based file line (text, ``first_line`` set) or file row of each ``row``."""
+    steps: tuple[CleaningStep, ...] = ()
+    """Cleaning already done while reading (counted like every other step; e.g. MIND's repeated
+    histories)."""
 
     def where(self, row: int) -> str:
         """Human location of a raw row: ``line N`` in text files, ``row N`` otherwise.
@@ -99,6 +148,9 @@ class RawLog:
         CSV/TSV lines are found by re-reading the file (only when an error is reported), so a quoted
         field spanning several lines before the row does not shift the number; JSONL skips blank lines.
         """
+        if self.row_origin is not None:
+            origin = int(self.row_origin[row])
+            return f"row {origin + 1}" if self.first_line is None else f"line {origin + self.first_line}"
         if self.first_line is None:
             return f"row {row + 1}"
         return f"line {line_of_row(self.path, self.fmt, row, self.first_line)}"
@@ -120,6 +172,8 @@ def infer_format(path: Path) -> InputFormat:
         return "movielens"
     if path.is_dir() and any(path.glob("*.inter")):
         return "recbole"
+    if path.is_dir() and (path / "behaviors.tsv").is_file():
+        return "mind"
     suffix = path.suffix.lower()
     by_suffix: dict[str, InputFormat] = {
         ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
@@ -128,8 +182,8 @@ def infer_format(path: Path) -> InputFormat:
     if suffix in by_suffix:
         return by_suffix[suffix]
     if path.is_dir():
-        raise InputError(f"{path}: is a directory holding neither u.data nor a *.inter file; give the log "
-                         "file itself")
+        raise InputError(f"{path}: is a directory holding neither u.data nor a *.inter file (nor MIND's "
+                         "behaviors.tsv); give the log file itself")
     raise InputError(f"{path}: cannot tell the format from the name; pass --input-format "
                      f"({'|'.join(INPUT_FORMATS)})")
 
@@ -153,6 +207,8 @@ def read_log(path: str | Path, fmt: InputFormat | None = None, columns: ColumnMa
         return _read_movielens_data(_in_dir(path, "u.data"))
     if fmt == "sasrec":
         return _read_sasrec(_existing(path))
+    if fmt == "mind":
+        raise InputError(f"{path}: MIND holds impressions too: read it with user_models.data.mind.read_mind")
     if fmt == "recbole":
         return _read_recbole_inter(_recbole_file(path, ".inter"), columns)
     path = _existing(path)
@@ -181,6 +237,50 @@ def read_items(
     _check_quotes(path, fmt)
     lazy, first_line = _scan_table(path, fmt)
     return _map_item_columns(lazy, path, columns, first_line, fmt)
+
+
+def read_impressions(
+    path: str | Path, fmt: InputFormat | None = None, columns: ImpressionColumnMap | None = None
+) -> RawLog:
+    """Locate an impression table (csv/tsv/parquet/jsonl, one row per shown slot) and rename its
+    columns to the roles ``user``, ``timestamp``, ``impression``, ``item``, ``slot`` (the position as
+    given), ``clicked``, ``behavior`` and ``propensity``. Values are judged by the pipeline
+    (:func:`user_models.data.prepare.prepare`), as for interaction logs.
+
+    Raises:
+        InputError: the file is missing or empty, or a required column is absent.
+    """
+    path = Path(path)
+    fmt = fmt or infer_format(path)
+    if fmt not in TABLE_FORMATS:
+        raise InputError(f"{path}: impression tables are {'/'.join(TABLE_FORMATS)}, not {fmt} (MIND "
+                         "behaviors.tsv is read with --input-format mind)")
+    columns = columns or ImpressionColumnMap()
+    path = _existing(path)
+    _check_quotes(path, fmt)
+    lazy, first_line = _scan_table(path, fmt)
+    available = _column_names(lazy, path, fmt)
+    flag = "--impression-columns {}=C"
+    spec = (("user", columns.user, USER_CANDIDATES, True),
+            ("timestamp", columns.time, TIME_CANDIDATES, False),
+            ("impression", columns.impression, IMPRESSION_CANDIDATES, True),
+            ("item", columns.item, ITEM_CANDIDATES, True),
+            ("slot", columns.position, POSITION_CANDIDATES, True),
+            ("clicked", columns.clicked, CLICKED_CANDIDATES, True),
+            ("behavior", columns.behavior, BEHAVIOR_CANDIDATES, False),
+            ("propensity", columns.propensity, PROPENSITY_CANDIDATES, False))
+    field_of = {"timestamp": "time", "slot": "position"}
+    present: dict[str, str] = {}
+    for role, requested, candidates, required in spec:
+        col = _pick(available, requested, candidates, f"impression {field_of.get(role, role)}",
+                    flag.format(field_of.get(role, role)), path, required)
+        if col is not None:
+            present[role] = col
+    if len(set(present.values())) < len(present):
+        raise InputError(f"{path}: one column mapped to two roles: {present}")
+    frame = lazy.select(pl.col(ROW_INDEX).cast(pl.Int64).alias("row"),
+                        *(pl.col(c).alias(r) for r, c in present.items()))
+    return RawLog(frame, path, present, first_line, (path,), fmt)
 
 
 def companion_items(path: str | Path, fmt: InputFormat) -> Path | None:
