@@ -79,6 +79,23 @@ def test_impressions_alone_give_the_clicks_as_interactions(tmp_path, capsys, suf
     assert meta["sources"][0]["rows"] == 9
 
 
+def test_stats_show_ctr_by_slot_and_slates_without_a_click(tmp_path, capsys):
+    src = write_table(IMPRESSIONS, tmp_path / "imp.parquet")
+    prepare(tmp_path, capsys, "--impressions", str(src), "--impression-columns", MAPPING, "--behaviors",
+            "view,buy")
+    assert main(["data", "stats", str(tmp_path / "out"), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)["impressions"]
+    # slots after renumbering: 0 = (x, x, y, z) with clicks (0, 1, 0, 1); 1 = (y, w, z, q): (1, 0, 0, 0)
+    assert stats["ctr_by_slot"] == [{"slot": 0, "shown": 4, "clicks": 2, "ctr": 0.5},
+                                    {"slot": 1, "shown": 4, "clicks": 1, "ctr": 0.25},
+                                    {"slot": 2, "shown": 1, "clicks": 0, "ctr": 0.0}]
+    assert (stats["impressions"], stats["rows"], stats["clicks"]) == (4, 9, 3)
+    assert stats["no_click_share"] == 0.25 and stats["with_propensity"] == 1.0
+    assert main(["data", "stats", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    assert "slates with no click" in text and "25.0%" in text and "click-through rate by slot" in text
+
+
 def test_impressions_beside_a_log_share_its_ids_and_drop_unknown_users(tmp_path, capsys):
     log = tmp_path / "log.csv"
     log.write_text(f"user,item,timestamp,event\na,x,{T0 - 60},view\na,y,{T0},buy\nc,x,{T0},view\n")

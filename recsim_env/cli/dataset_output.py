@@ -71,10 +71,51 @@ def print_stats(stats: dict[str, Any], title: str) -> None:
         behaviors.add_row(str(b["id"]), b["name"], f"{b['count']:,}", f"{b['share']:.1%}")
     console.print(behaviors)
 
+    if "impressions" in stats:
+        _print_impressions(console, stats["impressions"])
+
     cleaning = Table(title="cleaning report")
     for col in ("step", "before", "after", "removed", "detail"):
         cleaning.add_column(col, justify="left" if col in ("step", "detail") else "right")
     for s in stats["cleaning"]:
+        cleaning.add_row(s["step"], f"{s['rows_before']:,}", f"{s['rows_after']:,}", f"{s['removed']:,}",
+                         s["detail"])
+    console.print(cleaning)
+
+
+SLOTS_SHOWN = 20
+"""``recsim data stats`` lists the click-through rate of at most this many slots (JSON has them all)."""
+
+
+def _print_impressions(console: Any, imp: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    summary = Table(title="impressions (what was shown)", show_header=False)
+    summary.add_column("", style="bold")
+    summary.add_column("", justify="right")
+    summary.add_row("impressions (slates)", f"{imp['impressions']:,}")
+    summary.add_row("rows (shown slots)", f"{imp['rows']:,}")
+    summary.add_row("users with impressions", f"{imp['users']:,}")
+    summary.add_row("mean slate size", f"{imp['slate_size']['mean']:.1f}")
+    summary.add_row("clicks", f"{imp['clicks']:,}")
+    summary.add_row("click-through rate (per slot)", f"{imp['ctr']:.2%}")
+    summary.add_row("slates with no click", f"{imp['no_click_share']:.1%}")
+    summary.add_row("slates with 2+ clicks", f"{imp['multi_click_share']:.1%}")
+    summary.add_row("rows with a propensity", f"{imp['with_propensity']:.1%}")
+    summary.add_row("rows with a session", f"{imp['with_session']:.1%}")
+    console.print(summary)
+    slots = Table(title="click-through rate by slot (0 = top)")
+    for col in ("slot", "shown", "clicks", "ctr"):
+        slots.add_column(col, justify="right")
+    for row in imp["ctr_by_slot"][:SLOTS_SHOWN]:
+        slots.add_row(str(row["slot"]), f"{row['shown']:,}", f"{row['clicks']:,}", f"{row['ctr']:.2%}")
+    if len(imp["ctr_by_slot"]) > SLOTS_SHOWN:
+        slots.caption = f"{len(imp['ctr_by_slot']) - SLOTS_SHOWN} more slots in --json"
+    console.print(slots)
+    cleaning = Table(title="impression cleaning report")
+    for col in ("step", "before", "after", "removed", "detail"):
+        cleaning.add_column(col, justify="left" if col in ("step", "detail") else "right")
+    for s in imp["cleaning"]:
         cleaning.add_row(s["step"], f"{s['rows_before']:,}", f"{s['rows_after']:,}", f"{s['removed']:,}",
                          s["detail"])
     console.print(cleaning)

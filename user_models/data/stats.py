@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from user_models.data.artifact import SequenceDataset
 
@@ -47,7 +48,40 @@ def dataset_stats(ds: SequenceDataset) -> dict[str, Any]:
     }
     if "input_counts" in meta.extra:
         stats["input_counts"] = meta.extra["input_counts"]
+    if ds.impressions is not None:
+        stats["impressions"] = impression_stats(ds)
     return stats
+
+
+def impression_stats(ds: SequenceDataset) -> dict[str, Any]:
+    """What was shown and what was clicked: counts, click-through rate by slot (0 = top), the share of
+    slates without a click, slate sizes and the impressions' cleaning report.
+
+    Raises:
+        ValueError: the dataset has no impression table.
+    """
+    imp = ds.impressions
+    if imp is None:
+        raise ValueError(f"{ds.meta.name}: no impression table")
+    per_slate = imp.group_by("impression").agg(pl.col("clicked").sum().alias("clicks"), pl.len().alias("k"))
+    by_slot = imp.group_by("slot").agg(pl.len().alias("shown"), pl.col("clicked").sum().alias("clicks")).sort(
+        "slot")
+    n_slates = per_slate.height
+    return {
+        "impressions": n_slates,
+        "rows": imp.height,
+        "users": imp["user"].n_unique(),
+        "clicks": int(imp["clicked"].sum()),
+        "ctr": float(imp["clicked"].to_numpy().mean()),
+        "no_click_share": float((per_slate["clicks"] == 0).to_numpy().mean()) if n_slates else 0.0,
+        "multi_click_share": float((per_slate["clicks"] > 1).to_numpy().mean()) if n_slates else 0.0,
+        "slate_size": _distribution(per_slate["k"].to_numpy()),
+        "ctr_by_slot": [{"slot": int(slot), "shown": int(shown), "clicks": int(clicks), "ctr": clicks / shown}
+                        for slot, shown, clicks in by_slot.iter_rows()],
+        "with_propensity": float(imp["propensity"].is_not_null().to_numpy().mean()),
+        "with_session": float(imp["session"].is_not_null().to_numpy().mean()),
+        "cleaning": [{**asdict(step), "removed": step.removed} for step in ds.meta.impression_cleaning],
+    }
 
 
 def _distribution(values: np.ndarray) -> dict[str, float]:
