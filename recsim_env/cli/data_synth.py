@@ -52,6 +52,13 @@ def add_synth_parser(data_subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--events-per-user", type=float, metavar="E",
                         help=f"organic world only: mean events per user (default "
                              f"{defaults.mean_events_per_user:g})")
+    parser.add_argument("--impressions", action="store_true",
+                        help="also write the impression table (what was shown, what was chosen, including "
+                             "nothing): cascade: its logged slates (DIR/raw/impressions.parquet, ingested), "
+                             "with the slate's probability under policy A as propensity (null under B); "
+                             "organic: one more session per user of slates from a popularity logging "
+                             "policy, answered by the world, the choices appended to the events. Off: the "
+                             "logs are exactly those written without the flag")
     parser.set_defaults(func=cmd_synth)
     return parser
 
@@ -79,7 +86,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
             SyntheticConfig.mean_events_per_user)
         config = SyntheticConfig(n_users=args.users, n_items=args.items, seed=args.seed,
                                  mean_events_per_user=events)
-        save_and_report(synthesize_dataset(config, progress=True), out, args.overwrite)
+        save_and_report(synthesize_dataset(config, progress=True, impressions=args.impressions), out,
+                        args.overwrite)
     name = "synthetic" if args.world == "organic" else "cascade"
     print(f"{name} dataset written to {out} in {time.perf_counter() - start:.1f} s (seed {args.seed})")
     return 0
@@ -98,7 +106,8 @@ def _synth_cascade(args: argparse.Namespace) -> None:
     config = CascadeConfig(n_users=args.users, n_items=args.items, seed=args.seed)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.raw-", dir=out.parent) as tmp:
         raw = Path(tmp) / "raw"
-        ds = synthesize_cascade_dataset(config, raw, args.logging_policy or "A", progress=True)
+        ds = synthesize_cascade_dataset(config, raw, args.logging_policy or "A", progress=True,
+                                        impressions=args.impressions)
         # The sources point where the raw files will live, relative to the dataset directory.
         sources = tuple({**s, "path": f"raw/{Path(s['path']).name}"} for s in ds.meta.sources)
         ds.meta = replace(ds.meta, sources=sources)

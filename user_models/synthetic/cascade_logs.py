@@ -38,10 +38,12 @@ import torch
 from tqdm.auto import tqdm
 
 from user_models.data.artifact import SequenceDataset
+from user_models.data.readers import RawLog
 from user_models.errors import InputError
 from user_models.synthetic.cascade import CascadeState, CascadeWorld, cascade_seeds
 from user_models.synthetic.cascade_config import CASCADE_WORLD_VERSION, CascadeConfig
 from user_models.synthetic.config import BEHAVIORS
+from user_models.synthetic.slate_logs import plackett_luce_probability
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,7 @@ class LoggingPolicy:
         """``[B, k]`` slates for users with ``[B, dim]`` profiles and ``[B, M]`` recently consumed ids."""
         b = profile.shape[0]
         dev = generator.device
-        score = torch.addmm(self.ctr_weight * world.item_attract + self.quality_weight * world.item_quality,
-                            profile, world.item_vectors.T, alpha=self.affinity_weight)
+        score = self._scores(world, profile)
         u = torch.rand(score.shape, generator=generator, device=dev).to(score.device).clamp_(1e-12, 1 - 1e-7)
         score -= self.noise * torch.log(-torch.log(u))
         score.scatter_(1, recent, -math.inf)
@@ -83,6 +84,27 @@ class LoggingPolicy:
         explore = torch.rand(b, k, generator=generator, device=dev).to(score.device) < self.explore_fraction
         random_items = torch.randint(1, world.n_items + 1, (b, k), generator=generator, device=dev)
         return torch.where(explore, random_items.to(score.device), slate)
+
+    def _scores(self, world: CascadeWorld, profile: torch.Tensor) -> torch.Tensor:
+        """``[B, n_items + 1]`` the ranker's scores before noise and masking."""
+        return torch.addmm(self.ctr_weight * world.item_attract + self.quality_weight * world.item_quality,
+                           profile, world.item_vectors.T, alpha=self.affinity_weight)
+
+    def slate_probability(self, world: CascadeWorld, profile: torch.Tensor, recent: torch.Tensor,
+                          slates: torch.Tensor) -> torch.Tensor | None:
+        """``[B]`` float64 probability that :meth:`slates` shows exactly ``slates`` (in order), or None
+        when it cannot be computed (random slots: their items may coincide with ranked ones).
+
+        Top-k of scores plus Gumbel noise of scale ``noise`` is sampling k items without replacement
+        from ``softmax(score / noise)`` over the unmasked items (Plackett-Luce), so the slate's
+        probability is ``prod_i softmax(score / noise over the items not yet placed)[slate_i]``.
+        """
+        if self.explore_fraction > 0:
+            return None
+        logits = self._scores(world, profile) / self.noise
+        logits.scatter_(1, recent, -math.inf)
+        logits[:, 0] = -math.inf
+        return plackett_luce_probability(logits, slates)
 
 
 LOGGING_POLICIES: dict[str, LoggingPolicy] = {
@@ -115,10 +137,14 @@ class CascadeLogs:
 
 def generate_cascade_logs(
     config: CascadeConfig, policy: str | LoggingPolicy = "A", device: torch.device | str = "cpu",
-    progress: bool = False,
+    progress: bool = False, propensities: bool = False,
 ) -> CascadeLogs:
     """Run ``config.n_users`` fresh users through their sessions under ``policy``; deterministic by
     ``config.seed`` (and the policy).
+
+    ``propensities`` adds an impression column ``propensity``: the probability of the slate under the
+    policy (:meth:`LoggingPolicy.slate_probability`; null for policy B, whose random slots make it
+    intractable). It draws no random numbers, so the logs are the same with or without it.
 
     Each user has ``1 + Poisson(sessions_per_user - 1)`` sessions; a session lasts until the world says
     the user leaves. Finished users are dropped from the batch as it goes, so the work is proportional
@@ -146,10 +172,15 @@ def generate_cascade_logs(
 
     impressions: list[tuple[torch.Tensor, ...]] = []
     events: list[tuple[torch.Tensor, ...]] = []
+    slate_probs: list[torch.Tensor] = []
     bar = tqdm(total=int(sessions_left.sum()), desc="cascade logs", unit="session", disable=not progress)
     while user.numel():
         b = user.numel()
         slates = pol.slates(world, profile, recent, c.slate_size, g)
+        if propensities:
+            prob = pol.slate_probability(world, profile, recent, slates)
+            slate_probs.append(prob if prob is not None else torch.full((b,), math.nan, device=dev,
+                                                                         dtype=torch.float64))
         res = world.step(state, slates, g)
         z = torch.randn(b, 5, generator=g, device=dev, dtype=torch.float64)
         # Funnel rows: stage s (view=0, ..., buy=3) at the view time plus the first s stage gaps.
@@ -198,6 +229,8 @@ def generate_cascade_logs(
         "slate": torch.cat([p[4] for p in impressions]).cpu().numpy() if impressions else np.zeros((0, 1)),
         "position": cat(impressions, 5), "item_id": cat(impressions, 6),
         "event": names.gather(behavior),
+        **({"propensity": pl.Series(torch.cat(slate_probs).cpu().numpy() if slate_probs else np.zeros(0),
+                                    nan_to_null=True)} if propensities else {}),
     }).sort(["user_id", "timestamp", "step"])
     return CascadeLogs(events=ev, impressions=imp)
 
@@ -218,13 +251,15 @@ class CascadeLogFiles:
 
 def write_cascade_logs(
     config: CascadeConfig, out_dir: str | Path, logging_policy: str | LoggingPolicy = "A",
-    progress: bool = False, device: torch.device | str = "cpu",
+    progress: bool = False, device: torch.device | str = "cpu", propensities: bool = False,
 ) -> CascadeLogFiles:
     """Generate the logs of ``config`` under ``logging_policy`` and write ``events.csv``,
-    ``impressions.parquet`` and ``items.csv`` into ``out_dir`` (created if missing)."""
+    ``impressions.parquet`` (with a ``propensity`` column when ``propensities``) and ``items.csv`` into
+    ``out_dir`` (created if missing)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    logs = generate_cascade_logs(config, logging_policy, device=device, progress=progress)
+    logs = generate_cascade_logs(config, logging_policy, device=device, progress=progress,
+                                 propensities=propensities)
     world = CascadeWorld(config)
     files = CascadeLogFiles(out / "events.csv", out / "impressions.parquet", out / "items.csv")
     logs.events.write_csv(files.events)
@@ -237,23 +272,62 @@ def write_cascade_logs(
 
 def synthesize_cascade_dataset(
     config: CascadeConfig, raw_dir: str | Path, logging_policy: str | LoggingPolicy = "A",
-    progress: bool = False, device: torch.device | str = "cpu",
+    progress: bool = False, device: torch.device | str = "cpu", impressions: bool = False,
 ) -> SequenceDataset:
     """Write the raw logs into ``raw_dir`` and ingest them like any shop log (``recsim data prepare``
     with its defaults: funnel collapsing, k-core 5, the session gap of ``config``), then record the
-    world in ``meta.extra`` so :meth:`CascadeWorld.from_dataset` rebuilds it as ground truth."""
+    world in ``meta.extra`` so :meth:`CascadeWorld.from_dataset` rebuilds it as ground truth.
+
+    ``impressions`` also ingests ``impressions.parquet`` (with the slates' propensities) as the dataset's
+    impression table (:func:`cascade_impressions_log`); the interactions are the same events, though
+    items only ever shown (not kept by the k-core) then get ids too, which renumbers the catalogue.
+    """
     from user_models.data.prepare import PrepareConfig, prepare
     from user_models.data.readers import read_items, read_log
 
     pol = resolve_logging_policy(logging_policy)
-    files = write_cascade_logs(config, raw_dir, pol, progress=progress, device=device)
+    files = write_cascade_logs(config, raw_dir, pol, progress=progress, device=device,
+                               propensities=impressions)
     prep = PrepareConfig(name=f"cascade-{pol.name}", behaviors=BEHAVIORS, keep_raw_ids=True,
                          session_gap_seconds=config.session_gap_seconds)
-    ds = prepare(read_log(files.events, "csv"), prep, read_items(files.items, "csv"), progress=progress)
-    extra = {**ds.meta.extra, "world": "cascade", "cascade_config": config.to_dict(),
+    shown = cascade_impressions_log(files.impressions) if impressions else None
+    ds = prepare(read_log(files.events, "csv"), prep, read_items(files.items, "csv"), progress=progress,
+                 impressions=shown)
+    notes = {}
+    if impressions:
+        computable = pol.explore_fraction == 0
+        notes = {"impression_propensity": (
+            f"the probability of the whole ordered slate under logging policy {pol.name} (Plackett-Luce: "
+            "top-k of its scores plus Gumbel noise), the same on every row of an impression" if computable
+            else f"null: policy {pol.name}'s random slots make the slate probability intractable")}
+    extra = {**ds.meta.extra, **notes, "world": "cascade", "cascade_config": config.to_dict(),
              "cascade_world_version": CASCADE_WORLD_VERSION, "logging_policy": pol.name,
              "logging_policy_description": pol.description,
              "raw_files": {"events": files.events.name, "impressions": files.impressions.name,
                            "items": files.items.name}}
     ds.meta = replace(ds.meta, extra=extra)
     return ds
+
+
+def cascade_impressions_log(path: str | Path) -> RawLog:
+    """``impressions.parquet`` (one row per slate) as the generic impression table (one row per shown
+    slot) for :func:`~user_models.data.prepare.prepare`: a slot is clicked when it is the slate's
+    ``position``, with the slate's ``event`` as its behavior; errors name the parquet row."""
+    path = Path(path)
+    slates = pl.read_parquet(path)
+    inner = slates.schema["slate"].inner  # type: ignore[attr-defined]
+    slates = slates.with_columns(pl.col("slate").cast(pl.List(inner)))
+    rows = slates.with_row_index("origin")
+    rows = rows.with_columns(pl.int_ranges(pl.col("slate").list.len()).alias("slot")).explode("slate", "slot")
+    has_propensity = "propensity" in rows.columns
+    frame = rows.with_row_index("row").select(
+        pl.col("row").cast(pl.Int64), pl.col("user_id").alias("user"), "timestamp",
+        pl.col("origin").cast(pl.Int64).alias("impression"), pl.col("slate").alias("item"), "slot",
+        (pl.col("slot") == pl.col("position")).cast(pl.Int8).alias("clicked"),
+        pl.when(pl.col("slot") == pl.col("position")).then(pl.col("event")).alias("behavior"),
+        *((pl.col("propensity"),) if has_propensity else ()),
+    )
+    columns = {"user": "user_id", "timestamp": "timestamp", "impression": "(row)", "item": "slate",
+               "slot": "slate", "clicked": "position", "behavior": "event",
+               **({"propensity": "propensity"} if has_propensity else {})}
+    return RawLog(frame.lazy(), path, columns, None, (path,), "parquet", rows["origin"].to_numpy())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -44,6 +45,9 @@ class SyntheticLogs:
     timestamp: np.ndarray
     session: np.ndarray
     position: np.ndarray
+    final_state: SyntheticState | None = None
+    """Each user's true state after their last event, rows in user-id order (where impression logs
+    continue from, :mod:`user_models.synthetic.slate_logs`); not part of the logs themselves."""
 
     def __len__(self) -> int:
         return len(self.user)
@@ -117,6 +121,7 @@ def generate_logs(
 
     mask = torch.arange(n_steps, device=dev)[None, :] < lengths[:, None]
     unsort = torch.argsort(order)  # row of each user id in the sorted batch
+    final = SyntheticState(state.interest[unsort], state.satiation[unsort], state.patience[unsort])
     mask, items, behaviors, stamps, sessions = (x[unsort] for x in (mask, items, behaviors, stamps, sessions))
     user_ids = torch.arange(c.n_users, device=dev)[:, None].expand(-1, n_steps)
     positions = torch.arange(n_steps, device=dev)[None, :].expand(c.n_users, -1)
@@ -131,6 +136,7 @@ def generate_logs(
         timestamp=flat(stamps, np.int64),
         session=flat(sessions, np.int32),
         position=flat(positions, np.int32),
+        final_state=final,
     )
 
 
@@ -148,7 +154,8 @@ def _sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def synthesize_dataset(
-    config: SyntheticConfig, device: torch.device | str = "cpu", progress: bool = False
+    config: SyntheticConfig, device: torch.device | str = "cpu", progress: bool = False,
+    impressions: bool = False,
 ) -> SequenceDataset:
     """Generate the synthetic world's organic logs and package them as a :class:`SequenceDataset`.
 
@@ -156,19 +163,31 @@ def synthesize_dataset(
     nothing is cleaned away; the config is stored in ``meta.extra`` so that
     :meth:`SyntheticWorld.from_dataset` rebuilds the world. The temporal cutoff is the 90th percentile
     timestamp.
+
+    ``impressions`` continues every user with one session of slates shown by the organic logging policy
+    (:func:`~user_models.synthetic.slate_logs.generate_slate_logs`): the slates become the impression
+    table and the chosen items are appended to the user's events. The organic events are the same
+    with or without it (its random numbers come from a stream of their own).
     """
     logs = generate_logs(config, device=device, progress=progress)
     world = SyntheticWorld(config)
-    interactions = pl.DataFrame(
-        {
-            "user": logs.user,
-            "item": logs.item,
-            "behavior": logs.behavior,
-            "timestamp": logs.timestamp,
-            "session": logs.session,
-            "position": logs.position,
-        }
-    )
+    columns = {"user": logs.user, "item": logs.item, "behavior": logs.behavior, "timestamp": logs.timestamp,
+               "session": logs.session, "position": logs.position}
+    interactions = pl.DataFrame(columns)
+    slate_table = None
+    impression_steps: tuple[CleaningStep, ...] = ()
+    extra: dict[str, Any] = {}
+    if impressions:
+        from user_models.synthetic.slate_logs import generate_slate_logs
+
+        slates = generate_slate_logs(config, logs, device=device, progress=progress)
+        interactions = pl.concat([interactions, slates.events.select(interactions.columns)]).sort(
+            ["user", "position"])
+        slate_table = slates.impressions
+        rows = slate_table.height
+        impression_steps = (CleaningStep("synthetic: generated", rows, rows,
+                                         f"seed {config.seed}; clean by construction"),)
+        extra = {"impression_logging": slates.description}
     ids = np.arange(1, config.n_items + 1)
     items = pl.DataFrame(
         {
@@ -182,7 +201,7 @@ def synthesize_dataset(
     users = pl.DataFrame(
         {"user": np.arange(config.n_users), "user_key": [f"synth-{u:06d}" for u in range(config.n_users)]}
     )
-    n = len(logs)
+    n = interactions.height
     meta = DatasetMeta(
         name="synthetic",
         behaviors=BEHAVIORS,
@@ -193,8 +212,9 @@ def synthesize_dataset(
         has_timestamps=True,
         behavior_source="events",
         session_gap_seconds=config.session_gap_seconds,
-        temporal_cutoff=int(np.percentile(logs.timestamp, 90, method="higher")),
+        temporal_cutoff=int(np.percentile(interactions["timestamp"].to_numpy(), 90, method="higher")),
         cleaning=(CleaningStep("synthetic: generated", n, n, f"seed {config.seed}; clean by construction"),),
-        extra={"synthetic_config": config.to_dict(), "synthetic_world_version": WORLD_VERSION},
+        impression_cleaning=impression_steps,
+        extra={"synthetic_config": config.to_dict(), "synthetic_world_version": WORLD_VERSION, **extra},
     )
-    return SequenceDataset.from_frames(interactions, items, users, meta)
+    return SequenceDataset.from_frames(interactions, items, users, meta, slate_table)
