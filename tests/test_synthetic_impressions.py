@@ -25,8 +25,10 @@ from user_models.synthetic import (
     SyntheticConfig,
     SyntheticWorld,
     generate_logs,
+    generate_slate_logs,
     synthesize_cascade_dataset,
     synthesize_dataset,
+    synthesize_impression_dataset,
 )
 from user_models.synthetic.cascade_logs import LOGGING_POLICIES
 from user_models.synthetic.slate_logs import plackett_luce_probability
@@ -48,7 +50,7 @@ def raw_events(ds: SequenceDataset) -> pl.DataFrame:
 def test_organic_logs_unchanged_and_continued_by_slate_sessions():
     plain = synthesize_dataset(ORGANIC)
     assert plain.fingerprint == ORGANIC_FINGERPRINT and plain.impressions is None
-    ds = synthesize_dataset(ORGANIC, impressions=True)
+    ds = synthesize_impression_dataset(ORGANIC)
     imp = ds.impressions
     assert imp is not None and imp.schema == pl.Schema(IMPRESSIONS_SCHEMA)
     inter = ds.interactions
@@ -89,8 +91,6 @@ def test_organic_choice_is_the_world_env_choice():
 
 def test_organic_impression_logs_are_deterministic():
     logs = generate_logs(ORGANIC)
-    from user_models.synthetic.slate_logs import generate_slate_logs
-
     a, b = generate_slate_logs(ORGANIC, logs), generate_slate_logs(ORGANIC, logs)
     assert a.impressions.equals(b.impressions) and a.events.equals(b.events)
 

@@ -3,7 +3,8 @@
 Two worlds: ``organic`` (the default; :mod:`user_models.synthetic.world`, organic browsing, stored
 directly as a dataset) and ``cascade`` (:mod:`user_models.synthetic.cascade`, a structurally different
 world shown slates by a logging policy; its raw shop-style logs are written to ``DIR/raw`` and ingested
-by the ordinary ``recsim data prepare`` pipeline). The ``data`` group calls :func:`add_synth_parser` on its
+by the ordinary ``recsim data prepare`` pipeline). ``--impressions`` adds the impression table to
+either (see docs/data_formats.md, "Synthetic impression logs"). The ``data`` group calls :func:`add_synth_parser` on its
 subparsers; :func:`cmd_synth` is the command.
 """
 
@@ -80,14 +81,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
         if args.logging_policy is not None:
             raise InputError("--logging-policy is for --world cascade: the organic world's logs are "
                              "organic browsing, no recommender showed them slates")
-        from user_models.synthetic import synthesize_dataset
+        from user_models.synthetic import synthesize_dataset, synthesize_impression_dataset
 
         events = args.events_per_user if args.events_per_user is not None else (
             SyntheticConfig.mean_events_per_user)
         config = SyntheticConfig(n_users=args.users, n_items=args.items, seed=args.seed,
                                  mean_events_per_user=events)
-        save_and_report(synthesize_dataset(config, progress=True, impressions=args.impressions), out,
-                        args.overwrite)
+        synthesize = synthesize_impression_dataset if args.impressions else synthesize_dataset
+        save_and_report(synthesize(config, progress=True), out, args.overwrite)
     name = "synthetic" if args.world == "organic" else "cascade"
     print(f"{name} dataset written to {out} in {time.perf_counter() - start:.1f} s (seed {args.seed})")
     return 0

@@ -3,7 +3,9 @@
 - :class:`SyntheticConfig`: every parameter, documented.
 - :class:`SyntheticWorld`: the world as a :class:`~user_models.protocol.UserModel` (steppable on any
   device), with :meth:`~SyntheticWorld.sample_users` and :meth:`~SyntheticWorld.from_dataset`.
-- :func:`generate_logs` / :func:`synthesize_dataset`: organic browsing logs and the dataset artifact.
+- :func:`generate_logs` / :func:`synthesize_dataset`: organic browsing logs and the dataset artifact;
+  :func:`generate_slate_logs` / :func:`synthesize_impression_dataset`: the same, continued by a logged
+  slate session per user (impression logs).
 - :class:`CascadeWorld` (:mod:`~user_models.synthetic.cascade`): a second, structurally different world
   (cascade scan, position decay, bait items, satisfaction-driven leaving) that shares no code with the
   simulator; :func:`write_cascade_logs` / :func:`synthesize_cascade_dataset` write its shop-style logs
@@ -22,6 +24,7 @@ from user_models.synthetic.cascade_logs import (
 )
 from user_models.synthetic.config import BEHAVIORS, SyntheticConfig
 from user_models.synthetic.logs import SyntheticLogs, generate_logs, synthesize_dataset
+from user_models.synthetic.slate_logs import SlateLogs, generate_slate_logs, synthesize_impression_dataset
 from user_models.synthetic.world import SyntheticState, SyntheticWorld
 
 __all__ = [
@@ -35,12 +38,15 @@ __all__ = [
     "CascadeWorld",
     "LoggingPolicy",
     "SyntheticConfig",
+    "SlateLogs",
     "SyntheticLogs",
     "SyntheticState",
     "SyntheticWorld",
     "generate_cascade_logs",
     "generate_logs",
+    "generate_slate_logs",
     "synthesize_cascade_dataset",
     "synthesize_dataset",
+    "synthesize_impression_dataset",
     "write_cascade_logs",
 ]

@@ -154,40 +154,39 @@ def _sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def synthesize_dataset(
-    config: SyntheticConfig, device: torch.device | str = "cpu", progress: bool = False,
-    impressions: bool = False,
+    config: SyntheticConfig, device: torch.device | str = "cpu", progress: bool = False
 ) -> SequenceDataset:
     """Generate the synthetic world's organic logs and package them as a :class:`SequenceDataset`.
 
     Ids are clean by construction (items ``1..n``, users ``0..m-1``, sessions and positions known), so
     nothing is cleaned away; the config is stored in ``meta.extra`` so that
     :meth:`SyntheticWorld.from_dataset` rebuilds the world. The temporal cutoff is the 90th percentile
-    timestamp.
-
-    ``impressions`` continues every user with one session of slates shown by the organic logging policy
-    (:func:`~user_models.synthetic.slate_logs.generate_slate_logs`): the slates become the impression
-    table and the chosen items are appended to the user's events. The organic events are the same
-    with or without it (its random numbers come from a stream of their own).
+    timestamp. With impression logs:
+    :func:`~user_models.synthetic.slate_logs.synthesize_impression_dataset`.
     """
-    logs = generate_logs(config, device=device, progress=progress)
-    world = SyntheticWorld(config)
-    columns = {"user": logs.user, "item": logs.item, "behavior": logs.behavior, "timestamp": logs.timestamp,
-               "session": logs.session, "position": logs.position}
-    interactions = pl.DataFrame(columns)
-    slate_table = None
-    impression_steps: tuple[CleaningStep, ...] = ()
-    extra: dict[str, Any] = {}
-    if impressions:
-        from user_models.synthetic.slate_logs import generate_slate_logs
+    return dataset_from_logs(config, generate_logs(config, device=device, progress=progress))
 
-        slates = generate_slate_logs(config, logs, device=device, progress=progress)
-        interactions = pl.concat([interactions, slates.events.select(interactions.columns)]).sort(
+
+def dataset_from_logs(
+    config: SyntheticConfig, logs: SyntheticLogs, more_events: pl.DataFrame | None = None,
+    impressions: pl.DataFrame | None = None, impression_notes: dict[str, Any] | None = None,
+) -> SequenceDataset:
+    """The dataset of organic ``logs``, optionally followed by ``more_events`` (same columns as the
+    interactions, continuing users' positions) and with an ``impressions`` table (the artifact's
+    schema) described by ``impression_notes`` in ``meta.extra``."""
+    world = SyntheticWorld(config)
+    interactions = pl.DataFrame({"user": logs.user, "item": logs.item, "behavior": logs.behavior,
+                                 "timestamp": logs.timestamp, "session": logs.session,
+                                 "position": logs.position})
+    if more_events is not None:
+        interactions = pl.concat([interactions, more_events.select(interactions.columns)]).sort(
             ["user", "position"])
-        slate_table = slates.impressions
-        rows = slate_table.height
+    impression_steps: tuple[CleaningStep, ...] = ()
+    if impressions is not None:
+        rows = impressions.height
         impression_steps = (CleaningStep("synthetic: generated", rows, rows,
                                          f"seed {config.seed}; clean by construction"),)
-        extra = {"impression_logging": slates.description}
+    extra = {"impression_logging": impression_notes} if impression_notes else {}
     ids = np.arange(1, config.n_items + 1)
     items = pl.DataFrame(
         {
@@ -217,4 +216,4 @@ def synthesize_dataset(
         impression_cleaning=impression_steps,
         extra={"synthetic_config": config.to_dict(), "synthetic_world_version": WORLD_VERSION, **extra},
     )
-    return SequenceDataset.from_frames(interactions, items, users, meta, slate_table)
+    return SequenceDataset.from_frames(interactions, items, users, meta, impressions)

@@ -33,8 +33,9 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
+from user_models.data.artifact import SequenceDataset
 from user_models.synthetic.config import SyntheticConfig
-from user_models.synthetic.logs import SyntheticLogs, _sample
+from user_models.synthetic.logs import SyntheticLogs, _sample, dataset_from_logs, generate_logs
 from user_models.synthetic.world import SyntheticState, SyntheticWorld
 
 SLATE_SIZE = 5
@@ -78,6 +79,17 @@ def plackett_luce_probability(logits: torch.Tensor, slates: torch.Tensor) -> tor
     picked = weights.gather(1, slates)
     left = weights.sum(dim=1, keepdim=True) - torch.cumsum(picked, dim=1) + picked
     return torch.exp(torch.log(picked).sum(dim=1) - torch.log(left.clamp_min(1e-300)).sum(dim=1))
+
+
+def synthesize_impression_dataset(
+    config: SyntheticConfig, device: torch.device | str = "cpu", progress: bool = False
+) -> SequenceDataset:
+    """The organic dataset (:func:`~user_models.synthetic.logs.synthesize_dataset`) continued by one
+    logged slate session per user: the slates are the impression table, the choices are appended to the
+    users' events. The organic events are those of ``synthesize_dataset(config)``, unchanged."""
+    logs = generate_logs(config, device=device, progress=progress)
+    slates = generate_slate_logs(config, logs, device=device, progress=progress)
+    return dataset_from_logs(config, logs, slates.events, slates.impressions, slates.description)
 
 
 def generate_slate_logs(
