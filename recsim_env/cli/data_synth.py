@@ -4,8 +4,8 @@ Two worlds: ``organic`` (the default; :mod:`user_models.synthetic.world`, organi
 directly as a dataset) and ``cascade`` (:mod:`user_models.synthetic.cascade`, a structurally different
 world shown slates by a logging policy; its raw shop-style logs are written to ``DIR/raw`` and ingested
 by the ordinary ``recsim data prepare`` pipeline). ``--impressions`` adds the impression table to
-either (see docs/data_formats.md, "Synthetic impression logs"). The ``data`` group calls :func:`add_synth_parser` on its
-subparsers; :func:`cmd_synth` is the command.
+either (see docs/data_formats.md, "Synthetic impression logs"). The ``data`` group calls
+:func:`add_synth_parser` on its subparsers; :func:`cmd_synth` is the command.
 """
 
 from __future__ import annotations
