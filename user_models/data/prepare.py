@@ -836,23 +836,34 @@ def _clean_impressions(
                              f"{first[role]!r} {why}")
 
     clicked = frame["clicked"]
-    if clicked.dtype == pl.Boolean:
-        clicked = clicked.cast(pl.Int8)
-    text = clicked.cast(pl.String).str.strip_chars().str.to_lowercase()
-    text = text.str.replace(r"^(-?\d+)\.0*$", "${1}")  # 1.0 (a float column) is 1
-    refuse(~text.is_in([*_TRUE, *_FALSE]), "clicked", "is not 0/1 (or true/false)")
-    frame = frame.with_columns(text.is_in(_TRUE).cast(pl.Int8).alias("clicked"))
+    if clicked.dtype == pl.Boolean or clicked.dtype.is_integer():
+        flag = clicked.cast(pl.Int64)
+        refuse(~flag.is_in([0, 1]), "clicked", "is not 0/1 (or true/false)")
+    else:
+        text = clicked.cast(pl.String).str.strip_chars().str.to_lowercase()
+        text = text.str.replace(r"^(-?\d+)\.0*$", "${1}")  # 1.0 (a float column) is 1
+        refuse(~text.is_in([*_TRUE, *_FALSE]), "clicked", "is not 0/1 (or true/false)")
+        flag = text.is_in(_TRUE)
+    frame = frame.with_columns(flag.cast(pl.Int8).alias("clicked"))
 
     position = frame["slot"]
-    number = position.cast(pl.String).str.strip_chars().str.replace(r"\.0*$", "").cast(pl.Int64, strict=False)
+    if position.dtype.is_integer():
+        number = position.cast(pl.Int64)
+    else:
+        text = position.cast(pl.String).str.strip_chars().str.replace(r"\.0*$", "")
+        number = text.cast(pl.Int64, strict=False)
     refuse(number.is_null() | (number < 0), "slot", "is not a position (an integer >= 0)")
     frame = frame.with_columns(number.alias("slot"))
 
     if "propensity" in frame.columns:
         value = frame["propensity"]
-        text = value.cast(pl.String).str.strip_chars()
-        prob = text.cast(pl.Float64, strict=False)
-        given = value.is_not_null() & (text != "")
+        if value.dtype.is_numeric():
+            prob = value.cast(pl.Float64)
+            given = value.is_not_null()
+        else:
+            text = value.cast(pl.String).str.strip_chars()
+            prob = text.cast(pl.Float64, strict=False)
+            given = value.is_not_null() & (text != "")
         refuse(given & (prob.is_null() | ~prob.is_finite() | (prob <= 0) | (prob > 1)), "propensity",
                "is not a probability in (0, 1]")
         frame = frame.with_columns(prob.alias("propensity"))
@@ -861,12 +872,14 @@ def _clean_impressions(
     if timed.height < frame.height:
         lost.append(frame.join(timed, on="row", how="anti")["impression"])
     frame = timed
+    # Integer codes of the impression ids (raw-id order): every later step groups by them.
+    frame = frame.with_columns(pl.Series("code", _encode_ids(frame["impression"])[0], dtype=pl.Int64))
 
     keys = ["user", "timestamp"] if "timestamp" in frame.columns else ["user"]
-    per = frame.group_by("impression").agg(*(pl.col(k).n_unique() for k in keys))
-    bad_ids = per.filter(pl.any_horizontal(pl.col(k) > 1 for k in keys))["impression"]
+    per = frame.group_by("code").agg(*(pl.col(k).n_unique() for k in keys))
+    bad_ids = per.filter(pl.any_horizontal(pl.col(k) > 1 for k in keys))["code"]
     if bad_ids.len():
-        rows = frame.filter(pl.col("impression").is_in(bad_ids.implode())).sort("row")
+        rows = frame.filter(pl.col("code").is_in(bad_ids.implode()))
         first = rows.row(0, named=True)
         other = rows.filter(pl.any_horizontal(pl.col(k) != first[k] for k in keys)).row(0, named=True)
         what = " or ".join(cols[k] for k in keys)
@@ -875,11 +888,13 @@ def _clean_impressions(
                          "shown to one user at one time)")
 
     content = [c for c in ("item", "clicked", "behavior", "propensity") if c in frame.columns]
-    frame = frame.sort("row")
-    first_of_slot = frame.select(pl.struct("impression", "slot").is_first_distinct()).to_series()
-    dup = frame.filter(~first_of_slot)
-    if dup.height:
-        same = frame.select(pl.struct("impression", "slot", *content).is_first_distinct()).to_series()
+    top = int(frame["slot"].max()) + 1  # type: ignore[arg-type]
+    if top * (int(frame["code"].max()) + 1) < 2**62:  # type: ignore[arg-type]
+        first_of_slot = (frame["code"] * top + frame["slot"]).is_first_distinct()  # in row order
+    else:
+        first_of_slot = frame.select(pl.struct("code", "slot").is_first_distinct()).to_series()
+    if not bool(first_of_slot.all()):
+        same = frame.select(pl.struct("code", "slot", *content).is_first_distinct()).to_series()
         conflict = ~first_of_slot & same
         if bool(conflict.any()):
             first = frame.filter(conflict).row(0, named=True)
@@ -891,7 +906,9 @@ def _clean_impressions(
 
     # Slates that lost a row to a missing id or a bad time are dropped whole.
     broken = pl.concat([x.cast(pl.String) for x in lost]).drop_nulls().unique()
-    complete = out.filter(~pl.col("impression").cast(pl.String).is_in(broken.implode()))
+    complete = out
+    if broken.len():
+        complete = out.filter(~pl.col("impression").cast(pl.String).is_in(broken.implode()))
     report.add("incomplete slates", out.height, complete.height,
                f"{broken.len()} impressions that lost a row above, dropped whole" if broken.len() else "")
     return complete
@@ -935,7 +952,7 @@ def _drop_slates_of_unknown_users(imp: pl.DataFrame, report: _Report) -> pl.Data
     """Impressions of users who have no interactions left (none logged, or removed by the k-core)
     cannot be tied to a history: dropped, counted."""
     out = imp.filter(pl.col("user") >= 0)
-    lost = imp.filter(pl.col("user") < 0)["impression"].n_unique()
+    lost = imp.filter(pl.col("user") < 0)["code"].n_unique()
     report.add("users without interactions", imp.height, out.height,
                f"{lost} impressions of users absent from the interactions (or removed by the k-core)"
                if lost else "")
@@ -958,30 +975,39 @@ def _impression_table(
     """
     notes: dict[str, Any] = {"columns": raw.columns,
                              "interactions": "the impressions' clicked rows" if derived else "the log"}
-    codes, _ = _encode_ids(imp["impression"])
     has_time = "timestamp" in imp.columns
-    frame = imp.with_columns(pl.Series("code", codes),
-                             *(() if has_time else (pl.lit(None, pl.Int64).alias("timestamp"),)))
-    frame = frame.sort(["user", "timestamp", "code", "slot"], nulls_last=True)
-    code = frame["code"].to_numpy()
-    new = np.ones(len(code), dtype=bool)
-    new[1:] = code[1:] != code[:-1]
-    impression = np.cumsum(new) - 1
+    if not has_time:
+        imp = imp.with_columns(pl.lit(None, pl.Int64).alias("timestamp"))
+    # One row per impression: its user and time (one each, checked), numbered in (user, time, raw id) order.
+    slates = imp.group_by("code").agg(pl.col("user").first(), pl.col("timestamp").first())
+    slates = slates.sort(["user", "timestamp", "code"], nulls_last=True)
+    number = np.full(int(slates["code"].max()) + 1, -1, dtype=np.int64)  # type: ignore[arg-type]
+    number[slates["code"].to_numpy()] = np.arange(slates.height)
+    keep = [c for c in ("row", "user", "timestamp", "slot", "item", "clicked", "behavior", "propensity")
+            if c in imp.columns]
+    frame = imp.select(keep).with_columns(pl.Series("impression", number[imp["code"].to_numpy()]))
+    top = int(frame["slot"].max()) + 1  # type: ignore[arg-type]
+    if top * slates.height < 2**62:  # one packed integer key sorts much faster than two columns
+        frame = frame.sort(pl.col("impression") * top + pl.col("slot"))
+    else:
+        frame = frame.sort(["impression", "slot"])
+    impression = frame["impression"].to_numpy()
+    new = np.ones(len(impression), dtype=bool)
+    new[1:] = impression[1:] != impression[:-1]
     start = np.flatnonzero(new)
-    slot = np.arange(len(code)) - np.repeat(start, np.diff(np.append(start, len(code))))
-    renumbered = frame.select((pl.col("slot") != pl.Series(slot)).alias("x")).to_series()
-    n_renumbered = frame.filter(renumbered)["code"].n_unique()
+    slot = np.arange(len(impression)) - np.repeat(start, np.diff(np.append(start, len(impression))))
+    changed = impression[frame["slot"].to_numpy() != slot]  # sorted: count its distinct values
+    n_renumbered = int(np.count_nonzero(changed[1:] != changed[:-1])) + 1 if len(changed) else 0
     report.add("positions as 0-based slots", frame.height, frame.height,
                f"{n_renumbered} impressions had positions other than 0..k-1 (1-based or with gaps) and were "
                "renumbered in order" if n_renumbered else "")
     if int(slot.max()) >= 2**15:
         raise InputError(f"{raw.path}: a slate of {int(slot.max()) + 1} items; at most {2**15 - 1} slots")
-    frame = frame.with_columns(pl.Series("impression", impression, dtype=pl.Int64),
-                               pl.Series("slot", slot, dtype=pl.Int16))
+    frame = frame.with_columns(pl.Series("slot", slot, dtype=pl.Int16))
 
     clicked = pl.col("clicked") == 1
     if "behavior" in frame.columns:
-        names = frame["behavior"].cast(pl.String)
+        names = frame.select(pl.when(clicked).then(pl.col("behavior").cast(pl.String))).to_series()
         ids = (names.cast(pl.Enum(behaviors), strict=False).to_physical().cast(pl.Int16) + 1).cast(pl.Int8)
         unknown = frame.select(clicked & names.is_not_null() & ids.is_null()).to_series()
         if bool(unknown.any()):
@@ -1009,26 +1035,26 @@ def _impression_table(
     else:
         notes["propensity"] = f"column {raw.columns['propensity']!r}"
     frame = frame.with_columns(behavior.cast(pl.Int8).alias("behavior"))
-    session, session_note = _impression_sessions(frame, interactions, config.session_gap_seconds, has_time)
+    session, session_note = _impression_sessions(slates, interactions, config.session_gap_seconds, has_time)
     notes["session"] = session_note
-    table = frame.with_columns(session.alias("session")).select(
-        "user", "impression", "timestamp", "session", "slot", "item", "clicked", "behavior", "propensity"
-    ).sort(["impression", "slot"])
+    table = frame.with_columns(session.gather(impression).alias("session")).select(
+        "user", "impression", "timestamp", "session", "slot", "item", "clicked", "behavior", "propensity")
     return table, notes
 
 
 def _impression_sessions(
-    frame: pl.DataFrame, interactions: pl.DataFrame, gap: float, has_time: bool
+    slates: pl.DataFrame, interactions: pl.DataFrame, gap: float, has_time: bool
 ) -> tuple[pl.Series, str]:
-    """Each impression row's session: the user's interaction session within ``gap`` seconds before the
-    impression, else within ``gap`` after it, else null."""
-    n = frame.height
+    """Each impression's session (``slates``: one row per impression, in impression-id order): the
+    user's interaction session within ``gap`` seconds before the impression, else within ``gap`` after
+    it, else null."""
+    n = slates.height
     if interactions["timestamp"].null_count() == interactions.height:
         return pl.Series("session", np.zeros(n, dtype=np.int32)), "no times in the interactions: session 0"
     if not has_time:
         return pl.Series("session", [None] * n, dtype=pl.Int32), "no times in the impressions: null"
     events = interactions.select("user", pl.col("timestamp").alias("t"), "session").sort("t")
-    keys = frame.select(pl.int_range(n).alias("i"), "user", "timestamp").sort("timestamp")
+    keys = slates.select(pl.int_range(n).alias("i"), "user", "timestamp").sort("timestamp")
     found = []
     for strategy in ("backward", "forward"):
         hit = keys.join_asof(events, left_on="timestamp", right_on="t", by="user", strategy=strategy,
