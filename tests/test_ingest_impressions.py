@@ -253,3 +253,16 @@ def test_mind_bad_time_is_counted_or_refused(tmp_path, capsys):
     ds = prepare(tmp_path, capsys, "--input", str(src), "--input-format", "mind")
     assert ds.meta.n_impressions == 2  # U2's line is gone from both tables, counted in each report
     assert {s.step: s.removed for s in ds.meta.impression_cleaning}["unparsable timestamps"] == 2
+
+
+def test_impressions_without_time(tmp_path, capsys):
+    """No time column: file order is time order for the clicks, every session is 0 (as the
+    interactions'), and timestamps are null."""
+    src = write_table(IMPRESSIONS.drop("ts"), tmp_path / "imp.csv")
+    ds = prepare(tmp_path, capsys, "--impressions", str(src), "--impression-columns",
+                 MAPPING.replace("time=ts,", ""), "--behaviors", "view,buy")
+    imp = ds.impressions
+    assert imp["timestamp"].null_count() == imp.height and set(imp["session"]) == {0}
+    raw = dict(zip(ds.items["item"], ds.items["raw_id"], strict=True))
+    assert [raw[i] for i in ds.interactions["item"]] == ["y", "x", "z"]  # a's two clicks, then b's
+    assert imp["impression"].to_list() == [0, 0, 0, 1, 1, 2, 2, 3, 3]  # (user, raw impression id) order
