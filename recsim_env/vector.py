@@ -250,7 +250,8 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         :meth:`recsim_env.spaces.SpaceAdapter.oracle_scores`)."""
         return self.adapter.oracle_scores(items)
 
-    def render(self) -> tuple[str | np.ndarray, ...] | None:
+    # Gymnasium < 1.3 (what Ray pins) types the frame as a bare TypeVar, which no concrete type overrides.
+    def render(self) -> tuple[str | np.ndarray, ...] | None:  # type: ignore[override,unused-ignore]
         """Row :attr:`render_row`'s last step (a tuple of one frame: text or ``H x W x 3`` uint8).
 
         None without a render mode, and in ``human`` mode (the frame is shown in the window).
