@@ -71,6 +71,24 @@ def test_agent_eval_help_says_95_percent_once_escaped_right() -> None:
     assert "95% bootstrap confidence intervals" in text.replace("\n", " ").replace("  ", " ")
 
 
+def test_user_model_flags_state_the_dataclass_defaults() -> None:
+    """``user-model train``'s model flags default to None (the dataclass decides); their help states the
+    dataclass's value, so it cannot drift from TransformerConfig / TrainConfig."""
+    from user_models.train import TrainConfig
+    from user_models.transformer import TransformerConfig
+
+    parser = COMMANDS["recsim user-model train"]
+    formatter = parser._get_formatter()
+    checked = 0
+    for action in parser._actions:
+        for config in (TransformerConfig(), TrainConfig()):
+            if action.default is None and hasattr(config, action.dest):
+                value = getattr(config, action.dest)
+                assert f"default: {value})" in formatter._expand_help(action), (action.dest, value)
+                checked += 1
+    assert checked >= 10
+
+
 def test_docs_cli_md_help_blocks_are_current() -> None:
     _, stale = cli_reference.regenerate(cli_reference.REFERENCE.read_text(encoding="utf-8"))
     assert not stale, f"docs/cli.md is stale for {stale}: run python scripts/cli_reference.py"
