@@ -45,6 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         f"(torchrl and tensordict; {exc})"
     ) from exc
 
+
 def spec_from_space(space: spaces.Space[Any], batch: int, device: torch.device) -> TensorSpec:
     """The TorchRL spec of ``batch`` stacked values of the Gymnasium ``space`` (shape ``[batch, ...]``).
 
