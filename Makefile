@@ -15,7 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Pinned torch first: a bare requirement would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e ".[dev,viz,minari]"
+	# Every extra the tests exercise (rllib pins gymnasium 1.2.x; the suite passes on it and on 1.4).
+	$(PY) -m pip install -q -e ".[dev,viz,minari,rllib,torchrl]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -159,7 +159,8 @@ class RecSimEnv(gym.Env[Any, Any]):
         items = np.asarray(items)
         return self.adapter.oracle_scores(items.reshape(1, -1)).reshape(items.shape)
 
-    def render(self) -> str | np.ndarray | None:
+    # Gymnasium < 1.3 (what Ray pins) types the frame as a bare TypeVar, which no concrete type overrides.
+    def render(self) -> str | np.ndarray | None:  # type: ignore[override,unused-ignore]
         if self.render_mode is None:
             return None
         if self.render_mode != "ansi":

@@ -170,11 +170,16 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         self._stepped = False
         return self.adapter.observe()
 
-    def step_tensors(self, actions: torch.Tensor, validate: bool = True) -> TensorStep:
+    def step_tensors(self, actions: torch.Tensor, validate: bool = True, active: torch.Tensor | None = None
+                     ) -> TensorStep:
         """Step every row with a batch of actions given as a tensor; nothing leaves the device.
 
         Args:
             actions: ``[N, ...]`` actions of :attr:`single_action_space` on any device.
+            active: ``[N]`` bool, the rows to step (default: all). An inactive row is left as it is (no
+                event, reward 0, not done) and its action is ignored; this is how a ``NEXT_STEP`` view
+                (:mod:`recsim_env.rllib`) spends the call after a row finished on handing over the new
+                user instead of stepping it.
             validate: check the actions first (default). The shape and dtype are checked on the host
                 (tensor metadata); the values by one fused bounds check on the device, which adds no
                 host sync: on the CPU a bad value (item -7 or 10000, a float action, a NaN embedding)
@@ -196,7 +201,8 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
                              f"({self.single_action_space} x {self.num_envs})")
         if validate:
             self.adapter.check_tensor_actions(actions)
-        record = self.core.step(self.adapter.to_slate(actions))
+        record = self.core.step(self.adapter.to_slate(actions),
+                                None if active is None else active.to(self.device, torch.bool))
         final_obs = self.adapter.observe()
         done = record.terminated | record.truncated
         self.core.reset(done)
@@ -250,7 +256,8 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         :meth:`recsim_env.spaces.SpaceAdapter.oracle_scores`)."""
         return self.adapter.oracle_scores(items)
 
-    def render(self) -> tuple[str | np.ndarray, ...] | None:
+    # Gymnasium < 1.3 (what Ray pins) types the frame as a bare TypeVar, which no concrete type overrides.
+    def render(self) -> tuple[str | np.ndarray, ...] | None:  # type: ignore[override,unused-ignore]
         """Row :attr:`render_row`'s last step (a tuple of one frame: text or ``H x W x 3`` uint8).
 
         None without a render mode, and in ``human`` mode (the frame is shown in the window).

@@ -5,18 +5,49 @@ import re
 
 import pytest
 import torch
+from rich.console import Console
 
 from recsim_env.cli import main
-from recsim_env.demo import STAGES, TINY, DemoConfig, run_demo
+from recsim_env.demo import (
+    DEFAULT,
+    QUICK,
+    STAGE_SECONDS,
+    STAGE_WRITES,
+    STAGES,
+    TINY,
+    DemoConfig,
+    demo_plan,
+    expected_seconds,
+    run_demo,
+)
 
 pytestmark = pytest.mark.slow  # end to end: the longest tests of the suite
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def run(tmp_path_factory):
+    """The tiny demo's report and what it printed."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("demo")
-    return run_demo(DemoConfig(out=out, sizes=TINY, progress=False))
+    console = Console(record=True, width=200)
+    return run_demo(DemoConfig(out=out, sizes=TINY, progress=False), console=console), console.export_text()
+
+
+@pytest.fixture(scope="module")
+def report(run):
+    return run[0]
+
+
+def test_the_plan_is_printed_first_and_every_stage_writes_what_it_announced(run):
+    report, printed = run
+    assert printed.index("writes into") < printed.index("stage 1/8")
+    for _, title, _ in STAGES:
+        assert title in printed.split("stage 1/8")[0], title
+    for key, paths in STAGE_WRITES.items():
+        for path in paths:
+            target = report.parent / path.rstrip("/")
+            assert target.is_dir() if path.endswith("/") else target.is_file(), (key, path)
+    assert set(STAGE_WRITES) == {key for key, _, _ in STAGES}
 
 
 def test_report_has_every_section_with_numbers(report):
@@ -51,6 +82,23 @@ def test_report_files_exist_and_are_linked(report):
     assert set(summary["benchmark_return"]) == {"random", "popular", "greedy", "oracle", "ppo"}
     assert summary["data"]["users"] == TINY.synthetic_users
     assert -1.0 <= summary["fidelity"]["kendall_tau"] <= 1.0
+
+
+def test_expected_times_are_measured_for_the_presets_and_scale_with_cores(tmp_path):
+    for sizes in (DEFAULT, QUICK):
+        assert set(STAGE_SECONDS[sizes.name]) == {key for key, _, _ in STAGES}
+        for key, _, _ in STAGES:
+            two = expected_seconds(sizes, key, 2)
+            assert two is not None and two > 0
+            assert expected_seconds(sizes, key, 1) == pytest.approx(2 * two)  # half the cores, twice the time
+            assert expected_seconds(sizes, key, 16) == two  # more cores are not promised to help
+    assert expected_seconds(TINY, "agent", 2) is None
+    console = Console(record=True, width=200)
+    console.print(demo_plan(DemoConfig(out=tmp_path / "out", sizes=QUICK), cores=1))
+    text = console.export_text()
+    assert "on 1 CPU core," in text and "quick sizes" in text and "session.gif" in text
+    total = sum(expected_seconds(QUICK, key, 1) or 0 for key, _, _ in STAGES)
+    assert f"~{total / 60:.0f} min" in text
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     check = sub.add_parser("check", help="run both env checkers and a random rollout in every mode")
     _common(check)
-    check.add_argument("--episodes", type=int, default=3, help="random-rollout episodes per mode (3)")
-    check.add_argument("--max-steps", type=int, default=100, help="truncation of a rollout episode (100)")
+    check.add_argument("--episodes", type=int, default=3, help="random-rollout episodes per mode")
+    check.add_argument("--max-steps", type=int, default=100, help="truncation of a rollout episode")
     check.add_argument("--calibration", help="calibration JSON from `recsim env calibrate`")
     check.add_argument("--json", action="store_true", help="print the results as JSON")
     check.set_defaults(func=cmd_check)
@@ -27,9 +27,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(calibrate)
     calibrate.add_argument("--out", required=True, help="calibration JSON to write")
     calibrate.add_argument("--report", help="also write the Markdown before/after report here")
-    calibrate.add_argument("--n-users", type=int, default=512, help="simulated users per round (512)")
-    calibrate.add_argument("--rounds", type=int, default=24, help="simulation rounds (24)")
-    calibrate.add_argument("--examples", type=int, default=2048, help="events for temperature scaling (2048)")
+    calibrate.add_argument("--n-users", type=int, default=512, help="simulated users per round")
+    calibrate.add_argument("--rounds", type=int, default=24, help="simulation rounds")
+    calibrate.add_argument("--examples", type=int, default=2048, help="events for temperature scaling")
     calibrate.add_argument("--logging-policy", choices=("popular", "model"), default="model",
                            help="slates of the logging-like policy: model (sampled from the user model's "
                                 "next-item distribution, a stand-in for the recommender that wrote the logs; "
@@ -44,9 +44,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="user-model checkpoint directory (or hand-written "
                                                        "user .json)")
     parser.add_argument("--data", required=True, help="dataset directory the model was trained on")
-    parser.add_argument("--slate-size", type=int, default=5, help="items per slate (5)")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (0)")
+    parser.add_argument("--slate-size", type=int, default=5, help="items per slate")
+    parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--seed", type=int, default=0, help="seed")
 
 
 def cmd_check(args: argparse.Namespace) -> int:

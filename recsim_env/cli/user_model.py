@@ -30,25 +30,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--data", required=True, help="dataset directory (recsim data prepare/synth)")
     train.add_argument("--out", required=True, help="checkpoint directory to write (must not exist unless "
                        "--resume or --overwrite)")
-    train.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
+    # The model flags' defaults are those of TransformerConfig / TrainConfig (tests/test_cli_help.py checks
+    # that each help states the dataclass's value; the classes are not imported here: they load torch).
+    train.add_argument("--epochs", type=int,
+                       help="maximum epochs (early stopping may end sooner; default: 30)")
     train.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the batches")
     again = train.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     again.add_argument("--overwrite", action="store_true",
                        help="replace --out if it is a user-model checkpoint (or interrupted run) written by "
                             "recsim; any other existing path is refused")
     model = train.add_argument_group("model flags (defaults: the benchmarked configuration)")
-    model.add_argument("--dim", type=int)
-    model.add_argument("--layers", type=int)
-    model.add_argument("--heads", type=int)
-    model.add_argument("--max-len", type=int)
-    model.add_argument("--dropout", type=float)
-    model.add_argument("--batch-size", type=int)
-    model.add_argument("--lr", type=float)
-    model.add_argument("--weight-decay", type=float)
-    model.add_argument("--patience", type=int)
-    model.add_argument("--label-smoothing", type=float)
+    model.add_argument("--dim", type=int, help="model width (default: 64)")
+    model.add_argument("--layers", type=int, help="Transformer layers (default: 2)")
+    model.add_argument("--heads", type=int, help="attention heads (default: 2)")
+    model.add_argument("--max-len", type=int,
+                       help="attention window in events, the KV cache's size (default: 50)")
+    model.add_argument("--dropout", type=float, help="dropout (default: 0.2)")
+    model.add_argument("--batch-size", type=int, help="training windows per optimizer step (default: 128)")
+    model.add_argument("--lr", type=float, help="peak AdamW learning rate (default: 0.002)")
+    model.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: 0.1)")
+    model.add_argument("--patience", type=int, help="epochs without a better validation NDCG@10 before "
+                       "stopping early (default: 10)")
+    model.add_argument("--label-smoothing", type=float, help="next-item label smoothing (default: 0.0)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 

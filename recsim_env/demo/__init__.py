@@ -28,13 +28,23 @@ facts), :mod:`~recsim_env.demo.report` (``report.md``, ``summary.json``, tables 
 :mod:`~recsim_env.demo.runner` (:func:`run_demo`: the stages in order, timed, then the report).
 """
 
-from recsim_env.demo.config import DATASETS, DEFAULT, QUICK, TINY, DemoConfig, DemoSizes
+from recsim_env.demo.config import (
+    DATASETS,
+    DEFAULT,
+    QUICK,
+    STAGE_SECONDS,
+    TINY,
+    DemoConfig,
+    DemoSizes,
+    expected_seconds,
+)
 from recsim_env.demo.report import StageTime
-from recsim_env.demo.runner import run_demo
+from recsim_env.demo.runner import demo_plan, run_demo
 from recsim_env.demo.stages import (
     ALGO,
     BENCHMARK_POLICIES,
     ML100K_CONSUMPTION_RATE,
+    STAGE_WRITES,
     STAGES,
     DemoRun,
     StageResult,
@@ -48,11 +58,15 @@ __all__ = [
     "ML100K_CONSUMPTION_RATE",
     "QUICK",
     "STAGES",
+    "STAGE_SECONDS",
+    "STAGE_WRITES",
     "TINY",
     "DemoConfig",
     "DemoRun",
     "DemoSizes",
     "StageResult",
     "StageTime",
+    "demo_plan",
+    "expected_seconds",
     "run_demo",
 ]

@@ -122,6 +122,31 @@ TINY = DemoSizes(
 """For tests only: every stage runs, the numbers mean little."""
 
 
+MEASURED_CORES = 2
+"""The core count :data:`STAGE_SECONDS` was measured on."""
+STAGE_SECONDS: dict[str, dict[str, float]] = {
+    "default": {"data": 6.6, "user_model": 206.6, "calibrate": 357.6, "evaluate": 43.4, "agent": 181.8,
+                "benchmark": 41.6, "fidelity": 20.5, "gif": 2.3},
+    "quick": {"data": 0.3, "user_model": 79.1, "calibrate": 51.8, "evaluate": 7.4, "agent": 121.3,
+              "benchmark": 13.4, "fidelity": 10.3, "gif": 0.2},
+}
+"""Seconds of every stage (by stage key) of a synthetic-world run of each preset, from ``summary.json`` of
+``recsim demo [--quick] --out DIR`` on this project's 2-core CPU machine while other jobs ran beside it
+(so on the slow side: 14 and 5 minutes in all). What :func:`~recsim_env.demo.runner.demo_plan` scales to
+announce a run."""
+
+
+def expected_seconds(sizes: DemoSizes, stage: str, cores: int) -> float | None:
+    """The time ``stage`` of a run of ``sizes`` is expected to take on ``cores`` CPU cores, or None (no
+    measurement of that preset). Fewer cores than :data:`MEASURED_CORES` scale the time up in
+    proportion (the stages are CPU-bound and threaded); more cores are not assumed to help (at these
+    model sizes the threads do not scale far, and it was not measured)."""
+    measured = STAGE_SECONDS.get(sizes.name, {}).get(stage)
+    if measured is None:
+        return None
+    return measured * MEASURED_CORES / min(max(cores, 1), MEASURED_CORES)
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """What :func:`~recsim_env.demo.run_demo` does.

@@ -405,3 +405,16 @@ STAGES: tuple[tuple[str, str, Stage], ...] = (
     ("gif", "One session", stage_gif),
 )
 """(key, title, function) of every stage, in order."""
+
+STAGE_WRITES: dict[str, tuple[str, ...]] = {
+    "data": ("data/",),
+    "user_model": ("user_model/",),
+    "calibrate": ("calibration.json",),
+    "evaluate": ("reliability.png", "benchmark/greedy_recommender/"),
+    "agent": ("agent_training/", "ppo/", "learning_curve.png"),
+    "benchmark": ("benchmark/results.md", "benchmark/metrics.png", "benchmark/trajectories/"),
+    "fidelity": ("fidelity.md",),
+    "gif": ("session.gif",),
+}
+"""What each stage writes under ``OUT`` (a trailing ``/`` is a directory), as ``recsim demo`` announces
+it before starting; ``tests/test_demo.py`` checks that a run writes every one."""
