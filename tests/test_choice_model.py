@@ -221,3 +221,16 @@ def test_the_choice_source_is_an_env_setting(model, data) -> None:
         assert core.learned_choice is None
         core, _ = build_env_core(model, data, EnvConfig())
         assert core.learned_choice is not None
+
+
+def test_calibration_leaves_the_take_rate_to_the_learned_choice(model, data) -> None:
+    from recsim_env.offline.calibrate import CalibrationSettings, calibrate
+
+    settings = CalibrationSettings(n_users=16, n_examples=16, rounds=4, target_consumption_rate=0.5)
+    with attached(model, choice_of(data.n_items, [0.0, -0.5, -1.0], no_choice=0.2)):
+        cal = calibrate(model, data, SimConfig(slate_size=3), settings, progress=False)
+    assert cal.report["choice"].startswith("learned from impressions")
+    assert {r["no_choice_logit"] for r in cal.report["rounds"]} == {0.0}  # never searched
+    plain = calibrate(model, data, SimConfig(slate_size=3), settings, progress=False)
+    assert plain.report["choice"] == "calibrated multinomial logit"
+    assert len({r["no_choice_logit"] for r in plain.report["rounds"]}) > 1

@@ -1,0 +1,72 @@
+"""`recsim user-model fit-choice` / `eval-choice` on the cascade world's impressions, and the env
+picking the learned choice up from the checkpoint."""
+
+import json
+
+import polars as pl
+import pytest
+
+from recsim_env.cli import main
+from recsim_env.config import EnvConfig
+from recsim_env.factory import build_env_core
+from user_models.checkpoint import CHOICE_CONFIG
+from user_models.data.artifact import SequenceDataset
+from user_models.synthetic.cascade_impressions import dataset_impressions
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("choice")
+    data, model = root / "data", root / "model"
+    assert main(["data", "synth", "--world", "cascade", "--users", "150", "--items", "120", "--seed", "1",
+                 "--out", str(data)]) == 0
+    assert main(["user-model", "train", "--data", str(data), "--out", str(model), "--epochs", "2",
+                 "--dim", "16", "--layers", "1", "--max-len", "16", "--no-progress"]) == 0
+    return data, model
+
+
+def test_the_cascade_impressions_match_the_ingested_consumptions(trained) -> None:
+    data, _ = trained
+    ds = SequenceDataset.load(data)
+    table, dropped = dataset_impressions(ds)
+    assert table is not None and table.height > 0
+    raw = pl.read_parquet(data / "raw" / "impressions.parquet")
+    kept = table["impression"].n_unique()
+    assert kept + dropped["impressions of users not in the dataset"] + \
+        dropped["impressions whose clicked item is not in the dataset"] == raw.height
+    clicks = table.filter(pl.col("clicked") == 1).select("user", "item", "timestamp")
+    consumed = ds.interactions.select("user", "item", "timestamp")
+    # every kept click is an ingested consumption of the same user, item and time (the view row)
+    assert clicks.join(consumed, on=["user", "item", "timestamp"], how="anti").height == 0
+    assert table["impression"].is_sorted() and set(table["slot"].unique()) <= set(range(10))
+
+
+def test_fit_eval_and_the_env_uses_it(trained, tmp_path, capsys) -> None:
+    data, model = trained
+    assert main(["user-model", "fit-choice", "--model", str(model), "--data", str(data), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    held = report["held_out"]
+    assert held["learned choice"]["log_likelihood"] > held["calibrated MNL"]["log_likelihood"]
+    assert (model / CHOICE_CONFIG).is_file()
+    plot = tmp_path / "rel.png"
+    assert main(["user-model", "eval-choice", "--model", str(model), "--data", str(data), "--plot",
+                 str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "| learned choice |" in out and "| calibrated MNL |" in out
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    core, _ = build_env_core(model, data, EnvConfig())
+    assert core.learned_choice is not None
+    core, _ = build_env_core(model, data, EnvConfig.from_mapping({"choice": {"source": "calibrated"}}))
+    assert core.learned_choice is None
+
+
+def test_no_impressions_is_a_clear_error(tmp_path, capsys) -> None:
+    data, model = tmp_path / "d", tmp_path / "m"
+    assert main(["data", "synth", "--users", "40", "--items", "30", "--out", str(data)]) == 0
+    assert main(["user-model", "train", "--data", str(data), "--out", str(model), "--epochs", "1",
+                 "--dim", "16", "--layers", "1", "--max-len", "8", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["user-model", "fit-choice", "--model", str(model), "--data", str(data)]) != 0
+    assert "has no impression log" in capsys.readouterr().err
