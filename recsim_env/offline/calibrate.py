@@ -289,8 +289,9 @@ def calibrate(
 
     c, z, g = base.choice.no_choice_logit, base.leave.end_logit_offset, base.leave.idle_hazard
     z_bounds = (OFFSET_FLOOR + math.log(MIN_DRAIN_SCALE), OFFSET_BOUNDS[1]) if patience else OFFSET_BOUNDS
-    phases = (("c", 0.2), ("z", 0.3), ("g", 0.15), ("c", 0.1), ("z", 0.15), ("g", 0.1)) if gaps_known \
-        else (("c", 0.25), ("z", 0.4), ("c", 0.15), ("z", 0.2))
+    phases: tuple[tuple[str, float], ...] = (
+        (("c", 0.2), ("z", 0.3), ("g", 0.15), ("c", 0.1), ("z", 0.15), ("g", 0.1)) if gaps_known
+        else (("c", 0.25), ("z", 0.4), ("c", 0.15), ("z", 0.2)))
     # A choice learned from impressions already fixes how often slates are taken (what the no-choice
     # logit would be fitted to): only the leave parameters are left to fit.
     learned = learned_choice_of(model, base.choice) is not None
