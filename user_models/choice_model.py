@@ -32,6 +32,7 @@ the simulator uses the calibrated one.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,9 @@ class ImpressionFeatures:
         repeated: ``[I, K]`` bool, the shown item is among the user's last ``history_len`` consumptions.
         choice: ``[I]`` the clicked slot, ``K`` for none.
         dropped: what was left out and why (counts).
+        behavior: ``[I]`` behavior id of the click (0: none, or not logged).
+        propensity: ``[I, K]`` the logging policy's probability of each shown slot (NaN: not logged or
+            nothing shown).
     """
 
     user: np.ndarray
@@ -138,6 +142,8 @@ class ImpressionFeatures:
     repeated: torch.Tensor
     choice: torch.Tensor
     dropped: dict[str, int]
+    behavior: np.ndarray | None = None
+    propensity: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -151,7 +157,9 @@ class ImpressionFeatures:
         index = torch.as_tensor(np.flatnonzero(keep), device=self.items.device)
         return ImpressionFeatures(self.user[keep], self.items[index],
                                   {t: v[index] for t, v in self.log_lift.items()}, self.repeated[index],
-                                  self.choice[index], self.dropped)
+                                  self.choice[index], self.dropped,
+                                  None if self.behavior is None else self.behavior[keep],
+                                  None if self.propensity is None else self.propensity[keep])
 
 
 def check_impressions(impressions: pl.DataFrame, n_users: int, n_items: int, source: str) -> None:
@@ -181,6 +189,7 @@ def check_impressions(impressions: pl.DataFrame, n_users: int, n_items: int, sou
 def impression_features(
     model: Any, dataset: Any, impressions: pl.DataFrame, temperatures: tuple[float, ...] = (1.0,),
     history_len: int = 50, batch_size: int = 512,
+    on_batch: Callable[[np.ndarray, torch.Tensor, torch.Tensor, Any, torch.Tensor], None] | None = None,
 ) -> ImpressionFeatures:
     """The inputs of the choice model for every impression of ``impressions`` (the contract's table).
 
@@ -198,6 +207,10 @@ def impression_features(
             calibrated one's for the baseline).
         history_len: window of the repeat flag (the simulator's ``history_len``).
         batch_size: users' states encoded per batch.
+        on_batch: called per batch with the kept impressions' row indices ``[b]``, the index of each
+            one's state in the batch (``[b]`` tensor), the states' ``[s, n_items]`` catalogue logits,
+            the model's state of those ``s`` users and the impressions' ``[b, K]`` shown items, for
+            callers that need more than the shown items' features (off-policy evaluation).
     """
     from user_models.protocol import History
 
@@ -206,7 +219,7 @@ def impression_features(
     slates = (impressions.sort(["impression", "slot"])
               .group_by("impression", maintain_order=True)
               .agg(pl.col("user").first(), pl.col("timestamp").first(), pl.col("slot"), pl.col("item"),
-                   pl.col("clicked")))
+                   pl.col("clicked"), pl.col("behavior"), pl.col("propensity")))
     no_time = slates["timestamp"].is_null()
     dropped["no timestamp"] = int(no_time.sum())
     slates = slates.filter(~no_time)
@@ -230,12 +243,17 @@ def impression_features(
     n = len(user)
     items = np.zeros((n, width), dtype=np.int64)
     choice = np.full(n, width, dtype=np.int64)
+    behavior = np.zeros(n, dtype=np.int64)
+    propensity = np.full((n, width), np.nan)
     if n:
         row = np.repeat(np.arange(n), slates["slot"].list.len().to_numpy())
         slot = slates["slot"].explode().to_numpy().astype(np.int64)
         items[row, slot] = slates["item"].explode().to_numpy()
         clicked = slates["clicked"].explode().to_numpy().astype(bool)
         choice[row[clicked]] = slot[clicked]
+        logged = slates["behavior"].explode().fill_null(0).to_numpy().astype(np.int64)
+        behavior[row[clicked]] = logged[clicked]
+        propensity[row, slot] = slates["propensity"].explode().fill_null(np.nan).to_numpy()
     dev = model.device
     max_len = int(model.config.max_len)
     pairs, inverse = np.unique(np.stack([user, before], 1), axis=0, return_inverse=True)
@@ -265,7 +283,8 @@ def impression_features(
         rep_valid = rep_pos < rep_len[:, None]
         recent = np.where(rep_valid, seqs.items[np.where(rep_valid, rep_start[:, None] + rep_pos, 0)], 0)
         with torch.no_grad():
-            logits = model.all_item_logits(model.encode(hist.to(dev)))[:, 1:].float()
+            state = model.encode(hist.to(dev))
+            logits = model.all_item_logits(state)[:, 1:].float()
         rows = order[bounds[lo]:bounds[min(lo + batch_size, len(pairs))]]
         local = torch.as_tensor(inverse[rows] - lo, device=dev)
         shown = torch.as_tensor(items[rows], device=dev)
@@ -276,8 +295,10 @@ def impression_features(
         recent_t = torch.as_tensor(recent.astype(np.int64), device=dev)[local]
         hit = ((shown[:, :, None] == recent_t[:, None, :]) & (recent_t[:, None, :] > 0)).any(-1)
         repeated[torch.as_tensor(rows, device=dev)] = hit & (shown > 0)
+        if on_batch is not None:
+            on_batch(rows, local, logits, state, shown)
     return ImpressionFeatures(user, torch.as_tensor(items, device=dev), lifts, repeated,
-                              torch.as_tensor(choice, device=dev), dropped)
+                              torch.as_tensor(choice, device=dev), dropped, behavior, propensity)
 
 
 def held_out_users(n_users: int, fraction: float, seed: int) -> np.ndarray:

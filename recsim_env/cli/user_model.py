@@ -6,7 +6,8 @@ recsim user-model train --data DIR --out DIR [--epochs N] [--device cpu|cuda] [-
 recsim user-model eval --model DIR --data DIR [--split valid|test] [--json]
 recsim user-model baselines --data DIR [--split valid|test] [--json]
 recsim user-model profile --model DIR --data DIR --user ID [--top K]
-recsim user-model fit-choice --model DIR --data DIR [--calibration JSON] [--holdout F] [--seed S] [--json]
+recsim user-model fit-choice --model DIR --data DIR [--calibration JSON] [--holdout F] [--seed S]
+                             [--plot PNG] [--json]
 recsim user-model eval-choice --model DIR --data DIR [--calibration JSON] [--plot PNG] [--json]
 ```
 
@@ -93,6 +94,8 @@ def _register_choice(sub: argparse._SubParsersAction) -> None:
                      help="share of users whose impressions are held out for the report")
     fit.add_argument("--seed", type=int, default=0, help="seed of the user split")
     fit.add_argument("--history-len", type=int, default=50, help="window of the repeat flag (the env's)")
+    fit.add_argument("--plot", default=None, help="reliability PNG of the held-out comparison (default: "
+                     "none)")
     fit.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     fit.add_argument("--device", default="cpu")
     fit.set_defaults(func=_fit_choice)
@@ -122,7 +125,7 @@ def _fit_choice(args: argparse.Namespace) -> int:
     model = load_user_model(args.model, resolve_device(args.device), dataset)
     calibration = Calibration.load(args.calibration) if args.calibration else None
     settings = ChoiceFitSettings(holdout=args.holdout, seed=args.seed, history_len=args.history_len)
-    choice, scores = fit_choice(model, dataset, settings, calibration)
+    choice, scores = fit_choice(model, dataset, settings, calibration, args.plot)
     path = save_learned_choice(choice, args.model)
     if args.json:
         print(json.dumps(choice.report, indent=2))

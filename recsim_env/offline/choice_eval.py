@@ -69,9 +69,11 @@ def load_features(model: Any, dataset: SequenceDataset, temperatures: tuple[floa
 
 
 def fit_choice(model: Any, dataset: SequenceDataset, settings: ChoiceFitSettings | None = None,
-               calibration: Calibration | None = None) -> tuple[LearnedChoice, dict[str, Any]]:
+               calibration: Calibration | None = None, plot: str | Path | None = None
+               ) -> tuple[LearnedChoice, dict[str, Any]]:
     """Fit the learned choice on the fit users' impressions; returns it (with its report) and the
-    held-out comparison against the calibrated baseline (:func:`score_choice`)."""
+    held-out comparison against the calibrated baseline (:func:`score_choice`; a reliability PNG at
+    ``plot``)."""
     settings = settings or ChoiceFitSettings()
     base = baseline_choice(calibration, dataset, settings.history_len)
     features, dropped = load_features(model, dataset, (1.0, base.temperature), settings)
@@ -85,7 +87,7 @@ def fit_choice(model: Any, dataset: SequenceDataset, settings: ChoiceFitSettings
     l2 = min(trials, key=lambda x: trials[x])
     choice = fit_learned_choice(fit, dataset.n_items, l2)
     test = features.subset(held[features.user])
-    scores = score_choice(choice, test, base)
+    scores = score_choice(choice, test, base, plot)
     # ablation: the same layer without item biases (a multinomial logit with fitted temperature,
     # positions, repeat and no-choice terms): how much of the gain the item terms bring
     plain = fit_learned_choice(fit, dataset.n_items, item_bias=False)
@@ -93,7 +95,7 @@ def fit_choice(model: Any, dataset: SequenceDataset, settings: ChoiceFitSettings
     report = {"dataset": dataset.meta.name, "fingerprint": dataset.fingerprint,
               "settings": {"holdout": settings.holdout, "seed": settings.seed,
                            "history_len": settings.history_len},
-              "fit_impressions": fit.n, "item_l2": l2,
+              "fit_impressions": fit.n, "n_slots": choice.n_slots, "item_l2": l2,
               "item_l2_trials": {str(k): v for k, v in trials.items()},
               "dropped": dropped, "held_out": scores,
               "baseline": {"temperature": base.temperature, "no_choice_logit": base.no_choice_logit,
