@@ -70,3 +70,13 @@ def test_no_impressions_is_a_clear_error(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["user-model", "fit-choice", "--model", str(model), "--data", str(data)]) != 0
     assert "has no impression log" in capsys.readouterr().err
+
+
+def test_ope_on_the_cascade_impressions_says_it_needs_propensities(trained, tmp_path, capsys) -> None:
+    """The cascade world's logging policies do not log propensities, so the contract leaves them null."""
+    data, model = trained
+    capsys.readouterr()
+    assert main(["ope", "--model", str(model), "--data", str(data), "--from-impressions", "--out",
+                 str(tmp_path / "ope")]) != 0
+    assert "shown slots have no logging propensity" in capsys.readouterr().err
+    assert not (tmp_path / "ope").exists()
