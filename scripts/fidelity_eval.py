@@ -632,7 +632,7 @@ def main(argv: list[str] | None = None) -> None:
         ml = collect_ml100k(args.out / "ml-100k")
     elif not args.report_only and "ml-100k" in only and (args.ml100k / "ml-100k.inter").exists():
         ml = ml100k_run(args.out / "ml-100k", args.ml100k, sizes)
-    elif not args.report_only:
+    elif not args.report_only and "ml-100k" in only:
         print(f"ml-100k not found at {args.ml100k}: skipped", flush=True)
     seconds = sum(sum(run["times"].values()) for run in [*runs, *([ml] if ml else [])])
     text = report(runs, ml, sizes, seconds if args.report_only else time.perf_counter() - start)
