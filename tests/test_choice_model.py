@@ -16,9 +16,11 @@ from recsim_env.factory import build_core, build_env_core
 from tests._user_model_data import cyclic_dataset
 from user_models.checkpoint import (
     CHOICE_CONFIG,
+    WEIGHTS,
     load_learned_choice,
     load_user_model,
     save_learned_choice,
+    save_tensors,
     save_user_model,
 )
 from user_models.choice_model import (
@@ -155,17 +157,16 @@ def test_saved_with_the_checkpoint_and_old_checkpoints_load_without_it(model, da
     with pytest.raises(CheckpointError, match="choice format version 99"):
         load_learned_choice(root)
     save_learned_choice(choice, root)
-    save_user_model(model, root, data)  # retrained weights (same bytes here): still the same hash
     assert load_learned_choice(root) is not None
-    with torch.no_grad():
-        model.item_bias.add_(0.1)
-    try:
-        save_user_model(model, root, data)
-    finally:
-        with torch.no_grad():
-            model.item_bias.sub_(0.1)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    weights["item_bias"] += 0.1
+    save_tensors(root / WEIGHTS, weights)  # the weights file replaced behind the choice's back
     with pytest.raises(CheckpointError, match="fitted on other user-model weights"):
-        load_user_model(root, dataset=data)
+        load_learned_choice(root)
+    save_user_model(model, root, data)  # retraining into the directory drops the stale choice
+    save_learned_choice(choice, root)
+    save_user_model(model, root, data)
+    assert not (root / CHOICE_CONFIG).exists() and load_user_model(root, dataset=data).learned_choice is None
 
 
 @contextmanager

@@ -63,7 +63,8 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 def save_user_model(model: UserTransformer, path: str | os.PathLike[str], dataset: SequenceDataset,
                     training: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (trained on ``dataset``) as a checkpoint directory at ``path``."""
+    """Write ``model`` (trained on ``dataset``) as a checkpoint directory at ``path`` (a learned choice
+    fitted on weights the directory held before is removed: ``recsim user-model fit-choice`` again)."""
     root = Path(path)
     if model.n_items != dataset.n_items or model.behaviors != dataset.behaviors:
         raise CheckpointError(f"{root}: model and dataset {dataset.meta.name!r} disagree on the vocabulary")
@@ -72,6 +73,8 @@ def save_user_model(model: UserTransformer, path: str | os.PathLike[str], datase
         raise CheckpointError(f"{root}: refusing to save a model whose tensor {bad[0]!r} holds NaN or "
                               "infinite values")
     root.mkdir(parents=True, exist_ok=True)
+    for stale in (CHOICE_CONFIG, CHOICE_WEIGHTS):  # a choice fitted on earlier weights no longer applies
+        (root / stale).unlink(missing_ok=True)
     save_tensors(root / WEIGHTS, model.state_dict())
     raw_ids = dataset.items.sort("item")["raw_id"].to_list()
     write_json(root / VOCAB, {"items": raw_ids, "behaviors": list(model.behaviors)})
