@@ -223,6 +223,10 @@ def impressions_run(root: Path, sizes: Sizes, fidelity: list[str]) -> dict[str, 
                                   str(root / "data"), "--calibration", str(root / "calibration.json"),
                                   "--plot", str(root / "choice_reliability.png"), "--json",
                                   log=root / "choice.log")}
+    if (root / "data_B").exists():
+        recsim("user-model", "eval-choice", "--model", str(learned), "--data", str(root / "data"),
+               "--calibration", str(root / "calibration.json"), "--heldout-data", str(root / "data_B"),
+               "--json", log=root / "choice_B.log")
     calibration = root / "calibration_impressions.json"
     times["calibrate (impressions)"] = recsim(
         "env", "calibrate", "--model", str(learned), "--data", str(root / "data"), "--out", str(calibration),
@@ -249,6 +253,7 @@ def collect_world(name: str, root: Path) -> dict[str, Any]:
             "calibration": json.loads((root / "calibration_impressions.json").read_text()),
             "choice": _last_json(root / "choice.log"),
             "gap": choice_gap(root / "data", root / "model_impressions"),
+            "choice_B": _last_json(root / "choice_B.log") if (root / "choice_B.log").exists() else None,
         }
     return {
         "name": name,
@@ -502,6 +507,15 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
         f"idle hazard {cal.get('idle_hazard', 0.0):.3f}" + (f"; **at a bound**: {bounds}" if bounds else "")
         + ".",
     ]
+    other = imp.get("choice_B")
+    if other:
+        a, b = other["learned choice"], other["calibrated MNL"]
+        lines.append(
+            f"- Held-out logging policy B's impressions ({a['impressions']}, never fitted on; B shows 30% "
+            f"random slots): log-likelihood learned {a['log_likelihood']:.4f} vs calibrated "
+            f"{b['log_likelihood']:.4f}, click AUC {a['click_auc']:.3f} vs {b['click_auc']:.3f}, P(click) "
+            f"predicted {a['predicted_click_rate']:.3f} (calibrated {b['predicted_click_rate']:.3f}) vs "
+            f"logged {a['logged_click_rate']:.3f}.")
     gap = imp.get("gap")
     if gap:
         logged, world_logged = gap["logged_users_on_logged_slates"], gap["world_on_logged_slates"]

@@ -34,8 +34,7 @@ def test_the_cascade_impressions_match_the_ingested_consumptions(trained) -> Non
     assert table is not None and table.height > 0
     raw = pl.read_parquet(data / "raw" / "impressions.parquet")
     kept = table["impression"].n_unique()
-    assert kept + dropped["impressions of users not in the dataset"] + \
-        dropped["impressions whose clicked item is not in the dataset"] == raw.height
+    assert kept + sum(v for k, v in dropped.items() if k.startswith("impressions")) == raw.height
     clicks = table.filter(pl.col("clicked") == 1).select("user", "item", "timestamp")
     consumed = ds.interactions.select("user", "item", "timestamp")
     # every kept click is an ingested consumption of the same user, item and time (the view row)
@@ -80,3 +79,23 @@ def test_ope_on_the_cascade_impressions_says_it_needs_propensities(trained, tmp_
                  str(tmp_path / "ope")]) != 0
     assert "shown slots have no logging propensity" in capsys.readouterr().err
     assert not (tmp_path / "ope").exists()
+
+
+def test_scored_on_another_logging_policys_impressions(trained, tmp_path, capsys) -> None:
+    data, model = trained
+    other = tmp_path / "B"
+    assert main(["data", "synth", "--world", "cascade", "--users", "60", "--items", "120", "--seed", "1",
+                 "--logging-policy", "B", "--out", str(other)]) == 0
+    if not (model / CHOICE_CONFIG).exists():
+        assert main(["user-model", "fit-choice", "--model", str(model), "--data", str(data)]) == 0
+    capsys.readouterr()
+    assert main(["user-model", "eval-choice", "--model", str(model), "--data", str(data), "--heldout-data",
+                 str(other), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    b_raw = pl.read_parquet(other / "raw" / "impressions.parquet").height
+    assert result["dataset"] == "cascade-B"
+    assert 0 < result["learned choice"]["impressions"] <= b_raw
+    # every raw slate is either scored or counted among the drops
+    slates_dropped = sum(v for k, v in result["dropped"].items() if k.startswith("impressions") or
+                         k in ("no timestamp", "before the first consumption"))
+    assert result["learned choice"]["impressions"] + slates_dropped == b_raw

@@ -105,6 +105,9 @@ def _register_choice(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", required=True, help="checkpoint directory")
     ev.add_argument("--data", required=True, help="the dataset it was trained on, with impressions")
     ev.add_argument("--calibration", default=None, help="calibration JSON of the baseline")
+    ev.add_argument("--heldout-data", default=None,
+                    help="another dataset of the same catalogue with impressions (e.g. another logging "
+                    "policy's): score on all of its impressions instead of the held-out users")
     ev.add_argument("--plot", default=None,
                     help="reliability PNG (default MODEL/choice_reliability.png)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -161,6 +164,16 @@ def _eval_choice(args: argparse.Namespace) -> int:
     dataset = SequenceDataset.load(args.data)
     model = load_user_model(args.model, resolve_device(args.device), dataset)
     calibration = Calibration.load(args.calibration) if args.calibration else None
+    if args.heldout_data:
+        from recsim_env.offline.choice_eval import score_other_log
+
+        result = score_other_log(model, dataset, SequenceDataset.load(args.heldout_data), calibration)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print(f"all impressions of {result['dataset']} (never fitted on); dropped: {result['dropped']}")
+            print(choice_table(result))
+        return 0
     learned = model.learned_choice
     split = learned.report.get("settings", {}) if learned is not None else {}
     settings = ChoiceFitSettings(**split) if split else ChoiceFitSettings()

@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import polars as pl
 import torch
 
 from recsim_env.choice import choice_probabilities, choice_utilities
@@ -101,6 +103,50 @@ def fit_choice(model: Any, dataset: SequenceDataset, settings: ChoiceFitSettings
               "baseline": {"temperature": base.temperature, "no_choice_logit": base.no_choice_logit,
                            "position_decay": base.position_decay}}
     return replace(choice, report=report), scores
+
+
+def on_catalogue_of(dataset: SequenceDataset, other: SequenceDataset
+                    ) -> tuple[SequenceDataset, pl.DataFrame, dict[str, int]]:
+    """``other``'s consumptions and impressions on ``dataset``'s item ids (matched by raw id; its own
+    users), so a model trained on ``dataset`` can be scored on another log of the same catalogue (another
+    logging policy's: a held-out policy). Events and shown slots of items ``dataset`` lacks are dropped
+    and counted, and so are impressions whose click is one of them."""
+    ids = dict(zip(dataset.items["raw_id"].to_list(), dataset.items["item"].to_list(), strict=True))
+    theirs = other.items.sort("item")["raw_id"].to_list()
+    mapping = np.array([0] + [ids.get(raw, 0) for raw in theirs], dtype=np.int32)
+
+    def mapped(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(pl.Series("item", mapping[frame["item"].to_numpy()], dtype=pl.Int32))
+
+    impressions, dropped = dataset_impressions(other)
+    if impressions is None:
+        raise InputError(f"dataset {other.meta.name!r} has no impression log")
+    inter = mapped(other.interactions)
+    dropped = {**dropped, "events of items not in the model's catalogue": int((inter["item"] == 0).sum())}
+    inter = (inter.filter(pl.col("item") > 0).sort(["user", "position"])
+             .with_columns(pl.int_range(pl.len()).over("user").cast(pl.Int32).alias("position")))
+    moved = SequenceDataset.from_frames(inter, dataset.items, other.users, replace(
+        other.meta, name=f"{other.meta.name} on {dataset.meta.name}'s catalogue"))
+    imp = mapped(impressions)
+    lost_click = imp.filter((pl.col("item") == 0) & (pl.col("clicked") == 1))["impression"]
+    dropped["impressions whose click is not in the model's catalogue"] = lost_click.len()
+    dropped["shown slots of items not in the model's catalogue"] = int((imp["item"] == 0).sum())
+    before = imp["impression"].n_unique()
+    imp = imp.filter(~pl.col("impression").is_in(lost_click.implode()), pl.col("item") > 0)
+    dropped["impressions with no shown item in the model's catalogue"] = \
+        before - lost_click.len() - imp["impression"].n_unique()
+    return moved, imp, dropped
+
+
+def score_other_log(model: Any, dataset: SequenceDataset, other: SequenceDataset,
+                    calibration: Calibration | None, history_len: int = 50) -> dict[str, Any]:
+    """The learned choice (fitted on ``dataset``'s impressions) and the calibrated baseline on *every*
+    impression of ``other`` (another logging policy's log of the same catalogue, never fitted on)."""
+    moved, impressions, dropped = on_catalogue_of(dataset, other)
+    base = baseline_choice(calibration, dataset, history_len)
+    features = impression_features(model, moved, impressions, (1.0, base.temperature), history_len)
+    return {"dataset": other.meta.name, "dropped": {**dropped, **features.dropped},
+            **score_choice(getattr(model, "learned_choice", None), features, base)}
 
 
 def baseline_choice(calibration: Calibration | None, dataset: SequenceDataset, history_len: int = 50
@@ -193,7 +239,7 @@ def choice_table(scores: dict[str, Any]) -> str:
     lines = ["| choice model | impressions | log-likelihood / impression | click AUC | click ECE | "
              "P(click) predicted / logged | slot accuracy |", "|---|---|---|---|---|---|---|"]
     for name, s in scores.items():
-        if not isinstance(s, dict):
+        if not isinstance(s, dict) or "log_likelihood" not in s:
             continue
         lines.append(f"| {name} | {s['impressions']} | {s['log_likelihood']:.4f} | {s['click_auc']:.3f} | "
                      f"{s['click_ece']:.3f} | {s['predicted_click_rate']:.3f} / "

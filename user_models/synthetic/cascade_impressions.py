@@ -58,7 +58,9 @@ def impressions_from_cascade_raw(dataset: SequenceDataset, path: Path) -> tuple[
     dropped["impressions whose clicked item is not in the dataset"] = len(bad_click)
     rows = rows.filter(~pl.col("impression").is_in(bad_click.implode()))
     dropped["slots showing an item not in the dataset"] = int(rows["item"].is_null().sum())
+    before = rows["impression"].n_unique()
     rows = rows.filter(pl.col("item").is_not_null())
+    dropped["impressions with no shown item in the dataset"] = before - rows["impression"].n_unique()
     table = rows.select(
         "user", "impression", "timestamp", "session", "slot", "item",
         pl.col("is_click").cast(pl.Int8).alias("clicked"),
