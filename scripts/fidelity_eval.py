@@ -198,6 +198,20 @@ def choice_gap(data: Path, model: Path, n: int = 3000, k: int = 5) -> dict[str, 
                                                            slate), torch.ones_like(slate, dtype=torch.bool))
         out[f"world_on_{name}"] = float(1 - answer.choice_probs[:, -1].double().mean())
         out[f"learned_on_{name}"] = float(1 - probs[:, -1].double().mean())
+    # Repeats: how often the logs show an item the user consumed within the world's memory (which it
+    # penalises), and within the simulator's history window, and how often such slots are clicked.
+    from user_models.choice_model import impression_features
+
+    memory = int(ds.meta.extra.get("cascade_config", {}).get("memory_size", 20))
+    sample = table.filter(pl.col("user") < 400)
+    for window in (memory, 50):
+        f = impression_features(learned, ds, sample, (1.0,), history_len=window)
+        hit = f.choice[:, None] == torch.arange(f.items.shape[1])[None, :]
+        out[f"repeat_share_{window}"] = float(f.repeated[f.shown].float().mean())
+        out[f"repeat_click_{window}"] = float(hit[f.repeated].float().mean()) if f.repeated.any() else 0.0
+        out[f"other_click_{window}"] = float(hit[f.shown & ~f.repeated].float().mean())
+    out["memory"] = float(memory)
+    out["repeat_weight"] = float(choice.repeat_weight)
     return out
 
 
@@ -473,9 +487,10 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
                          f"{s['click_auc']:.3f} | {s['click_ece']:.3f} | "
                          f"{s['predicted_click_rate']:.3f} / {s['logged_click_rate']:.3f} |")
     beats = held["learned choice"]["log_likelihood"] > held["calibrated MNL"]["log_likelihood"]
-    plot = Path(run.get("root", ".")) / "choice_reliability.png"
+    plot = f"{Path(run.get('root', '.')).name}/choice_reliability.png"
     lines += ["", f"Learned choice above the calibrated MNL on held-out log-likelihood: "
-              f"**{_met(beats)}** (reliability diagram: `{plot}`). The calibrated MNL was fitted on "
+              f"**{_met(beats)}** (reliability diagram: `{plot}` under `--out`). The calibrated MNL was "
+              "fitted on "
               "consumption logs for the simulator's slates of 5; the impressions show slates of "
               f"{choice.get('n_slots', 10)}.", "",
               "| policy | world return | simulator, calibrated choice | error | simulator, learned choice | "
@@ -529,6 +544,15 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
             "rebuilt world by the first gap (a property of how the frozen world rebuilds users, not of "
             "the logs), and the second shows how far the choice, fitted on slates of one logging policy, "
             "extrapolates to slates that policy never shows.")
+        m = int(gap.get("memory", 20))
+        if f"repeat_share_{m}" in gap:
+            lines.append(
+                f"- Repeats are not identified: of the shown slots, {gap[f'repeat_share_{m}']:.2%} hold "
+                f"an item of the user's last {m} consumptions (the world's memory, which it penalises; "
+                f"the loggers never re-show them) and {gap['repeat_share_50']:.1%} one of the last 50, "
+                f"clicked {gap['repeat_click_50']:.3f} vs {gap['other_click_50']:.3f} for other slots; so "
+                f"the learned repeat weight is **{gap['repeat_weight']:+.2f}** (older repeats attract), and "
+                "policies that re-show recent items gain in the simulator what they lose in the world.")
     heldout = imp["fidelity"].get("heldout_policy_fidelity")
     if heldout:
         e = heldout["errors"]
