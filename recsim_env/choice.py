@@ -11,6 +11,8 @@ import math
 import torch
 
 from recsim_env.config import ChoiceConfig
+from user_models.choice_model import LearnedChoice
+from user_models.errors import InputError
 from user_models.protocol import UserModel, UserState
 
 
@@ -45,11 +47,42 @@ def choice_utilities(
         if log_normaliser is None:
             raise ValueError("log_lift utilities need the catalogue's log normaliser")
         utility = utility - log_normaliser + math.log(n_items)
+    return apply_repeat_policy(utility, repeated, choice)
+
+
+def apply_repeat_policy(utility: torch.Tensor, repeated: torch.Tensor, choice: ChoiceConfig) -> torch.Tensor:
+    """``utility`` with repeats penalised (``penalise``) or made unchoosable (``mask``, ``-inf``)."""
     if choice.repeat == "penalise":
-        utility = utility - choice.repeat_penalty * repeated.float()
-    elif choice.repeat == "mask":
-        utility = utility.masked_fill(repeated, float("-inf"))
+        return utility - choice.repeat_penalty * repeated.float()
+    if choice.repeat == "mask":
+        return utility.masked_fill(repeated, float("-inf"))
     return utility
+
+
+def learned_choice_of(model: UserModel, choice: ChoiceConfig) -> LearnedChoice | None:
+    """The slate choice the simulator uses for ``model`` under ``choice.source``: the model's choice
+    learned from impressions (``auto`` when it has one, ``learned`` always), or None for the calibrated
+    multinomial logit (``calibrated``, or ``auto`` for a model without one).
+
+    Raises:
+        InputError: ``source="learned"`` for a model that has no learned choice.
+    """
+    learned = getattr(model, "learned_choice", None)
+    if choice.source == "calibrated":
+        return None
+    if choice.source == "learned" and not isinstance(learned, LearnedChoice):
+        raise InputError("choice source 'learned' but the user model has no choice learned from impressions; "
+                         "run `recsim user-model fit-choice` on it, or use source 'auto' or 'calibrated'")
+    return learned if isinstance(learned, LearnedChoice) else None
+
+
+def learned_utilities(learned: LearnedChoice, catalogue: torch.Tensor, items: torch.Tensor,
+                      repeated: torch.Tensor, choice: ChoiceConfig) -> torch.Tensor:
+    """``[B, m]`` the learned choice's utilities of ``items`` (``[B, m]``, ids >= 1) from the
+    ``[B, n_items]`` catalogue logits: log-lift at temperature 1, the learned terms, then the repeat
+    policy (the config's temperature and no-choice utility play no part)."""
+    log_lift = torch.log_softmax(catalogue.float(), dim=1).gather(1, items - 1) + math.log(catalogue.shape[1])
+    return apply_repeat_policy(learned.item_utilities(log_lift, repeated, items), repeated, choice)
 
 
 def log_normaliser(catalogue: torch.Tensor, temperature: float) -> torch.Tensor:

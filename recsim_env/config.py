@@ -25,6 +25,8 @@ UtilityKind = Literal["log_lift", "logit"]
 PopulationKind = Literal["dataset", "generated"]
 REPEAT_POLICIES: tuple[str, ...] = ("allow", "penalise", "mask")
 UTILITY_KINDS: tuple[str, ...] = ("log_lift", "logit")
+ChoiceSource = Literal["auto", "learned", "calibrated"]
+CHOICE_SOURCES: tuple[str, ...] = ("auto", "learned", "calibrated")
 REPEAT_MASK_BELOW = 0.01
 """Logs that re-consume an item of the recent history less often than this get the ``mask`` repeat
 policy by default (MovieLens: a user rates a movie once)."""
@@ -62,6 +64,12 @@ class ChoiceConfig:
             the training logs re-consume less than :data:`REPEAT_MASK_BELOW` of the time (MovieLens:
             never), else ``allow`` (see :func:`recsim_env.population.repeat_rate`).
         repeat_penalty: Utility penalty under ``penalise``. Default 2.0: a repeat is ~7x less attractive.
+        source: Which slate choice the simulator uses. ``auto`` (default): the user model's choice
+            learned from impression logs when it has one (``recsim user-model fit-choice``; then
+            ``temperature``, ``no_choice_logit``, ``utility`` and ``position_decay`` play no part), else the
+            multinomial logit above. ``learned``: the learned one, an error for a model without it.
+            ``calibrated``: the multinomial logit above even when a learned one exists. The repeat
+            policy applies to both.
     """
 
     temperature: float = 1.0
@@ -70,8 +78,11 @@ class ChoiceConfig:
     position_decay: float = 1.0
     repeat: RepeatPolicy | None = None
     repeat_penalty: float = 2.0
+    source: ChoiceSource = "auto"
 
     def __post_init__(self) -> None:
+        _check(self.source in CHOICE_SOURCES, f"choice source must be one of {CHOICE_SOURCES}, got "
+               f"{self.source!r}")
         _check(self.temperature > 0, f"choice temperature must be > 0, got {self.temperature}")
         _check(self.utility in UTILITY_KINDS, f"choice utility must be one of {UTILITY_KINDS}, got "
                f"{self.utility!r}")

@@ -7,7 +7,10 @@ drives this class; none re-implements a step. A step follows RecSim's order:
    in its later slots (a wasted position).
 2. **choice**: multinomial logit over the shown items' normalised preferences (log-lift of the model's
    tempered next-item distribution over the catalogue) plus "no choice", with examination decaying by
-   slot (:func:`~recsim_env.choice.choice_probabilities`). *Repeats* (items in the user's recent history of
+   slot (:func:`~recsim_env.choice.choice_probabilities`); when the user model carries a choice learned
+   from impression logs (:class:`~user_models.choice_model.LearnedChoice`), its fitted item, position
+   and no-choice terms instead (``ChoiceConfig.source`` forces either). *Repeats* (items in the user's
+   recent history of
    ``history_len`` events) follow the repeat policy: allowed, penalised or masked.
 3. **response**: the chosen item's behavior is sampled from :meth:`UserModel.behavior_probs`.
 4. **state update**: the chosen item, behavior and gap are appended to the user model's state
@@ -39,6 +42,8 @@ from recsim_env.choice import (
     catalogue_logits,
     choice_probabilities,
     choice_utilities,
+    learned_choice_of,
+    learned_utilities,
     log_normaliser,
     sample_categorical,
 )
@@ -206,6 +211,13 @@ class SimulationCore:
             raise InputError(f"n_candidates must be in [slate_size={k}, n_items={n_items}], got "
                              f"{config.candidates.n_candidates}")
         self.model = model
+        self.learned_choice = learned_choice_of(model, config.choice)
+        """The slate choice learned from impressions (None: the calibrated multinomial logit)."""
+        if self.learned_choice is not None:
+            self.learned_choice = self.learned_choice.to(model.device)
+            if self.learned_choice.n_items != n_items:
+                raise InputError(f"the learned choice has {self.learned_choice.n_items} items, the model "
+                                 f"{n_items}")
         self.population = population
         self.config = config
         self.n_users = n_users
@@ -400,8 +412,7 @@ class SimulationCore:
         shown = slate > 0
         safe = torch.where(shown, slate, 1)
         # choice
-        probs = choice_probabilities(self.choice_utilities(safe), shown, cfg.choice.no_choice_logit,
-                                     cfg.choice.position_decay)
+        probs = self.slate_choice_probabilities(safe, shown)
         check_finite("choice utilities", probs, active)
         pick = sample_categorical(probs, gen)
         chose = (pick < k) & active
@@ -482,16 +493,30 @@ class SimulationCore:
 
     def choice_utilities(self, items: torch.Tensor) -> torch.Tensor:
         """``[N, m]`` each row's choice utility for ``[N, m]`` items (ids >= 1): the normalised, tempered
-        preference of :func:`recsim_env.choice.choice_utilities`, adjusted by the repeat policy
+        preference of :func:`recsim_env.choice.choice_utilities` (or, with a learned choice, its
+        slot-free utility, :func:`recsim_env.choice.learned_utilities`), adjusted by the repeat policy
         (privileged: the one oracle; every env view's ``oracle_scores`` serves it)."""
         assert self.user_state is not None
         choice = self.config.choice
+        if self.learned_choice is not None:
+            return learned_utilities(self.learned_choice, self.catalogue_logits(), items,
+                                     self.repeated(items), choice)
         if choice.utility == "log_lift":
             catalogue = self.catalogue_logits()
             logits, normaliser = catalogue.gather(1, items - 1), log_normaliser(catalogue, choice.temperature)
         else:
             logits, normaliser = self.model.item_logits(self.user_state, items), None
         return choice_utilities(logits, self.repeated(items), choice, normaliser, self.n_items)
+
+    def slate_choice_probabilities(self, slate: torch.Tensor, shown: torch.Tensor) -> torch.Tensor:
+        """``[N, k + 1]`` P(each slot), then P(no choice), for ``[N, k]`` slates (ids >= 1; ``shown``
+        False for empty slots): the learned choice when the core has one, else the multinomial logit of
+        :class:`~recsim_env.config.ChoiceConfig`."""
+        utility = self.choice_utilities(slate)
+        if self.learned_choice is not None:
+            return self.learned_choice.probabilities(utility, shown)
+        choice = self.config.choice
+        return choice_probabilities(utility, shown, choice.no_choice_logit, choice.position_decay)
 
     def catalogue(self) -> torch.Tensor:
         """``[N, n_items]`` every item id ``1..n_items`` for every row (an expanded view)."""

@@ -28,7 +28,8 @@ class RecSimEnv(gym.Env[Any, Any]):
     A simulated user, driven by a user model learned from interaction logs (or any
     :class:`~user_models.protocol.UserModel`), starts from a real training-split history prefix (or one
     the model generates). Each step the agent shows a slate of ``slate_size`` items; the user picks one or
-    none (multinomial logit over normalised preferences with a "no choice" option), responds with a
+    none (multinomial logit over normalised preferences with a "no choice" option; fitted on impression
+    logs, with position effects, when the checkpoint carries a learned choice), responds with a
     behavior (e.g. view, click, buy),
     and may leave. All dynamics live in :class:`~recsim_env.core.SimulationCore`; this class is a batch
     of one over it, and ``gym.make_vec(..., vectorization_mode="vector_entry_point")`` gives N users.

@@ -5,7 +5,10 @@ A checkpoint directory holds
 - ``model.safetensors``: the weights;
 - ``vocab.json``: the item vocabulary (raw id of item ``1..n_items``) and the behavior names;
 - ``config.json``: format version, the :class:`~user_models.transformer.TransformerConfig`, catalogue
-  size, the dataset's name and fingerprint, the sha256 of the two files above and a training summary.
+  size, the dataset's name and fingerprint, the sha256 of the two files above and a training summary;
+- optionally ``choice.safetensors`` and ``choice.json``: a choice model learned from impression logs
+  (``recsim user-model fit-choice``, :mod:`user_models.choice_model`); checkpoints without them load as
+  before, with no learned choice.
 
 Each file is written to a temporary name and renamed; ``config.json`` goes last, so a directory whose
 ``config.json`` names the right hashes is complete. :func:`load_user_model` checks all of it and raises
@@ -24,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from user_models.choice_model import LearnedChoice
 from user_models.data.artifact import SequenceDataset, file_sha256
 from user_models.errors import CheckpointError
 from user_models.transformer import TransformerConfig, UserTransformer
@@ -32,6 +36,9 @@ FORMAT_VERSION = 1
 """Bumped whenever the layout or the meaning of a checkpoint file changes; loading another fails."""
 
 WEIGHTS, VOCAB, CONFIG = "model.safetensors", "vocab.json", "config.json"
+CHOICE_FORMAT_VERSION = 1
+"""Bumped whenever the layout or the meaning of ``choice.json``/``choice.safetensors`` changes."""
+CHOICE_WEIGHTS, CHOICE_CONFIG = "choice.safetensors", "choice.json"
 
 
 def _write_atomic(path: Path, write: Any) -> None:
@@ -56,7 +63,8 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 def save_user_model(model: UserTransformer, path: str | os.PathLike[str], dataset: SequenceDataset,
                     training: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (trained on ``dataset``) as a checkpoint directory at ``path``."""
+    """Write ``model`` (trained on ``dataset``) as a checkpoint directory at ``path`` (a learned choice
+    fitted on weights the directory held before is removed: ``recsim user-model fit-choice`` again)."""
     root = Path(path)
     if model.n_items != dataset.n_items or model.behaviors != dataset.behaviors:
         raise CheckpointError(f"{root}: model and dataset {dataset.meta.name!r} disagree on the vocabulary")
@@ -65,6 +73,8 @@ def save_user_model(model: UserTransformer, path: str | os.PathLike[str], datase
         raise CheckpointError(f"{root}: refusing to save a model whose tensor {bad[0]!r} holds NaN or "
                               "infinite values")
     root.mkdir(parents=True, exist_ok=True)
+    for stale in (CHOICE_CONFIG, CHOICE_WEIGHTS):  # a choice fitted on earlier weights no longer applies
+        (root / stale).unlink(missing_ok=True)
     save_tensors(root / WEIGHTS, model.state_dict())
     raw_ids = dataset.items.sort("item")["raw_id"].to_list()
     write_json(root / VOCAB, {"items": raw_ids, "behaviors": list(model.behaviors)})
@@ -169,7 +179,9 @@ def load_user_model(path: str | os.PathLike[str], device: str | torch.device = "
                               f"({len(bad)} tensor(s) in all); the model diverged in training: train again "
                               "with a lower --lr")
     model.load_state_dict(weights, strict=True)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    model.learned_choice = load_learned_choice(root, device)
+    return model
 
 
 def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
@@ -212,3 +224,68 @@ def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.
         return ""
     more = f"; {len(problems) - 1} more difference(s)" if len(problems) > 1 else ""
     return problems[0] + more
+
+
+# --- the learned choice (optional files) ----------------------------------------------------------------
+def save_learned_choice(choice: LearnedChoice, checkpoint: str | os.PathLike[str]) -> Path:
+    """Write ``choice`` into the user-model checkpoint directory (weights first, ``choice.json`` last,
+    each atomically); ``choice.json`` names the ``model.safetensors`` it was fitted on."""
+    root = Path(checkpoint)
+    config = read_checkpoint_config(root)
+    if int(config["n_items"]) != choice.n_items:
+        raise CheckpointError(f"{root}: the choice model has {choice.n_items} items, the checkpoint "
+                              f"{config['n_items']}")
+    save_tensors(root / CHOICE_WEIGHTS, choice.tensors())
+    write_json(root / CHOICE_CONFIG, {
+        "format_version": CHOICE_FORMAT_VERSION, "kind": "learned_choice", "n_items": choice.n_items,
+        "n_slots": choice.n_slots,
+        "sha256": {CHOICE_WEIGHTS: file_sha256(root / CHOICE_WEIGHTS), WEIGHTS: file_sha256(root / WEIGHTS)},
+        "checkpoint_config": CONFIG, "report": choice.report,
+    })
+    return root / CHOICE_CONFIG
+
+
+def load_learned_choice(checkpoint: str | os.PathLike[str], device: torch.device | str = "cpu"
+                        ) -> LearnedChoice | None:
+    """The learned choice saved in ``checkpoint``, or None when it has none (older checkpoints).
+
+    Raises:
+        CheckpointError: another format version, a corrupt file, or a choice fitted on other weights.
+    """
+    root = Path(checkpoint)
+    path = root / CHOICE_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: invalid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != CHOICE_FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path}: choice format version {version!r}, this recsim-env reads version "
+                              f"{CHOICE_FORMAT_VERSION}; run `recsim user-model fit-choice` again")
+    raw_hashes = meta.get("sha256")
+    hashes: dict[str, Any] = raw_hashes if isinstance(raw_hashes, dict) else {}
+    weights = root / CHOICE_WEIGHTS
+    if not weights.is_file() or file_sha256(weights) != hashes.get(CHOICE_WEIGHTS):
+        raise CheckpointError(f"{weights}: missing, corrupt or modified (sha256 differs from "
+                              f"{CHOICE_CONFIG})")
+    if file_sha256(root / WEIGHTS) != hashes.get(WEIGHTS):
+        raise CheckpointError(f"{path}: fitted on other user-model weights than {root / WEIGHTS} (the model "
+                              "was retrained); run `recsim user-model fit-choice` again")
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights}: cannot read ({exc})") from None
+    names = ("pref_weight", "repeat_weight", "item_bias", "position_bias", "no_choice")
+    missing = [n for n in names if n not in tensors]
+    if missing or set(tensors) - set(names):
+        raise CheckpointError(f"{weights}: expected tensors {list(names)}, got {sorted(tensors)}")
+    n_items = int(meta.get("n_items", -1))
+    if tensors["item_bias"].shape != (n_items + 1,) or tensors["position_bias"].ndim != 1 \
+            or tensors["position_bias"].numel() < 1:
+        raise CheckpointError(f"{weights}: tensor shapes do not fit {CHOICE_CONFIG}")
+    if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
+        raise CheckpointError(f"{weights}: holds NaN or infinite values")
+    return LearnedChoice.from_tensors({n: tensors[n].float().to(device) for n in names},
+                                      dict(meta.get("report", {})))

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from user_models.choice_model import LearnedChoice
 from user_models.protocol import History
 
 
@@ -179,6 +180,10 @@ class UserTransformer(nn.Module):
         self.end_head = nn.Linear(d, 1)
         self.repeat_head = nn.Linear(d, 1)
         self.apply(self._init_weights)
+        self.learned_choice: LearnedChoice | None = None
+        """The slate choice learned from impression logs (:mod:`user_models.choice_model`), attached by
+        :func:`~user_models.checkpoint.load_user_model` when the checkpoint has one; not a weight of the
+        Transformer (its own files, fitted after training)."""
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -50,6 +50,8 @@ def _settings(args: argparse.Namespace, world: bool | None = None, calibration: 
 FIDELITY_REPORT = OutputKind("fidelity report", marker="fidelity.json")
 """``recsim fidelity --out``: recognised by its ``fidelity.json``."""
 OPE_REPORT = OutputKind("OPE report", marker="ope.json")
+OPE_TARGETS = ("uniform", "softpop", "popular", "oracle")
+"""``recsim ope``'s default targets (against the simulator's ground truth)."""
 """``recsim ope --out``: recognised by its ``ope.json``."""
 
 
@@ -134,10 +136,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--targets",
         type=_policies,
-        default=("uniform", "softpop", "popular", "oracle"),
+        default=OPE_TARGETS,
         help="comma-separated: uniform, softpop, or deterministic baselines (default "
-        "uniform,softpop,popular,oracle)",
+        "uniform,softpop,popular,oracle); with --from-impressions: uniform, model (default both)",
     )
+    p.add_argument("--from-impressions", action="store_true",
+                   help="estimate from the dataset's logged impressions instead (needs their logging "
+                   "propensities), side by side with the simulator's estimate on the same contexts; targets "
+                   "uniform and model (the user model's softmax at --target-temperature)")
+    p.add_argument("--target-temperature", type=float, default=1.0,
+                   help="temperature of the 'model' target with --from-impressions (default 1)")
     p.add_argument("--logged", type=int, default=2000, help="logged users per seed (default 2000)")
     p.add_argument("--seeds", type=int, default=10, help="independent logs (default 10)")
     p.add_argument(
@@ -256,6 +264,8 @@ def _ope(args: argparse.Namespace) -> int:
 
     inputs = _inputs(args)
     check_output(args.out, OPE_REPORT, overwrite=args.overwrite, inputs=inputs)
+    if args.from_impressions:
+        return _ope_impressions(args, inputs)
     config = OPEConfig(targets=_require(args.targets, "--targets"), n_logged=args.logged, seeds=args.seeds,
                        n_truth=args.truth_users)
     settings = _settings(args)
@@ -265,6 +275,39 @@ def _ope(args: argparse.Namespace) -> int:
         (tmp / "ope.md").write_text(markdown)
         (tmp / "ope.json").write_text(
             json.dumps(ope_json(rows, config, candidate_settings(settings)), indent=2) + "\n")
+    print(markdown)
+    return 0
+
+
+def _ope_impressions(args: argparse.Namespace, inputs: list[Path | str | None]) -> int:
+    """``recsim ope --from-impressions``: the logged impressions' IPS/SNIPS/DM/DR next to the simulator."""
+    import json
+    from dataclasses import asdict
+
+    from recsim_env.factory import load_dataset, load_model, resolve_from_data
+    from recsim_env.offline.ope_impressions import IMPRESSION_TARGETS, impression_ope, ope_markdown
+    from recsim_env.population import median_session_gap
+    from user_models.outputs import replace_output
+    from user_models.synthetic.cascade_impressions import dataset_impressions
+
+    targets = IMPRESSION_TARGETS if args.targets == OPE_TARGETS else _require(args.targets, "--targets")
+    settings = _settings(args)
+    dataset = load_dataset(args.data)
+    table, _ = dataset_impressions(dataset)
+    if table is None:
+        raise InputError(f"dataset {dataset.meta.name!r} has no impression log for --from-impressions")
+    sim = settings.sim_config()
+    calibration = settings.loaded_calibration()
+    if calibration is not None:
+        sim = calibration.apply(sim)
+    sim = resolve_from_data(sim, dataset, median_session_gap(dataset))
+    model = load_model(args.model, dataset, settings.device)
+    rows = impression_ope(model, dataset, table, targets, sim.choice, sim.reward, args.target_temperature)
+    markdown = ope_markdown(rows)
+    with replace_output(args.out, OPE_REPORT, overwrite=args.overwrite, inputs=inputs) as tmp:
+        (tmp / "ope.md").write_text(markdown + "\n")
+        (tmp / "ope.json").write_text(json.dumps({"from_impressions": True,
+                                                  "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
     print(markdown)
     return 0
 

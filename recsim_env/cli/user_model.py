@@ -6,6 +6,9 @@ recsim user-model train --data DIR --out DIR [--epochs N] [--device cpu|cuda] [-
 recsim user-model eval --model DIR --data DIR [--split valid|test] [--json]
 recsim user-model baselines --data DIR [--split valid|test] [--json]
 recsim user-model profile --model DIR --data DIR --user ID [--top K]
+recsim user-model fit-choice --model DIR --data DIR [--calibration JSON] [--holdout F] [--seed S]
+                             [--plot PNG] [--json]
+recsim user-model eval-choice --model DIR --data DIR [--calibration JSON] [--plot PNG] [--json]
 ```
 
 ``train`` also runs under ``torchrun --nproc_per_node=N -m recsim_env.cli user-model train ...``.
@@ -82,6 +85,117 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prof.add_argument("--user", required=True, help="user key (users.parquet) or user index")
     prof.add_argument("--top", type=int, default=5)
     prof.set_defaults(func=_profile)
+    _register_choice(sub)
+
+
+def _register_choice(sub: argparse._SubParsersAction) -> None:
+    fit = sub.add_parser("fit-choice", help="learn the slate choice (P(each slot), P(no choice), position "
+                         "effects) from the dataset's impression log and save it with the model")
+    fit.add_argument("--model", required=True, help="checkpoint directory (the choice is written into it)")
+    fit.add_argument("--data", required=True, help="the dataset it was trained on, with impressions")
+    fit.add_argument("--calibration", default=None, help="calibration JSON of `recsim env calibrate`: the "
+                     "baseline the learned choice is scored against (default: the uncalibrated choice)")
+    fit.add_argument("--holdout", type=float, default=0.2,
+                     help="share of users whose impressions are held out for the report")
+    fit.add_argument("--seed", type=int, default=0, help="seed of the user split")
+    fit.add_argument("--history-len", type=int, default=50, help="window of the repeat flag (the env's)")
+    fit.add_argument("--plot", default=None, help="reliability PNG of the held-out comparison (default: "
+                     "none)")
+    fit.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    fit.add_argument("--device", default="cpu")
+    fit.set_defaults(func=_fit_choice)
+
+    ev = sub.add_parser("eval-choice", help="held-out impression log-likelihood, click AUC and calibration "
+                        "of the learned choice against the calibrated multinomial logit")
+    ev.add_argument("--model", required=True, help="checkpoint directory")
+    ev.add_argument("--data", required=True, help="the dataset it was trained on, with impressions")
+    ev.add_argument("--calibration", default=None, help="calibration JSON of the baseline")
+    ev.add_argument("--heldout-data", default=None,
+                    help="another dataset of the same catalogue with impressions (e.g. another logging "
+                    "policy's): score on all of its impressions instead of the held-out users")
+    ev.add_argument("--plot", default=None,
+                    help="reliability PNG (default MODEL/choice_reliability.png)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(func=_eval_choice)
+
+
+def _fit_choice(args: argparse.Namespace) -> int:
+    from recsim_env.config import Calibration
+    from recsim_env.offline.choice_eval import ChoiceFitSettings, choice_table, fit_choice
+    from user_models.checkpoint import load_user_model, save_learned_choice
+    from user_models.data.artifact import SequenceDataset
+    from user_models.train import resolve_device
+
+    if not 0 < args.holdout < 1:
+        raise InputError(f"--holdout must be in (0, 1), got {args.holdout}")
+    dataset = SequenceDataset.load(args.data)
+    model = load_user_model(args.model, resolve_device(args.device), dataset)
+    calibration = Calibration.load(args.calibration) if args.calibration else None
+    settings = ChoiceFitSettings(holdout=args.holdout, seed=args.seed, history_len=args.history_len)
+    choice, scores = fit_choice(model, dataset, settings, calibration, args.plot)
+    path = save_learned_choice(choice, args.model)
+    if args.json:
+        print(json.dumps(choice.report, indent=2))
+        return 0
+    report = choice.report
+    print(f"learned choice fitted on {report['fit_impressions']} impressions "
+          f"(item L2 {report['item_l2']:g}); "
+          f"dropped: {report['dropped']}; saved: {path}")
+    print(choice_table(scores))
+    return 0
+
+
+def _eval_choice(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from recsim_env.config import Calibration
+    from recsim_env.offline.choice_eval import (
+        ChoiceFitSettings,
+        baseline_choice,
+        choice_table,
+        load_features,
+        score_choice,
+    )
+    from user_models.checkpoint import load_user_model
+    from user_models.choice_model import held_out_users
+    from user_models.data.artifact import SequenceDataset
+    from user_models.outputs import OutputKind, check_output
+    from user_models.train import resolve_device
+
+    plot = Path(args.plot) if args.plot else Path(args.model) / "choice_reliability.png"
+    check_output(plot, OutputKind("reliability plot", directory=False, signatures=(b"\x89PNG",),
+                                  suffixes=(".png",)), overwrite=True, flag="--plot")
+    dataset = SequenceDataset.load(args.data)
+    model = load_user_model(args.model, resolve_device(args.device), dataset)
+    calibration = Calibration.load(args.calibration) if args.calibration else None
+    if args.heldout_data:
+        from recsim_env.offline.choice_eval import score_other_log
+
+        result = score_other_log(model, dataset, SequenceDataset.load(args.heldout_data), calibration)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print(f"all impressions of {result['dataset']} (never fitted on); dropped: {result['dropped']}")
+            print(choice_table(result))
+        return 0
+    learned = model.learned_choice
+    split = learned.report.get("settings", {}) if learned is not None else {}
+    settings = ChoiceFitSettings(**split) if split else ChoiceFitSettings()
+    base = baseline_choice(calibration, dataset, settings.history_len)
+    features, dropped = load_features(model, dataset, (1.0, base.temperature), settings)
+    held = held_out_users(dataset.n_users, settings.holdout, settings.seed)[features.user]
+    scores = score_choice(learned, features.subset(held), base, plot)
+    if args.json:
+        print(json.dumps({"held_out": scores, "dropped": dropped, "settings": vars(settings)}, indent=2))
+        return 0
+    if learned is None:
+        print(f"{args.model} has no learned choice (run `recsim user-model fit-choice`): the baseline only")
+    print(f"held-out users' impressions ({settings.holdout:.0%} of users, seed {settings.seed}); "
+          f"dropped: {dropped}")
+    print(choice_table(scores))
+    print(f"reliability diagram: {plot}")
+    return 0
 
 
 def _configs(args: argparse.Namespace) -> tuple[Any, Any]:

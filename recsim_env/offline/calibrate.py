@@ -12,6 +12,9 @@ What the logs say, and which parameter answers to it:
    gap (the simulator's step length), an event ``g`` seconds after the previous one of its session took
    ``max(1, round(g / delta))`` steps. The logged *consumption rate* is events per step over the span
    from a session's first to its last event. Without timestamps it must be given.
+   When the user model carries a choice learned from impression logs (``recsim user-model
+   fit-choice``), the impressions already say how often a shown slate is taken: the no-choice logit
+   (and the temperature) are then not used and not fitted; only (3) and the idle hazard are.
 3. **How many events a session holds** -> ``end_logit_offset`` (the learned end probability's offset in
    the leave hazard; 0 when the end head is calibrated and the per-step hazard reproduces it). Only
    when patience is switched on (it is off by default: consumption logs do not identify it) and alone
@@ -46,7 +49,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from recsim_env.choice import catalogue_logits
+from recsim_env.choice import catalogue_logits, learned_choice_of
 from recsim_env.config import Calibration, SimConfig
 from recsim_env.core import SimulationCore
 from recsim_env.factory import build_core, check_compatible, resolve_from_data
@@ -286,8 +289,14 @@ def calibrate(
 
     c, z, g = base.choice.no_choice_logit, base.leave.end_logit_offset, base.leave.idle_hazard
     z_bounds = (OFFSET_FLOOR + math.log(MIN_DRAIN_SCALE), OFFSET_BOUNDS[1]) if patience else OFFSET_BOUNDS
-    phases = (("c", 0.2), ("z", 0.3), ("g", 0.15), ("c", 0.1), ("z", 0.15), ("g", 0.1)) if gaps_known \
-        else (("c", 0.25), ("z", 0.4), ("c", 0.15), ("z", 0.2))
+    phases: tuple[tuple[str, float], ...] = (
+        (("c", 0.2), ("z", 0.3), ("g", 0.15), ("c", 0.1), ("z", 0.15), ("g", 0.1)) if gaps_known
+        else (("c", 0.25), ("z", 0.4), ("c", 0.15), ("z", 0.2)))
+    # A choice learned from impressions already fixes how often slates are taken (what the no-choice
+    # logit would be fitted to): only the leave parameters are left to fit.
+    learned = learned_choice_of(model, base.choice) is not None
+    if learned:
+        phases = tuple((which, share) for which, share in phases if which != "c")
     for which, share in phases:
         iterations = max(2, round(share * settings.rounds))
         if which == "c":
@@ -316,6 +325,8 @@ def calibrate(
         "patience": patience,
         "hazard_scale": base.leave.hazard_scale,
         "repeat": base.choice.repeat,
+        "choice": "learned from impressions (temperature and no-choice logit unused)" if learned
+        else "calibrated multinomial logit",
         "at_bound": bounds,
         "rounds": rounds,
     }
