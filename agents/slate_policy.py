@@ -20,7 +20,7 @@ applied to the candidates before ranking).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from gymnasium import spaces
@@ -90,9 +90,12 @@ class PlackettLuceDistribution(MaskableDistribution):
         log_p = remaining.log_softmax(dim=2)
         return -(log_p.exp() * log_p).sum(dim=(1, 2))
 
-    def sample(self) -> torch.Tensor:
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A Gumbel-top-k draw; ``generator``: the source of the noise (SB3 calls it without: the global
+        generator, which SB3 seeds)."""
         assert self.logits is not None
-        uniform = torch.rand_like(self.logits).clamp_(min=1e-20, max=1.0 - 1e-7)
+        uniform = torch.rand(self.logits.shape, generator=generator, device=self.logits.device,
+                             dtype=self.logits.dtype).clamp_(min=1e-20, max=1.0 - 1e-7)
         gumbel = -torch.log(-torch.log(uniform))
         return (self.logits + gumbel).topk(self.slate_size, dim=1).indices
 
@@ -109,16 +112,29 @@ class PlackettLuceDistribution(MaskableDistribution):
         return actions, self.log_prob(actions)
 
 
+class CandidateFeatures(Protocol):
+    """A features extractor whose output holds a user vector and one embedding per candidate
+    (:class:`~agents.features.HistoryExtractor`, :class:`~agents.torch_ppo.PooledHistoryEncoder`)."""
+
+    user_dim: int
+    item_dim: int
+    n_candidates: int
+
+    def split(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The user vectors ``[B, user_dim]`` and candidate embeddings ``[B, C, item_dim]``."""
+        ...
+
+
 class CandidateScorer(nn.Module):
     """One score per candidate, by one network shared by all candidates.
 
     Its input per candidate: the user vector, the candidate's embedding, their elementwise product, and
     an embedding of the candidate's position in the list (the env lists candidates by retrieval source
     and rank, which says how close the item is to the user's recent history). Reads the feature layout
-    of :class:`~agents.features.HistoryExtractor` (``extractor.split``).
+    of a :class:`CandidateFeatures` extractor (``extractor.split``).
     """
 
-    def __init__(self, extractor: HistoryExtractor, hidden: int = 64, position_dim: int = 8) -> None:
+    def __init__(self, extractor: CandidateFeatures, hidden: int = 64, position_dim: int = 8) -> None:
         super().__init__()
         self.extractor_split = extractor.split
         self.user_to_item = nn.Linear(extractor.user_dim, extractor.item_dim)
