@@ -270,6 +270,7 @@ class SimulationCore:
         self._table: Any | None = None
         self._table_checked = False
         self.last_record: StepRecord | None = None
+        self._compiled_step: Any | None = None
 
     # --- sizes ------------------------------------------------------------------------------------
     @property
@@ -383,6 +384,24 @@ class SimulationCore:
         leave = torch.rand(n, generator=gen, device=self.device)
         return StepNoise(choice, behavior, leave, self._candidate_noise(n))
 
+    def compile_step(self, **options: Any) -> None:
+        """Run every later :meth:`step` as one graph compiled by ``torch.compile(fullgraph=True)``.
+
+        ``options`` go to ``torch.compile`` (e.g. ``mode="reduce-overhead"``: CUDA graphs where the
+        shapes allow). The noise is still drawn eagerly (the same draws), so trajectories equal the
+        eager ones up to floating-point rounding. Turns on dynamo's
+        ``capture_dynamic_output_shape_ops`` for the process (the rows whose window slides have a
+        data-dependent count).
+
+        Raises:
+            InputError: the model answers slates itself (a SlateResponder world draws inside its step).
+        """
+        if self._world:
+            raise InputError(f"{type(self.model).__name__} answers slates with its own draws: its step "
+                             "cannot be compiled as one graph")
+        torch._dynamo.config.capture_dynamic_output_shape_ops = True
+        self._compiled_step = torch.compile(self.step, fullgraph=True, **options)
+
     def step(self, slate: torch.Tensor, active: torch.Tensor | None = None,
              noise: StepNoise | None = None) -> StepRecord:
         """Show ``slate`` (``[N, k]`` int64 item ids, 0 = empty slot) to every row where ``active``.
@@ -392,10 +411,13 @@ class SimulationCore:
         random numbers (:meth:`draw_noise`; drawn here when None). With it, the step calls no generator
         and reads no tensor on the host (the model's window slide included), so
         ``torch.compile(core.step, fullgraph=True)`` compiles it without a graph break (needs
-        ``torch._dynamo.config.capture_dynamic_output_shape_ops`` for the rows that slide).
+        ``torch._dynamo.config.capture_dynamic_output_shape_ops`` for the rows that slide). After
+        :meth:`compile_step`, each call runs that compiled graph.
         """
         if self.user_state is None:
             raise RuntimeError("call reset() before step()")
+        if self._compiled_step is not None and not torch.compiler.is_compiling():
+            return self._compiled_step(slate, active, self.draw_noise() if noise is None else noise)
         cfg = self.config
         if active is None:
             active = torch.ones(self.n_users, dtype=torch.bool, device=self.device)

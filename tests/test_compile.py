@@ -91,3 +91,14 @@ def test_noise_drawn_apart_changes_no_draw(setup) -> None:
         actual = apart.step(slate, noise=apart.draw_noise())
         for name in FIELDS:
             assert torch.equal(getattr(actual, name), getattr(expected, name)), name
+
+
+def test_compile_step_runs_the_compiled_graph_with_the_eager_draws(setup, dynamo) -> None:
+    eager, compiled = _core(setup), _core(setup)
+    compiled.compile_step(backend="eager")
+    torch._dynamo.utils.counters.clear()
+    for slate in _slates()[:4]:
+        expected, actual = eager.step(slate), compiled.step(slate)
+        for name in FIELDS:
+            torch.testing.assert_close(getattr(actual, name), getattr(expected, name))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # dynamo traced the step
