@@ -146,12 +146,17 @@ class CandidateScorer(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         user, candidates = self.extractor_split(features)
-        batch, n_candidates, _ = candidates.shape
-        user_items = user.unsqueeze(1).expand(-1, n_candidates, -1)
+        # The hidden layer of cat([user, candidate, interaction, position]), computed by parts: the user's
+        # part once per row and the position's once per slot, not once per candidate (the same function
+        # and parameters; about half the multiply-adds of the candidate scores).
+        layer, activation = self.hidden[0], self.hidden[1]
+        u, d = user.shape[1], candidates.shape[2]
+        w_user, w_items, w_position = layer.weight.split([u, 2 * d, self.position.shape[1]], dim=1)
         interaction = self.user_to_item(user).unsqueeze(1) * candidates
-        position = self.position.unsqueeze(0).expand(batch, -1, -1)
-        inputs = torch.cat([user_items, candidates, interaction, position], dim=2)
-        return self.out(self.hidden(inputs)).squeeze(2)
+        per_candidate = nn.functional.linear(torch.cat([candidates, interaction], dim=2), w_items)
+        per_row = nn.functional.linear(user, w_user, layer.bias).unsqueeze(1)
+        per_slot = nn.functional.linear(self.position, w_position).unsqueeze(0)
+        return self.out(activation(per_candidate + per_row + per_slot)).squeeze(2)
 
 
 class SlateRankingPolicy(MaskableMultiInputActorCriticPolicy):
