@@ -202,7 +202,8 @@ class TorchPPO:
         ent_coef, vf_coef: entropy bonus and value loss weights.
         max_grad_norm: global gradient norm clip.
         anneal_lr: decay the learning rate linearly over training.
-        seed: seeds the network's initialisation and the agent's own generator (slates, minibatches).
+        seed: seeds the network's initialisation and the agent's own generator (slates, minibatches);
+            the global torch generator is left alone.
         device: the torch device (the env's: rollouts are not copied).
     """
 
@@ -216,9 +217,11 @@ class TorchPPO:
         self.observation_space = observation_space
         self.action_space = action_space
         self.device = torch.device(device)
-        torch.manual_seed(seed)  # network initialisation only; sampling uses self.generator
-        self.policy = SlateActorCritic(observation_space, action_space, item_dim, hidden_dim, tuple(critic),
-                                       item_init).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation, the global generator untouched
+            torch.manual_seed(seed)
+            policy = SlateActorCritic(observation_space, action_space, item_dim, hidden_dim, tuple(critic),
+                                      item_init)
+        self.policy = policy.to(self.device)  # built on the CPU, so the same seed gives the same weights
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         self.learning_rate = learning_rate

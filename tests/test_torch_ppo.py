@@ -143,3 +143,13 @@ def test_cli_trains_and_evaluates_torch_ppo(cli_files: Path, tmp_path: Path,
     code = main(["agent", "eval", *common, "--policy", str(out), "--episodes", "6", "--num-envs", "3",
                  "--json"])
     assert code == 0 and json.loads(capsys.readouterr().out)["return"]["n"] == 6
+
+
+def test_building_an_agent_leaves_the_global_generator_alone(identity: Identity, identity_config) -> None:
+    config = _config(identity_config, 64)
+    env = RecSimVectorEnv(config.n_envs, identity.user, identity.dataset, identity.env_config(config))
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_torch_ppo(config, env.single_observation_space, env.single_action_space, 0, "cpu")
+    assert torch.equal(torch.rand(3), expected)
