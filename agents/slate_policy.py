@@ -150,6 +150,7 @@ class CandidateScorer(nn.Module):
         # part once per row and the position's once per slot, not once per candidate (the same function
         # and parameters; about half the multiply-adds of the candidate scores).
         layer, activation = self.hidden[0], self.hidden[1]
+        assert isinstance(layer, nn.Linear)
         u, d = user.shape[1], candidates.shape[2]
         w_user, w_items, w_position = layer.weight.split([u, 2 * d, self.position.shape[1]], dim=1)
         interaction = self.user_to_item(user).unsqueeze(1) * candidates
