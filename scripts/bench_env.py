@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks_md import write_section  # noqa: E402  (scripts/ is on sys.path when run as a script)
 
-from recsim_env.config import LeaveConfig, PopulationConfig  # noqa: E402
+from recsim_env.config import MAX_STEPS_LIMIT, LeaveConfig, PopulationConfig  # noqa: E402
 from recsim_env.env import RecSimEnv  # noqa: E402
 from recsim_env.sb3 import RecSimVecEnv  # noqa: E402
 from recsim_env.vector import RecSimVectorEnv  # noqa: E402
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     first = None
     for h in tqdm(args.histories, desc="history"):
         no_resets = {"leave": LeaveConfig(no_choice_drain=0.0, low_value_drain=0.0, end_logit_offset=-30.0),
-                     "max_steps": 10**9, "population": PopulationConfig(min_prefix=h, max_prefix=h)}
+                     "max_steps": MAX_STEPS_LIMIT, "population": PopulationConfig(min_prefix=h, max_prefix=h)}
         # Two full slide cycles (a full window re-encodes its last half every window/2 steps).
         timing, _ = bench.torch_path(args.history_n, calls=args.window, **no_resets)
         first = first or timing.wall
