@@ -23,7 +23,7 @@ import gymnasium as gym
 from safetensors.torch import load_model, save_model
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.config import SLATE_POLICY, FeaturesConfig, TrainConfig, algo_class
+from agents.config import SLATE_POLICY, TORCH_PPO, FeaturesConfig, TrainConfig, algo_class
 from user_models.data.artifact import atomic_directory
 from user_models.errors import CheckpointError
 from user_models.outputs import AGENT
@@ -48,6 +48,16 @@ def policy_kwargs(config: TrainConfig, item_init: Any = None) -> dict[str, Any]:
     return kwargs
 
 
+def build_torch_ppo(config: TrainConfig, observation_space: Any, action_space: Any, seed: int, device: str,
+                    item_init: Any = None) -> Any:
+    """The :class:`~agents.torch_ppo.TorchPPO` of ``config`` for these (single-env) spaces."""
+    from agents.torch_ppo import TorchPPO
+
+    return TorchPPO(observation_space, action_space, item_dim=config.features.item_dim,
+                    hidden_dim=config.features.hidden_dim, item_init=item_init, seed=seed, device=device,
+                    **config.algo_kwargs)
+
+
 def build_algorithm(
     config: TrainConfig,
     env: Any,
@@ -57,6 +67,8 @@ def build_algorithm(
     tensorboard_log: str | None = None,
 ) -> Any:
     """Construct the SB3 algorithm of ``config`` to train on ``env`` (the VecEnv its caller built)."""
+    if config.algo == TORCH_PPO:
+        raise ValueError(f"{TORCH_PPO} trains on a tensor vector env: use agents.train.train_on_device")
     kwargs = {k: v for k, v in config.algo_kwargs.items() if k != "policy_kwargs"}
     return algo_class(config.algo)(
         _policy_class(config),
@@ -92,8 +104,10 @@ def inference_algorithm(config: TrainConfig, observation_space: Any, action_spac
     """The SB3 algorithm of ``config`` built from spaces alone, to act (not to train).
 
     Buffers are sized for one env that is never stepped: replay buffers hold one transition and PPO's
-    minibatch spans its (unused) rollout buffer.
+    minibatch spans its (unused) rollout buffer. ``torch_ppo`` builds its own agent (no SB3 class).
     """
+    if config.algo == TORCH_PPO:
+        return build_torch_ppo(config, observation_space, action_space, 0, device)
     kwargs = {k: v for k, v in config.algo_kwargs.items() if k != "policy_kwargs"}
     if "buffer_size" in kwargs:
         kwargs["buffer_size"] = 1

@@ -19,7 +19,9 @@ from typing import Any
 from user_models.errors import InputError
 from user_models.yamlio import load_yaml_file, parse_yaml
 
-ALGOS = ("ppo", "a2c", "maskable_ppo", "dqn", "sac", "td3")
+TORCH_PPO = "torch_ppo"
+"""The on-device PPO (:mod:`agents.torch_ppo`): it drives the vector env's tensor path, not an SB3 VecEnv."""
+ALGOS = ("ppo", "a2c", "maskable_ppo", "dqn", "sac", "td3", TORCH_PPO)
 """Algorithms ``recsim agent train`` supports."""
 
 ACTION_MODES = {
@@ -29,11 +31,15 @@ ACTION_MODES = {
     "dqn": ("candidates",),
     "sac": ("embedding",),
     "td3": ("embedding",),
+    TORCH_PPO: ("candidates",),
 }
 """The env action modes each algorithm can act in (DQN needs ``Discrete``: candidates with k = 1)."""
 
 SLATE_POLICY = "SlateRankingPolicy"
 """``policy`` name of :class:`agents.slate_policy.SlateRankingPolicy` (MaskablePPO, candidates mode)."""
+POOLED_SLATE_POLICY = "PooledSlatePolicy"
+"""``policy`` name of :class:`agents.torch_ppo.SlateActorCritic` (the same slate policy over a pooled
+history encoder; ``torch_ppo`` only)."""
 
 RECSIM_KEYS = (
     "n_timesteps",
@@ -48,7 +54,11 @@ RECSIM_KEYS = (
 
 
 def algo_class(algo: str) -> type:
-    """The SB3 (or sb3-contrib) class of ``algo``."""
+    """The SB3 (or sb3-contrib) class of ``algo`` (:class:`agents.torch_ppo.TorchPPO` for ``torch_ppo``)."""
+    if algo == TORCH_PPO:
+        from agents.torch_ppo import TorchPPO
+
+        return TorchPPO
     if algo == "maskable_ppo":
         from sb3_contrib import MaskablePPO
 
@@ -213,6 +223,9 @@ def _freeze(algo: str, env_id: str, section: dict[str, Any], source: str) -> Tra
         raise InputError(f"{source}: unknown features key(s) {sorted(unknown)}")
     cls = algo_class(algo)
     accepted = set(inspect.signature(cls).parameters) - {"self", "policy", "env"}
+    if algo == TORCH_PPO:  # set from the run's settings, not from the YAML's algorithm keys
+        accepted -= {"observation_space", "action_space", "item_dim", "hidden_dim", "item_init", "seed",
+                     "device"}
     algo_kwargs = {k: v for k, v in section.items() if k not in RECSIM_KEYS}
     bad = sorted(set(algo_kwargs) - accepted)
     if bad:
@@ -240,6 +253,8 @@ def _freeze(algo: str, env_id: str, section: dict[str, Any], source: str) -> Tra
             f"{source}: {algo} cannot act in action_mode {config.action_mode!r}; "
             f"use {' or '.join(ACTION_MODES[algo])}"
         )
+    if (algo == TORCH_PPO) != (config.policy == POOLED_SLATE_POLICY):
+        raise InputError(f"{source}: algo {TORCH_PPO} goes with policy {POOLED_SLATE_POLICY} (and only it)")
     if config.policy == SLATE_POLICY and (algo != "maskable_ppo" or config.action_mode != "candidates"):
         raise InputError(
             f"{source}: policy {SLATE_POLICY} needs algo maskable_ppo and env_kwargs.action_mode candidates"

@@ -1,4 +1,5 @@
-"""Train an SB3 agent on the simulator: one function that reads top to bottom.
+"""Train an SB3 agent on the simulator: one function that reads top to bottom (:func:`train`), and its
+counterpart for the on-device ``torch_ppo`` (:func:`train_on_device`: the same outputs, a tensor env).
 
 Output directory layout::
 
@@ -216,3 +217,97 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
+
+
+def train_on_device(
+    config: TrainConfig,
+    env: Any,
+    out: str | Path,
+    *,
+    eval_env: Any | None = None,
+    evaluate: Callable[[Any], dict[str, Any]] | None = None,
+    dataset: SequenceDataset | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress_bar: bool = True,
+    max_seconds: float | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """:func:`train` for ``torch_ppo``: the same arguments, outputs and directory layout, but ``env`` and
+    ``eval_env`` are tensor vector envs (:class:`agents.torch_ppo.TensorVecEnv`) on ``device``.
+
+    Periodic evaluations (``config.eval_freq``) run every ``eval_env`` row's first episode on the
+    device, always with the seed ``seed + EVAL_SEED_OFFSET`` (a fixed population apart from the
+    training users); each new best is saved to ``OUT/best``, as :func:`train`'s EvalCallback does.
+    Training stops at ``n_timesteps`` or, after the update under way, at ``max_seconds``.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm.auto import tqdm
+
+    from agents.checkpoint import build_torch_ppo
+    from agents.torch_ppo import TorchPPO, UpdateStats, evaluate_on_device
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    item_init = None
+    if config.features.init_item_embeddings:
+        if dataset is None:
+            raise ValueError("init_item_embeddings needs the dataset the embeddings are fitted on")
+        item_init = log_item_embeddings(dataset, config.features.item_dim, seed)
+    if config.eval_freq > 0 and eval_env is None:
+        raise ValueError("config.eval_freq > 0 needs an eval_env")
+    agent = build_torch_ppo(config, env.single_observation_space, env.single_action_space, seed, device,
+                            item_init)
+    writer = SummaryWriter(str(out / "tensorboard" / f"{config.algo}_1"))
+    bar = tqdm(total=config.n_timesteps, disable=not progress_bar, unit="step", desc=config.algo)
+    history: dict[str, list[Any]] = {"timesteps": [], "results": [], "ep_lengths": []}
+    best = -np.inf
+    next_eval, next_checkpoint = config.eval_freq, config.checkpoint_freq
+    start = time.perf_counter()
+
+    def on_update(model: TorchPPO, stats: UpdateStats) -> bool:
+        nonlocal best, next_eval, next_checkpoint
+        steps, elapsed = model.num_timesteps, time.perf_counter() - start
+        bar.update(steps - bar.n)
+        for name, value in vars(stats).items():
+            writer.add_scalar(f"train/{name}", value, steps)
+        writer.add_scalar("time/fps", steps / elapsed, steps)
+        if config.eval_freq > 0 and steps >= next_eval:
+            next_eval += config.eval_freq
+            assert eval_env is not None
+            returns, lengths = evaluate_on_device(model, eval_env, seed + EVAL_SEED_OFFSET)
+            history["timesteps"].append(steps)
+            history["results"].append(returns)
+            history["ep_lengths"].append(lengths)
+            np.savez(out / "evaluations.npz", timesteps=np.array(history["timesteps"]),
+                     results=np.array(history["results"]), ep_lengths=np.array(history["ep_lengths"]))
+            writer.add_scalar("eval/mean_reward", float(returns.mean()), steps)
+            bar.set_postfix(eval_return=f"{returns.mean():.3f}")
+            if returns.mean() > best:
+                best = float(returns.mean())
+                save_agent(model, config, out / "best")
+        if config.checkpoint_freq > 0 and steps >= next_checkpoint:
+            next_checkpoint += config.checkpoint_freq
+            save_agent(model, config, out / "checkpoints" / f"step_{steps}")
+        return max_seconds is None or elapsed < max_seconds
+
+    agent.learn(env, config.n_timesteps, seed, on_update)
+    elapsed = time.perf_counter() - start
+    bar.close()
+    writer.close()
+    simulated = dict(record or {})
+    save_agent(agent, config, out / FINAL, extra={"seed": seed, "device": device, "simulator": simulated})
+    final = evaluate(agent) if evaluate is not None else {}
+    summary = {
+        "config": config.to_json(),
+        "seed": seed,
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "simulator": simulated,
+        "timesteps": agent.num_timesteps,
+        "seconds": elapsed,
+        "steps_per_second": agent.num_timesteps / elapsed,
+        "final_eval": final,
+    }
+    (out / "train.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    return TrainResult(out, agent.num_timesteps, agent.num_timesteps / elapsed, final)

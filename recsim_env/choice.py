@@ -122,6 +122,12 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch
     of a larger batch consume randomness alike, and the same seed gives the same draws on CPU.
     """
     u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=probs.dtype)
+    return categorical_from_uniform(probs, u)
+
+
+def categorical_from_uniform(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """:func:`sample_categorical` with its ``[B, 1]`` uniforms ``u`` drawn beforehand (a step that takes
+    its random numbers as inputs compiles as one graph: ``torch.compile`` cannot trace a generator)."""
     cdf = probs.cumsum(dim=1)
     index = (cdf <= u * cdf[:, -1:]).sum(dim=1)
     # Guard against rounding past the last category, and never pick a zero-probability category.

@@ -26,8 +26,12 @@ drives this class; none re-implements a step. A step follows RecSim's order:
 
 Randomness comes only from :attr:`SimulationCore.generator`; per step it draws, in this order, N
 uniforms for the choice, N for the behavior, N for leaving, then the candidates' noise, so equal seeds
-give equal trajectories on CPU. There is no Python loop over users. :meth:`SimulationCore.reset` can
-reset only some rows (a reset is a Transformer prefill, so finished rows alone pay for it).
+give equal trajectories on CPU. :meth:`SimulationCore.draw_noise` draws them all up front (the same
+numbers in the same order) and :meth:`SimulationCore.step` takes them as an argument, so that the step
+itself holds no generator call and no host read of a tensor: it compiles as one graph
+(``torch.compile(..., fullgraph=True)``; see :meth:`SimulationCore.step`). There is no Python loop
+over users. :meth:`SimulationCore.reset` can reset only some rows (a reset is a Transformer prefill,
+so finished rows alone pay for it).
 """
 
 from __future__ import annotations
@@ -40,12 +44,12 @@ import torch
 
 from recsim_env.choice import (
     catalogue_logits,
+    categorical_from_uniform,
     choice_probabilities,
     choice_utilities,
     learned_choice_of,
     learned_utilities,
     log_normaliser,
-    sample_categorical,
 )
 from recsim_env.config import SimConfig
 from recsim_env.numerics import check_finite
@@ -164,6 +168,21 @@ CONSUMED_BITS_MAX = 2**27
 
 
 @dataclass(frozen=True)
+class StepNoise:
+    """Every random number of one :meth:`SimulationCore.step` of the simulator's own users, drawn up front
+    by :meth:`SimulationCore.draw_noise` in the order the step uses them."""
+
+    choice: torch.Tensor
+    """``[N, 1]`` uniforms of the choice."""
+    behavior: torch.Tensor
+    """``[N, 1]`` uniforms of the response."""
+    leave: torch.Tensor
+    """``[N]`` uniforms of leaving."""
+    candidates: tuple[torch.Tensor, ...]
+    """``[N, n_items + 1]`` uniforms per random part of candidate retrieval (popular, random)."""
+
+
+@dataclass(frozen=True)
 class _Answer:
     """The users' answer to one slate, however it was produced (``[N]`` tensors unless noted)."""
 
@@ -225,6 +244,7 @@ class SimulationCore:
         self.gap_seconds = gap_seconds
         self.generator = torch.Generator(device=self.device)
         self.behavior_names = tuple(model.behaviors)
+        self._world = isinstance(model, SlateResponder)  # decided once: the step must not ask each call
         nb = len(self.behavior_names)
         weights = config.reward.weights(nb)
         self._reward_of = torch.tensor([0.0 - config.reward.no_choice_penalty, *weights], device=self.device)
@@ -262,6 +282,7 @@ class SimulationCore:
         self._table: Any | None = None
         self._table_checked = False
         self.last_record: StepRecord | None = None
+        self._compiled_step: Any | None = None
 
     # --- sizes ------------------------------------------------------------------------------------
     @property
@@ -305,13 +326,14 @@ class SimulationCore:
         full = rows is None
         if rows is None:
             rows = torch.ones(self.n_users, dtype=torch.bool, device=self.device)
-            n = self.n_users
-        else:
-            if self.user_state is None:
-                raise RuntimeError("reset every row (rows=None) before resetting some")
-            n = int(rows.sum())
-            if n == 0:
-                return
+        elif self.user_state is None:
+            raise RuntimeError("reset every row (rows=None) before resetting some")
+        # A reset is compacted to the rows that finished (their prefills are the cost): the one place
+        # the step loop needs a count from the device (the size of `index`; on an accelerator, a sync).
+        index = (rows.nonzero()[:, 0],)
+        n = index[0].shape[0]
+        if n == 0:
+            return
         table = self._prefix_table()
         if table is not None:
             assert isinstance(self.population, DatasetPopulation) and isinstance(self.model, PrefixReuse)
@@ -328,7 +350,6 @@ class SimulationCore:
             self.user_state = (self.model.encode(history) if full or self.user_state is None
                                else self.model.reset_rows(self.user_state, rows, history))
         # Out of place (index_put, not []=): step records handed out earlier keep their values.
-        index = (rows.nonzero()[:, 0],)
         items, behaviors = _right_align(history, self.config.history_len)
         if self.consumed is not None:
             known = torch.zeros(len(index[0]), self.n_items + 1, dtype=torch.bool, device=self.device)
@@ -359,22 +380,70 @@ class SimulationCore:
         return self._table
 
     # --- step -------------------------------------------------------------------------------------
-    def step(self, slate: torch.Tensor, active: torch.Tensor | None = None) -> StepRecord:
+    def draw_noise(self) -> StepNoise:
+        """The random numbers of the next :meth:`step` (simulator's own users), from :attr:`generator`.
+
+        ``step(slate, noise=core.draw_noise())`` equals ``step(slate)`` draw for draw; drawing apart lets
+        the step run as one compiled graph (a generator cannot be traced). A world that answers slates
+        itself (:class:`~user_models.protocol.SlateResponder`) draws its own numbers: it has no noise.
+        """
+        if self._world:
+            raise RuntimeError(f"{type(self.model).__name__} answers slates with its own draws; step it "
+                               "without noise")
+        n, gen = self.n_users, self.generator
+        choice = torch.rand(n, 1, generator=gen, device=self.device)
+        behavior = torch.rand(n, 1, generator=gen, device=self.device)
+        leave = torch.rand(n, generator=gen, device=self.device)
+        return StepNoise(choice, behavior, leave, self._candidate_noise(n))
+
+    def compile_step(self, **options: Any) -> None:
+        """Run every later :meth:`step` as one graph compiled by ``torch.compile(fullgraph=True)``.
+
+        ``options`` go to ``torch.compile`` (e.g. ``mode="reduce-overhead"``: CUDA graphs where the
+        shapes allow). The noise is still drawn eagerly (the same draws), so trajectories equal the
+        eager ones up to floating-point rounding. Turns on dynamo's
+        ``capture_dynamic_output_shape_ops`` for the process (the rows whose window slides have a
+        data-dependent count).
+
+        Raises:
+            InputError: the model answers slates itself (a SlateResponder world draws inside its step).
+        """
+        if self._world:
+            raise InputError(f"{type(self.model).__name__} answers slates with its own draws: its step "
+                             "cannot be compiled as one graph")
+        torch._dynamo.config.capture_dynamic_output_shape_ops = True
+        self._compiled_step = torch.compile(self.step, fullgraph=True, **options)
+
+    def step(self, slate: torch.Tensor, active: torch.Tensor | None = None,
+             noise: StepNoise | None = None) -> StepRecord:
         """Show ``slate`` (``[N, k]`` int64 item ids, 0 = empty slot) to every row where ``active``.
 
         Item ids must lie in ``[0, n_items]`` (the env adapters validate user input). Inactive rows (for
-        vector envs that reset finished rows on the next call) are left unchanged.
+        vector envs that reset finished rows on the next call) are left unchanged. ``noise``: the step's
+        random numbers (:meth:`draw_noise`; drawn here when None). With it, the step calls no generator
+        and reads no tensor on the host (the model's window slide included), so
+        ``torch.compile(core.step, fullgraph=True)`` compiles it without a graph break (needs
+        ``torch._dynamo.config.capture_dynamic_output_shape_ops`` for the rows that slide). After
+        :meth:`compile_step`, each call runs that compiled graph.
         """
         if self.user_state is None:
             raise RuntimeError("call reset() before step()")
+        if self._compiled_step is not None and not torch.compiler.is_compiling():
+            return self._compiled_step(slate, active, self.draw_noise() if noise is None else noise)
         cfg = self.config
         if active is None:
             active = torch.ones(self.n_users, dtype=torch.bool, device=self.device)
         slate = self.dedupe(slate.to(self.device, torch.long))
-        if isinstance(self.model, SlateResponder):
+        if self._world:
+            if noise is not None:
+                raise RuntimeError(f"{type(self.model).__name__} answers slates with its own draws; step "
+                                   "it without noise")
             answer = self._world_answer(slate, active)
+            candidate_noise = self._candidate_noise(self.n_users)
         else:
-            answer = self._choice_model_answer(slate, active)
+            noise = self.draw_noise() if noise is None else noise
+            answer = self._choice_model_answer(slate, active, noise)
+            candidate_noise = noise.candidates
         chose, item, behavior = answer.chose, answer.item, answer.behavior
         self._append_history(item, behavior, chose)
 
@@ -392,7 +461,8 @@ class SimulationCore:
         # observation
         if cfg.candidates is not None:
             assert self.candidates is not None
-            self.candidates = torch.where(active[:, None], self._retrieve_candidates(), self.candidates)
+            fresh = self._retrieve_candidates(noise=candidate_noise)
+            self.candidates = torch.where(active[:, None], fresh, self.candidates)
         record = StepRecord(
             slate=slate, choice_probs=answer.choice_probs, position=torch.where(chose, answer.position, -1),
             item=item, behavior=behavior, behavior_probs=answer.behavior_probs, reward=reward,
@@ -404,17 +474,17 @@ class SimulationCore:
         self.last_record = record
         return record
 
-    def _choice_model_answer(self, slate: torch.Tensor, active: torch.Tensor) -> _Answer:
+    def _choice_model_answer(self, slate: torch.Tensor, active: torch.Tensor, noise: StepNoise) -> _Answer:
         """The simulator's own users: multinomial-logit choice, sampled response, state update, and the
         leave hazard of :class:`~recsim_env.config.LeaveConfig` (draws: choice, behavior, leave)."""
-        cfg, model, gen = self.config, self.model, self.generator
+        cfg, model = self.config, self.model
         k = cfg.slate_size
         shown = slate > 0
         safe = torch.where(shown, slate, 1)
         # choice
         probs = self.slate_choice_probabilities(safe, shown)
         check_finite("choice utilities", probs, active)
-        pick = sample_categorical(probs, gen)
+        pick = categorical_from_uniform(probs, noise.choice.to(probs.dtype))
         chose = (pick < k) & active
         slot = pick.clamp(max=k - 1)
         item = torch.where(chose, safe.gather(1, slot[:, None])[:, 0], 0)
@@ -422,7 +492,7 @@ class SimulationCore:
         behavior_probs = model.behavior_probs(self.user_state, torch.where(chose, item, 1)[:, None])[:, 0]
         check_finite("behavior probabilities", behavior_probs, chose)
         behavior_probs = behavior_probs.float() * chose[:, None]
-        sampled = sample_categorical(behavior_probs + (~chose)[:, None].float(), gen) + 1
+        sampled = categorical_from_uniform(behavior_probs + (~chose)[:, None].float(), noise.behavior) + 1
         behavior = torch.where(chose, sampled, 0)
         # state update
         gap = self.since_event * self.gap_seconds if self.gap_seconds >= 0 else -self.since_event
@@ -435,8 +505,7 @@ class SimulationCore:
         end_prob = model.end_prob(self.user_state).float()
         check_finite("session-end probabilities", end_prob, active)
         leave_prob = self.leave_probability(end_prob, self.patience, event, self.since_event - 1)
-        leave_draw = torch.rand(self.n_users, generator=gen, device=self.device)
-        terminated = active & (leave_draw < leave_prob)
+        terminated = active & (noise.leave < leave_prob)
         return _Answer(probs, torch.where(chose, pick, -1), chose, item, behavior, behavior_probs, end_prob,
                        leave_prob, terminated)
 
@@ -572,17 +641,28 @@ class SimulationCore:
         self.history_behaviors = torch.where(chose[:, None], shifted_behaviors, self.history_behaviors)
         self.history_lengths = (self.history_lengths + chose.long()).clamp(max=self.config.history_len)
 
-    def _retrieve_candidates(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def _candidate_noise(self, n: int) -> tuple[torch.Tensor, ...]:
+        """``[n, n_items + 1]`` uniforms for each random part of :meth:`_retrieve_candidates`."""
+        if self.config.candidates is None:
+            return ()
+        _, n_pop, n_rand = self.config.candidates.counts()
+        return tuple(torch.rand(n, self.n_items + 1, generator=self.generator, device=self.device)
+                     for count in (n_pop, n_rand) if count)
+
+    def _retrieve_candidates(self, rows: torch.Tensor | None = None,
+                             noise: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
         """``[N, C]`` distinct candidates: nearest to the visible history, popular, random.
 
         Items already in the recent history are taken last unless the repeat policy is ``allow``. With
         ``rows`` (row indices), only those rows' candidates (a reset retrieves for its new users only:
-        each retrieval scores the whole catalogue per row).
+        each retrieval scores the whole catalogue per row). ``noise``: :meth:`_candidate_noise` of the
+        rows, drawn here when None.
         """
         assert self.config.candidates is not None
         n_near, n_pop, n_rand = self.config.candidates.counts()
         history = self.history_items if rows is None else self.history_items[rows]
-        n, gen = history.shape[0], self.generator
+        n = history.shape[0]
+        uniforms = list(self._candidate_noise(n) if noise is None else noise)
         exclude = torch.zeros(n, self.n_items + 1, device=self.device)
         exclude[:, 0] = float("-inf")
         if self.config.choice.repeat != "allow":
@@ -601,7 +681,7 @@ class SimulationCore:
             taken = torch.cat(parts, dim=1) if parts else None
             if taken is not None:
                 exclude = exclude.scatter(1, taken, -1e30)
-            uniform = torch.rand(n, self.n_items + 1, generator=gen, device=self.device).clamp_(min=1e-12)
+            uniform = uniforms.pop(0).clamp(min=1e-12)
             keys = uniform.log_().neg_().log_().neg_().add_(exclude)  # Gumbel noise, in place
             if log_weight is not None:
                 keys = keys.add_(log_weight)

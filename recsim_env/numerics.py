@@ -21,14 +21,15 @@ def check_finite(name: str, values: torch.Tensor, rows: torch.Tensor) -> None:
     """Raise :class:`ModelOutputError` if ``values`` (``[N]`` or ``[N, m]``) is not finite in ``rows``.
 
     One fused reduction. On the CPU it raises naming ``name`` and how many rows are affected; on an
-    accelerator it is a :func:`torch._assert_async` (no host sync in the step), which fails at a later
-    kernel launch naming ``name``.
+    accelerator, and inside ``torch.compile`` (where reading a tensor on the host breaks the graph), it
+    is a :func:`torch._assert_async` (no host sync in the step), which fails at a later kernel launch
+    (compiled on the CPU: at once) naming ``name``.
     """
     finite = torch.isfinite(values)
     if finite.dim() > 1:
         finite = finite.all(dim=1)
     bad = ~finite & rows
-    if values.device.type != "cpu":
+    if values.device.type != "cpu" or torch.compiler.is_compiling():
         torch._assert_async(~bad.any(), f"the user model's {name} are not finite (NaN or inf) for some "
                             "active rows; are the model's weights finite?")
         return

@@ -2,7 +2,9 @@
 
 - (a) ``sync``: :class:`gymnasium.vector.SyncVectorEnv` of N single :class:`RecSimEnv` (the naive loop);
 - (b) ``torch``: :meth:`RecSimVectorEnv.step_tensors`, the batched core's torch fast path;
-- (c) ``sb3``: :class:`RecSimVecEnv`, the SB3 adapter (numpy in/out, per-env info list).
+- (c) ``sb3``: :class:`RecSimVecEnv`, the SB3 adapter (numpy in/out, per-env info list);
+- (d) ``compiled`` (``--compile MODE``): (b) with the core step compiled as one graph
+  (:meth:`SimulationCore.compile_step`; the resets of finished rows stay eager).
 
 Every row gives its ratio to (a) measured in the same run. (a) costs the same per user at any N (a Python
 loop over envs), so it is measured up to ``--sync-cap`` users and, above that, the rate at the cap
@@ -19,7 +21,7 @@ Writes the ``bench_env`` section of ``BENCHMARKS.md`` (``bench_env_cuda`` for ``
 prints the same table. Example::
 
     python scripts/bench_env.py --threads 2      # CPU, about 5 minutes on a loaded 2-core machine
-    scripts/bench_env_gpu.sh                     # CUDA part: N = 65,536, under 5 minutes
+    scripts/bench_gpu.sh                         # CUDA part (N up to 262,144, eager and compiled)
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks_md import write_section  # noqa: E402  (scripts/ is on sys.path when run as a script)
 
-from recsim_env.config import LeaveConfig, PopulationConfig  # noqa: E402
+from recsim_env.config import MAX_STEPS_LIMIT, LeaveConfig, PopulationConfig  # noqa: E402
 from recsim_env.env import RecSimEnv  # noqa: E402
 from recsim_env.sb3 import RecSimVecEnv  # noqa: E402
 from recsim_env.vector import RecSimVectorEnv  # noqa: E402
@@ -86,6 +88,9 @@ class Args:
     benchmarks: Path = ROOT / "BENCHMARKS.md"
     write: bool = True
     """Write the BENCHMARKS.md section."""
+    compile: str = ""
+    """Also measure the torch path with the core step compiled (:meth:`SimulationCore.compile_step`):
+    ``default`` or ``reduce-overhead`` (CUDA graphs where the shapes allow); empty: eager only."""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -125,6 +130,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parser.add_argument("--benchmarks", type=Path, default=defaults.benchmarks,
                         help="Markdown file whose bench_env (or bench_env_cuda) section is rewritten "
                         "(default: the repository's BENCHMARKS.md)")
+    parser.add_argument("--compile", default=defaults.compile, choices=("", "default", "reduce-overhead"),
+                        help="also measure the torch path with the core step compiled in this torch.compile "
+                        "mode, as the (d) rows (default: eager only)")
     parser.add_argument("--no-write", dest="write", action="store_false",
                         help="print the tables only; leave the --benchmarks file alone")
     ns = parser.parse_args(argv)
@@ -213,10 +221,14 @@ class Bench:
         env.close()
         return timing
 
-    def torch_path(self, n: int, calls: int | None = None, **extra: object) -> tuple[Timing, float]:
-        """Timing and resets per user-step of the torch fast path."""
+    def torch_path(self, n: int, calls: int | None = None, compile_mode: str = "", **extra: object
+                   ) -> tuple[Timing, float]:
+        """Timing and resets per user-step of the torch fast path (its core step compiled in
+        ``compile_mode``, if given: the warm-up steps compile)."""
         env = RecSimVectorEnv(n, model=self.model, device=self.args.device, **self.kwargs(**extra))
         env.reset_tensors(seed=self.args.seed)
+        if compile_mode:
+            env.core.compile_step(mode=compile_mode)
         device = self.args.device
         slates = [torch.as_tensor(s, device=device) for s in self.random_slates(n)]
         resets = torch.zeros((), dtype=torch.long, device=device)
@@ -268,6 +280,13 @@ def targets(rows: list[tuple[str, ...]], history_rows: list[tuple[str, ...]], de
         else:
             lines.append(f"Target at N = 65,536 (torch path): >= 10,000,000 user-steps/s: {rate:,.0f} "
                          f"({'met' if rate >= 10_000_000 else 'NOT met'}).")
+    fast = [r for r in rows if r[0] == n and r[1].startswith(("(b)", "(d)"))]
+    if fast:  # issue 17: the step with no host sync, eager or compiled
+        best = max(fast, key=lambda r: float(r[3].replace(",", "")))
+        goal = 150_000 if device == "cpu" else 20_000_000
+        rate = float(best[3].replace(",", ""))
+        lines.append(f"Issue 17 target at N = {int(n):,}: >= {goal:,} user-steps/s: {rate:,.0f} by {best[1]} "
+                     f"({'met' if rate >= goal else 'NOT met'}).")
     if len(history_rows) > 1:
         ratio = float(history_rows[-1][4]) / float(history_rows[0][4])
         first, last = history_rows[0][0], history_rows[-1][0]
@@ -312,12 +331,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row(n, "(b) torch", args.device, timing, base, f"{resets:.3f}"))
         rows.append(row(n, "(c) sb3", args.device, bench.sb3(n), base))
         tqdm.write(" | ".join(rows[-2]))
+        if args.compile:
+            timing, resets = bench.torch_path(n, compile_mode=args.compile)
+            rows.append(row(n, f"(d) compiled ({args.compile})", args.device, timing, base, f"{resets:.3f}"))
+            tqdm.write(" | ".join(rows[-1]))
 
     history_rows: list[tuple[str, ...]] = []
     first = None
     for h in tqdm(args.histories, desc="history"):
         no_resets = {"leave": LeaveConfig(no_choice_drain=0.0, low_value_drain=0.0, end_logit_offset=-30.0),
-                     "max_steps": 10**9, "population": PopulationConfig(min_prefix=h, max_prefix=h)}
+                     "max_steps": MAX_STEPS_LIMIT, "population": PopulationConfig(min_prefix=h, max_prefix=h)}
         # Two full slide cycles (a full window re-encodes its last half every window/2 steps).
         timing, _ = bench.torch_path(args.history_n, calls=args.window, **no_resets)
         first = first or timing.wall

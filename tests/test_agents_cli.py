@@ -172,7 +172,8 @@ def test_bad_input_exits_2_with_one_line(
 
 @pytest.mark.parametrize("algo", ALGOS)
 def test_shipped_hyperparameters_load_for_every_algo_and_env_id(algo: str) -> None:
-    expected = "SlateRankingPolicy" if algo == "maskable_ppo" else "MultiInputPolicy"
+    policies = {"maskable_ppo": "SlateRankingPolicy", "torch_ppo": "PooledSlatePolicy"}
+    expected = policies.get(algo, "MultiInputPolicy")
     for env_id in ("RecSim-v0", "RecSim-LongTerm-v0"):
         config = load_train_config(algo, env_id=env_id)
         assert config.policy == expected and config.n_timesteps > 0

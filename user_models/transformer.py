@@ -374,8 +374,10 @@ class UserTransformer(nn.Module):
         self._prefill(state, index, items, behaviors, buckets, lengths)
 
     def _prefill(self, state: TransformerState, index: torch.Tensor, items: torch.Tensor,
-                 behaviors: torch.Tensor, buckets: torch.Tensor, lengths: torch.Tensor) -> None:
-        """Encode windows ``[R, max_len]`` (first ``lengths`` valid) into state rows ``index``."""
+                 behaviors: torch.Tensor, buckets: torch.Tensor, lengths: torch.Tensor,
+                 width: int | None = None) -> None:
+        """Encode windows ``[R, max_len]`` (first ``lengths`` valid) into state rows ``index``;
+        ``width``: ``max(lengths)`` when the caller knows it (read from the tensor otherwise)."""
         state.items[index] = items
         state.behaviors[index] = behaviors
         state.gap_buckets[index] = buckets
@@ -383,7 +385,8 @@ class UserTransformer(nn.Module):
         state.keys[:, index] = 0
         state.values[:, index] = 0
         state.hidden[index] = 0
-        width = int(lengths.max()) if lengths.numel() else 0
+        if width is None:
+            width = int(lengths.max()) if lengths.numel() else 0
         if width == 0:
             return
         hidden, kv = self._encode_tokens(items[:, :width], behaviors[:, :width], buckets[:, :width])
@@ -405,14 +408,15 @@ class UserTransformer(nn.Module):
         (most rows are active) and read the active count back to the host.
         """
         c = self.config
-        full = active & (state.lengths >= c.max_len)
-        if bool(full.any()):  # a full row slides: re-encode its most recent half (every max_len/2 steps)
-            index = full.nonzero().squeeze(1)
-            keep = c.max_len // 2
-            items_, behaviors_, buckets_ = (self._shift(x[index], keep)
-                                            for x in (state.items, state.behaviors, state.gap_buckets))
-            kept = torch.full((index.numel(),), keep, dtype=torch.long, device=self.device)
-            self._prefill(state, index, items_, behaviors_, buckets_, kept)
+        # A full row slides: re-encode its most recent half (every max_len/2 steps). No `if any():` on
+        # the host: the rows that slide (often none) go through the same ops, so the step holds no host
+        # read and compiles as one graph.
+        index = (active & (state.lengths >= c.max_len)).nonzero().squeeze(1)
+        keep = c.max_len // 2
+        items_, behaviors_, buckets_ = (self._shift(x[index], keep)
+                                        for x in (state.items, state.behaviors, state.gap_buckets))
+        kept = torch.full_like(index, keep)
+        self._prefill(state, index, items_, behaviors_, buckets_, kept, width=keep)
         pos = state.lengths.clamp(max=c.max_len - 1)  # inactive full rows: a slot rewritten unchanged
         item, behavior = items.long(), behaviors.long()
         bucket = gap_bucket(gaps, c.gap_buckets)

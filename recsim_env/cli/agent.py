@@ -1,7 +1,7 @@
 """``recsim agent``: train SB3 agents on the simulator and evaluate any policy.
 
 ```
-recsim agent train --algo ppo|a2c|maskable_ppo|dqn|sac|td3 --model DIR --data DIR --out DIR
+recsim agent train --algo ppo|a2c|maskable_ppo|dqn|sac|td3|torch_ppo --model DIR --data DIR --out DIR
     [--overwrite] [--config YAML] [--hyperparams KEY=VALUE ...] [--env-id ID] [--timesteps N] [--num-envs N]
     [--init-item-embeddings] [--device cpu] [--seed S] [--max-minutes M] [--no-progress]
 recsim agent eval --policy random|popular|greedy|oracle|epsilon|linucb|mmr|PATH --model DIR --data DIR
@@ -28,11 +28,12 @@ def register(subparsers: Any) -> None:
 
     train = sub.add_parser(
         "train",
-        help="train an SB3 agent on the simulator",
-        description="Train an SB3 agent; writes the agent, checkpoints, TensorBoard logs and "
-        "evaluations to --out.",
+        help="train an SB3 agent (or the on-device torch_ppo) on the simulator",
+        description="Train an SB3 agent, or torch_ppo (PPO on the simulator's device, through its tensor "
+        "path); writes the agent, checkpoints, TensorBoard logs and evaluations to --out.",
     )
-    train.add_argument("--algo", required=True, choices=ALGOS, help="the algorithm")
+    train.add_argument("--algo", required=True, choices=ALGOS,
+                       help="the algorithm (torch_ppo: the fast path, candidates mode)")
     _simulator_args(train)
     train.add_argument("--out", required=True, help="output directory (created atomically: a temporary "
                        "sibling renamed into place when training ends)")

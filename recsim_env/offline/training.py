@@ -1,4 +1,4 @@
-"""Train an SB3 agent on the simulator, measured by the one evaluator.
+"""Train an agent (SB3, or the on-device ``torch_ppo``) on the simulator, measured by the one evaluator.
 
 The glue between :func:`agents.train.train` (which takes the envs its caller built, like SB3's
 ``PPO(policy, env)``) and the simulator: it builds the training and evaluation VecEnvs from one
@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agents.config import TrainConfig
-from agents.train import EVAL_SEED_OFFSET, TrainResult, train
+from agents.config import TORCH_PPO, TrainConfig
+from agents.train import EVAL_SEED_OFFSET, TrainResult, train, train_on_device
 from recsim_env.config import EnvConfig
 from recsim_env.factory import load_dataset, load_model
 from recsim_env.offline.rollout import build_simulator, evaluate_policy
 from recsim_env.sb3 import make_sb3_vec_env
+from recsim_env.vector import RecSimVectorEnv
 from user_models.data.artifact import SequenceDataset
 from user_models.protocol import UserModel
 
@@ -38,17 +39,25 @@ def train_agent(
     Periodic evaluations (``config.eval_freq``) and the final one use the population of seed
     ``seed + EVAL_SEED_OFFSET`` (never the training users); the final one runs ``config.n_eval_episodes``
     users through the offline evaluator, so its number is what ``recsim agent eval`` would report.
-    The agent's networks run on ``env_config.device``.
+    The agent's networks run on ``env_config.device``. ``torch_ppo`` trains on the vector env's tensor
+    path (:class:`~recsim_env.vector.RecSimVectorEnv`, no SB3 VecEnv), its periodic evaluations run
+    ``n_eval_episodes`` rows of another vector env on the device.
     """
     dataset = load_dataset(data)
     user_model = load_model(model, dataset, env_config.device)
     eval_seed = seed + EVAL_SEED_OFFSET
-    env = make_sb3_vec_env(user_model, dataset, env_config, config.n_envs, seed)
-    eval_env = make_sb3_vec_env(
-        user_model, dataset, env_config, min(config.n_eval_episodes, config.n_envs), eval_seed
-    )
+    if config.algo == TORCH_PPO:
+        env: object = RecSimVectorEnv(config.n_envs, user_model, dataset, env_config)
+        eval_env: object = RecSimVectorEnv(config.n_eval_episodes, user_model, dataset, env_config)
+        run = train_on_device
+    else:
+        env = make_sb3_vec_env(user_model, dataset, env_config, config.n_envs, seed)
+        eval_env = make_sb3_vec_env(
+            user_model, dataset, env_config, min(config.n_eval_episodes, config.n_envs), eval_seed
+        )
+        run = train
     final_population = build_simulator(user_model, dataset, env_config, config.n_eval_episodes)
-    return train(
+    return run(
         config,
         env,
         out,
