@@ -92,15 +92,14 @@ def world_run(name: str, root: Path, sizes: Sizes, cascade: bool) -> dict[str, A
     data, model, calibration = root / "data", root / "model", root / "calibration.json"
     times: dict[str, float] = {}
     synth = ["data", "synth", "--users", str(sizes.users), "--items", str(sizes.items), "--seed", "0",
-             "--overwrite"]
+             "--impressions", "--overwrite"]
     if cascade:
         synth += ["--world", "cascade", "--logging-policy", "A"]
-    elif synth_has_impressions():
-        synth += ["--impressions"]
     times["data"] = recsim(*synth, "--out", str(data), log=root / "data.log")
     if cascade:
         recsim("data", "synth", "--users", str(sizes.users), "--items", str(sizes.items), "--seed", "0",
-               "--world", "cascade", "--logging-policy", "B", "--overwrite", "--out", str(root / "data_B"),
+               "--world", "cascade", "--logging-policy", "B", "--impressions", "--overwrite",
+               "--out", str(root / "data_B"),
                log=root / "data_B.log")
     times.update(learn_and_calibrate(root, sizes))
     env_yaml = root / "env.yaml"
@@ -125,14 +124,6 @@ def world_run(name: str, root: Path, sizes: Sizes, cascade: bool) -> dict[str, A
     return collect_world(name, root)
 
 
-def synth_has_impressions() -> bool:
-    """Whether ``recsim data synth`` can write impression logs for the organic world (``--impressions``)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "recsim_env.cli", "data", "synth", "--help"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, check=False).stdout
-    return "--impressions" in out
-
-
 def choice_gap(data: Path, model: Path, n: int = 3000, k: int = 5) -> dict[str, float] | None:
     """P(a click) on identical slates at identical logged contexts, three ways: what the logged users did,
     what the world rebuilt as ground truth does (it replays each history from the population's mean
@@ -149,11 +140,10 @@ def choice_gap(data: Path, model: Path, n: int = 3000, k: int = 5) -> dict[str, 
     from user_models.checkpoint import load_user_model
     from user_models.data.artifact import SequenceDataset
     from user_models.protocol import History
-    from user_models.synthetic.cascade_impressions import dataset_impressions
 
     ds = SequenceDataset.load(data)
     learned = load_user_model(model, dataset=ds)
-    table = dataset_impressions(ds)[0]
+    table = ds.impressions
     if learned.learned_choice is None or table is None or "world" not in ds.meta.extra:
         return None
     world = load_model("world", ds)
@@ -219,9 +209,8 @@ def has_impressions(data: Path) -> bool:
     """Whether the dataset at ``data`` carries an impression log (ingested, or the cascade world's raw)."""
     sys.path.insert(0, str(ROOT))
     from user_models.data.artifact import SequenceDataset
-    from user_models.synthetic.cascade_impressions import dataset_impressions
 
-    return dataset_impressions(SequenceDataset.load(data))[0] is not None
+    return SequenceDataset.load(data).impressions is not None
 
 
 def impressions_run(root: Path, sizes: Sizes, fidelity: list[str]) -> dict[str, float]:
@@ -469,8 +458,7 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
     """The world's simulator with and without the choice learned from its impression log."""
     imp = run.get("impressions")
     if imp is None:
-        why = " (`recsim data synth --impressions` is not in this build)" if "Organic" in run["name"] else ""
-        return ["", f"**With impressions:** none: this world's data has no impression log{why}; only the "
+        return ["", "**With impressions:** none: this world's data has no impression log; only the "
                 "calibrated simulator above.", ""]
     before, after = run["fidelity"]["ground_truth_fidelity"], imp["fidelity"]["ground_truth_fidelity"]
     choice = imp["choice"]

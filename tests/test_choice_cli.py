@@ -11,7 +11,6 @@ from recsim_env.config import EnvConfig
 from recsim_env.factory import build_env_core
 from user_models.checkpoint import CHOICE_CONFIG
 from user_models.data.artifact import SequenceDataset
-from user_models.synthetic.cascade_impressions import dataset_impressions
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +20,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("choice")
     data, model = root / "data", root / "model"
     assert main(["data", "synth", "--world", "cascade", "--users", "150", "--items", "120", "--seed", "1",
-                 "--out", str(data)]) == 0
+                 "--impressions", "--out", str(data)]) == 0
     assert main(["user-model", "train", "--data", str(data), "--out", str(model), "--epochs", "2",
                  "--dim", "16", "--layers", "1", "--max-len", "16", "--no-progress"]) == 0
     return data, model
@@ -30,15 +29,14 @@ def trained(tmp_path_factory):
 def test_the_cascade_impressions_match_the_ingested_consumptions(trained) -> None:
     data, _ = trained
     ds = SequenceDataset.load(data)
-    table, dropped = dataset_impressions(ds)
+    table = ds.impressions
     assert table is not None and table.height > 0
-    raw = pl.read_parquet(data / "raw" / "impressions.parquet")
-    kept = table["impression"].n_unique()
-    assert kept + sum(v for k, v in dropped.items() if k.startswith("impressions")) == raw.height
     clicks = table.filter(pl.col("clicked") == 1).select("user", "item", "timestamp")
     consumed = ds.interactions.select("user", "item", "timestamp")
-    # every kept click is an ingested consumption of the same user, item and time (the view row)
-    assert clicks.join(consumed, on=["user", "item", "timestamp"], how="anti").height == 0
+    # every click on an item the consumption log kept (the k-core drops rare items from it, not from what
+    # was shown) is an ingested consumption of the same user, item and time (the view row)
+    kept = clicks.filter(pl.col("item").is_in(consumed["item"].unique().implode()))
+    assert 0 < kept.height and kept.join(consumed, on=["user", "item", "timestamp"], how="anti").height == 0
     assert table["impression"].is_sorted() and set(table["slot"].unique()) <= set(range(10))
 
 
@@ -72,12 +70,13 @@ def test_no_impressions_is_a_clear_error(tmp_path, capsys) -> None:
 
 
 def test_ope_on_the_cascade_impressions_says_it_needs_propensities(trained, tmp_path, capsys) -> None:
-    """The cascade world's logging policies do not log propensities, so the contract leaves them null."""
+    """Policy A logs the probability of each whole ordered slate, not of each shown slot, and says so in
+    the dataset's meta; the slot-level estimators refuse it by name."""
     data, model = trained
     capsys.readouterr()
     assert main(["ope", "--model", str(model), "--data", str(data), "--from-impressions", "--out",
                  str(tmp_path / "ope")]) != 0
-    assert "shown slots have no logging propensity" in capsys.readouterr().err
+    assert "probabilities of whole ordered slates, not of each shown slot" in capsys.readouterr().err
     assert not (tmp_path / "ope").exists()
 
 
@@ -85,17 +84,19 @@ def test_scored_on_another_logging_policys_impressions(trained, tmp_path, capsys
     data, model = trained
     other = tmp_path / "B"
     assert main(["data", "synth", "--world", "cascade", "--users", "60", "--items", "120", "--seed", "1",
-                 "--logging-policy", "B", "--out", str(other)]) == 0
+                 "--logging-policy", "B", "--impressions", "--out", str(other)]) == 0
     if not (model / CHOICE_CONFIG).exists():
         assert main(["user-model", "fit-choice", "--model", str(model), "--data", str(data)]) == 0
     capsys.readouterr()
     assert main(["user-model", "eval-choice", "--model", str(model), "--data", str(data), "--heldout-data",
                  str(other), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    b_raw = pl.read_parquet(other / "raw" / "impressions.parquet").height
+    shown = SequenceDataset.load(other).impressions
+    assert shown is not None
+    b_raw = shown["impression"].n_unique()
     assert result["dataset"] == "cascade-B"
     assert 0 < result["learned choice"]["impressions"] <= b_raw
-    # every raw slate is either scored or counted among the drops
+    # every ingested slate is either scored or counted among the drops
     slates_dropped = sum(v for k, v in result["dropped"].items() if k.startswith("impressions") or
                          k in ("no timestamp", "before the first consumption"))
     assert result["learned choice"]["impressions"] + slates_dropped == b_raw

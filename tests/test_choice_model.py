@@ -24,13 +24,13 @@ from user_models.checkpoint import (
     save_user_model,
 )
 from user_models.choice_model import (
-    IMPRESSIONS_SCHEMA,
     ImpressionFeatures,
     LearnedChoice,
     fit_learned_choice,
     impression_features,
     impression_nll,
 )
+from user_models.data.artifact import IMPRESSIONS_SCHEMA
 from user_models.errors import CheckpointError, DatasetError, InputError
 from user_models.transformer import TransformerConfig, UserTransformer
 

@@ -10,7 +10,8 @@ import torch
 
 from recsim_env.offline.ope_impressions import impression_ope, ope_markdown
 from tests._user_model_data import cyclic_dataset
-from user_models.choice_model import IMPRESSIONS_SCHEMA, LearnedChoice, impression_features
+from user_models.choice_model import LearnedChoice, impression_features
+from user_models.data.artifact import IMPRESSIONS_SCHEMA
 from user_models.errors import InputError
 from user_models.transformer import TransformerConfig, UserTransformer
 

@@ -40,14 +40,8 @@ import numpy as np
 import polars as pl
 import torch
 
+from user_models.data.artifact import IMPRESSIONS_SCHEMA
 from user_models.errors import DatasetError, InputError
-
-IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
-    "user": pl.Int32(), "impression": pl.Int64(), "timestamp": pl.Int64(), "session": pl.Int32(),
-    "slot": pl.Int16(), "item": pl.Int32(), "clicked": pl.Int8(), "behavior": pl.Int8(),
-    "propensity": pl.Float64(),
-}
-"""One row per (impression, slot) shown: the contract of ``SequenceDataset.impressions``."""
 
 
 @dataclass(frozen=True)

@@ -288,12 +288,11 @@ def _ope_impressions(args: argparse.Namespace, inputs: list[Path | str | None]) 
     from recsim_env.offline.ope_impressions import IMPRESSION_TARGETS, impression_ope, ope_markdown
     from recsim_env.population import median_session_gap
     from user_models.outputs import replace_output
-    from user_models.synthetic.cascade_impressions import dataset_impressions
 
     targets = IMPRESSION_TARGETS if args.targets == OPE_TARGETS else _require(args.targets, "--targets")
     settings = _settings(args)
     dataset = load_dataset(args.data)
-    table, _ = dataset_impressions(dataset)
+    table = dataset.impressions
     if table is None:
         raise InputError(f"dataset {dataset.meta.name!r} has no impression log for --from-impressions")
     sim = settings.sim_config()

@@ -38,7 +38,6 @@ from user_models.choice_model import (
 from user_models.data.artifact import SequenceDataset
 from user_models.errors import InputError
 from user_models.evaluate import calibration_bins, expected_calibration_error, roc_auc
-from user_models.synthetic.cascade_impressions import dataset_impressions
 
 L2_GRID = (0.05, 0.5, 5.0)
 """Item-bias L2 strengths tried (chosen on an inner split of the fit users)."""
@@ -62,10 +61,11 @@ class ChoiceFitSettings:
 def load_features(model: Any, dataset: SequenceDataset, temperatures: tuple[float, ...],
                   settings: ChoiceFitSettings) -> tuple[ImpressionFeatures, dict[str, int]]:
     """The dataset's impressions as choice inputs; :class:`InputError` when it has none."""
-    impressions, dropped = dataset_impressions(dataset)
+    impressions, dropped = dataset.impressions, {}
     if impressions is None:
         raise InputError(f"dataset {dataset.meta.name!r} has no impression log; a learned choice needs the "
-                         "slates users were shown (impression logs, or `recsim data synth --world cascade`)")
+                         "slates users were shown (`recsim data prepare --impressions`, or "
+                         "`recsim data synth --impressions`)")
     features = impression_features(model, dataset, impressions, temperatures, settings.history_len)
     return features, {**dropped, **features.dropped}
 
@@ -118,7 +118,7 @@ def on_catalogue_of(dataset: SequenceDataset, other: SequenceDataset
     def mapped(frame: pl.DataFrame) -> pl.DataFrame:
         return frame.with_columns(pl.Series("item", mapping[frame["item"].to_numpy()], dtype=pl.Int32))
 
-    impressions, dropped = dataset_impressions(other)
+    impressions, dropped = other.impressions, dict[str, int]()
     if impressions is None:
         raise InputError(f"dataset {other.meta.name!r} has no impression log")
     inter = mapped(other.interactions)

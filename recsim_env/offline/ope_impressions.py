@@ -40,7 +40,7 @@ from recsim_env.offline.ope import SlateLog, effective_sample_size, estimate_all
 from recsim_env.offline.ope_simulator import item_reward_model
 from recsim_env.offline.stats import bootstrap_mean_ci
 from user_models.choice_model import impression_features
-from user_models.data.artifact import SequenceDataset
+from user_models.data.artifact import PROPENSITY_SLATE, SequenceDataset
 from user_models.errors import InputError
 
 IMPRESSION_TARGETS = ("uniform", "model")
@@ -115,6 +115,10 @@ def impression_ope(
                          "no logging propensity; off-policy evaluation on the logged impressions needs the "
                          "logging policy's probability of every shown slot (the simulator's estimate needs "
                          "none)")
+    if dataset.meta.extra.get("propensity_kind") == PROPENSITY_SLATE:
+        raise InputError(f"dataset {dataset.meta.name!r}: its propensities are probabilities of whole "
+                         "ordered slates, not of each shown slot; the slot-level estimators here need the "
+                         "logging probability of every shown slot")
     learned = learned_choice_of(model, choice)
     gen = torch.Generator(device=model.device).manual_seed(seed)
     Part = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]

@@ -81,6 +81,12 @@ IMPRESSIONS_SCHEMA: dict[str, pl.DataType] = {
 """The impression table: one row per (impression, slot); ``timestamp``, ``session``, ``behavior`` and
 ``propensity`` may be null."""
 
+PROPENSITY_SLATE = "slate"
+"""``meta.extra["propensity_kind"]`` when the ``propensity`` column holds the probability of the whole
+ordered slate (the same on every row of an impression), as the synthetic worlds' loggers write it.
+Without that key a propensity is the logging probability of the shown item in its slot (the Open Bandit
+convention), which is what slot-level off-policy estimators need."""
+
 EvalSplit = Literal["valid", "test"]
 
 

@@ -37,7 +37,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from user_models.data.artifact import SequenceDataset
+from user_models.data.artifact import PROPENSITY_SLATE, SequenceDataset
 from user_models.data.readers import RawLog
 from user_models.errors import InputError
 from user_models.synthetic.cascade import CascadeState, CascadeWorld, cascade_seeds
@@ -300,6 +300,8 @@ def synthesize_cascade_dataset(
             f"the probability of the whole ordered slate under logging policy {pol.name} (Plackett-Luce: "
             "top-k of its scores plus Gumbel noise), the same on every row of an impression" if computable
             else f"null: policy {pol.name}'s random slots make the slate probability intractable")}
+    if impressions and computable:
+        notes["propensity_kind"] = PROPENSITY_SLATE
     extra = {**ds.meta.extra, **notes, "world": "cascade", "cascade_config": config.to_dict(),
              "cascade_world_version": CASCADE_WORLD_VERSION, "logging_policy": pol.name,
              "logging_policy_description": pol.description,

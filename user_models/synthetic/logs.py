@@ -21,7 +21,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from user_models.data.artifact import CleaningStep, DatasetMeta, SequenceDataset
+from user_models.data.artifact import PROPENSITY_SLATE, CleaningStep, DatasetMeta, SequenceDataset
 from user_models.synthetic.config import BEHAVIORS, WORLD_VERSION, SyntheticConfig
 from user_models.synthetic.world import SyntheticState, SyntheticWorld, derived_seeds
 
@@ -186,7 +186,8 @@ def dataset_from_logs(
         rows = impressions.height
         impression_steps = (CleaningStep("synthetic: generated", rows, rows,
                                          f"seed {config.seed}; clean by construction"),)
-    extra = {"impression_logging": impression_notes} if impression_notes else {}
+    extra = ({"impression_logging": impression_notes, "propensity_kind": PROPENSITY_SLATE}
+             if impression_notes else {})
     ids = np.arange(1, config.n_items + 1)
     items = pl.DataFrame(
         {
