@@ -61,7 +61,7 @@ class ChoiceFitSettings:
 def load_features(model: Any, dataset: SequenceDataset, temperatures: tuple[float, ...],
                   settings: ChoiceFitSettings) -> tuple[ImpressionFeatures, dict[str, int]]:
     """The dataset's impressions as choice inputs; :class:`InputError` when it has none."""
-    impressions, dropped = dataset.impressions, {}
+    impressions, dropped = dataset.impressions, dict[str, int]()
     if impressions is None:
         raise InputError(f"dataset {dataset.meta.name!r} has no impression log; a learned choice needs the "
                          "slates users were shown (`recsim data prepare --impressions`, or "
