@@ -145,7 +145,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "propensities), side by side with the simulator's estimate on the same contexts; targets "
                    "uniform and model (the user model's softmax at --target-temperature)")
     p.add_argument("--target-temperature", type=float, default=1.0,
-                   help="temperature of the 'model' target with --from-impressions (default 1)")
+                   help="temperature of the 'model' target with --from-impressions")
     p.add_argument("--logged", type=int, default=2000, help="logged users per seed (default 2000)")
     p.add_argument("--seeds", type=int, default=10, help="independent logs (default 10)")
     p.add_argument(
