@@ -19,6 +19,17 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from agents.obs import BEHAVIORS, CANDIDATES, ITEMS, MASK
 
 
+def item_embedding(n_items: int, item_dim: int, item_init: np.ndarray | None = None) -> nn.Embedding:
+    """The item table of a history encoder (row 0 is padding), optionally started from ``item_init``
+    (e.g. the user model's item embeddings), whose shape must be ``(n_items + 1, item_dim)``."""
+    items = nn.Embedding(n_items + 1, item_dim, padding_idx=0)
+    if item_init is not None:
+        if item_init.shape != (n_items + 1, item_dim):
+            raise ValueError(f"item_init has shape {item_init.shape}, expected {(n_items + 1, item_dim)}")
+        with torch.no_grad():
+            items.weight.copy_(torch.as_tensor(item_init, dtype=torch.float32))
+    return items
+
 class HistoryExtractor(BaseFeaturesExtractor):
     """Encode a batch of ``history`` observations into one feature vector per user.
 
@@ -45,12 +56,7 @@ class HistoryExtractor(BaseFeaturesExtractor):
         self._extra_keys = tuple(k for k in spaces if k not in (ITEMS, BEHAVIORS, MASK, CANDIDATES))
         extra_dim = sum(int(np.prod(spaces[k].shape)) for k in self._extra_keys)
         super().__init__(observation_space, hidden_dim + n_candidates * (item_dim + 1) + extra_dim)
-        self.items = nn.Embedding(n_items + 1, item_dim, padding_idx=0)
-        if item_init is not None:
-            if item_init.shape != (n_items + 1, item_dim):
-                raise ValueError(f"item_init has shape {item_init.shape}, expected {(n_items + 1, item_dim)}")
-            with torch.no_grad():
-                self.items.weight.copy_(torch.as_tensor(item_init, dtype=torch.float32))
+        self.items = item_embedding(n_items, item_dim, item_init)
         self.behaviors = nn.Embedding(n_behaviors + 1, item_dim, padding_idx=0)
         self.gru = nn.GRU(item_dim, hidden_dim, batch_first=True)
         self.query = nn.Linear(hidden_dim, item_dim)

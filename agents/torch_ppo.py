@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.features import item_embedding
 from agents.obs import BEHAVIORS, CANDIDATES, ITEMS, MASK, as_batch
 from agents.slate_policy import CandidateScorer, PlackettLuceDistribution
 
@@ -106,12 +107,7 @@ class PooledHistoryEncoder(nn.Module):
         n_behaviors = int(np.max(spaces[BEHAVIORS].high))  # type: ignore[attr-defined]
         history_len = int(np.prod(spaces[ITEMS].shape or (1,)))
         self.n_candidates = int(np.prod(spaces[CANDIDATES].shape or (1,)))
-        self.items = nn.Embedding(n_items + 1, item_dim, padding_idx=0)
-        if item_init is not None:
-            if item_init.shape != (n_items + 1, item_dim):
-                raise ValueError(f"item_init has shape {item_init.shape}, expected {(n_items + 1, item_dim)}")
-            with torch.no_grad():
-                self.items.weight.copy_(torch.as_tensor(item_init, dtype=torch.float32))
+        self.items = item_embedding(n_items, item_dim, item_init)
         self.behaviors = nn.Embedding(n_behaviors + 1, item_dim, padding_idx=0)
         self.recency = nn.Parameter(torch.zeros(history_len))
         """Per history slot (right-aligned: the last slot is the most recent event) log-weight."""
