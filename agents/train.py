@@ -190,28 +190,36 @@ def train(
             progress_bar=progress_bar,
             tb_log_name=config.algo,
         )
-    elapsed = time.perf_counter() - start
+    result = _finish(model, config, out, time.perf_counter() - start, seed, device, record, evaluate)
+    env.close()
+    if fixed_eval is not None:
+        fixed_eval.close()
+    return result
+
+
+
+def _finish(model: Any, config: TrainConfig, out: Path, elapsed: float, seed: int, device: str,
+            record: Mapping[str, Any] | None,
+            evaluate: Callable[[Any], dict[str, Any]] | None) -> TrainResult:
+    """What both trainers write at the end: the final agent, the caller's evaluation of it and
+    ``train.json`` (settings, steps, speed)."""
     simulated = dict(record or {})
     save_agent(model, config, out / FINAL, extra={"seed": seed, "device": device, "simulator": simulated})
-
     final = evaluate(model) if evaluate is not None else {}
+    steps = int(model.num_timesteps)
     summary = {
         "config": config.to_json(),
         "seed": seed,
         "device": device,
         "torch_threads": torch.get_num_threads(),
         "simulator": simulated,
-        "timesteps": int(model.num_timesteps),
+        "timesteps": steps,
         "seconds": elapsed,
-        "steps_per_second": model.num_timesteps / elapsed,
+        "steps_per_second": steps / elapsed,
         "final_eval": final,
     }
     (out / "train.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
-    env.close()
-    if fixed_eval is not None:
-        fixed_eval.close()
-    return TrainResult(out, int(model.num_timesteps), model.num_timesteps / elapsed, final)
-
+    return TrainResult(out, steps, steps / elapsed, final)
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
@@ -295,19 +303,4 @@ def train_on_device(
     elapsed = time.perf_counter() - start
     bar.close()
     writer.close()
-    simulated = dict(record or {})
-    save_agent(agent, config, out / FINAL, extra={"seed": seed, "device": device, "simulator": simulated})
-    final = evaluate(agent) if evaluate is not None else {}
-    summary = {
-        "config": config.to_json(),
-        "seed": seed,
-        "device": device,
-        "torch_threads": torch.get_num_threads(),
-        "simulator": simulated,
-        "timesteps": agent.num_timesteps,
-        "seconds": elapsed,
-        "steps_per_second": agent.num_timesteps / elapsed,
-        "final_eval": final,
-    }
-    (out / "train.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
-    return TrainResult(out, agent.num_timesteps, agent.num_timesteps / elapsed, final)
+    return _finish(agent, config, out, elapsed, seed, device, record, evaluate)
