@@ -76,7 +76,7 @@ class DatasetPopulation:
         items = torch.where(valid, self._items[index], 0)
         behaviors = torch.where(valid, self._behaviors[index], 0)
         gaps = torch.where(valid, self._gaps[index], -1.0)
-        return History(items, behaviors, gaps, lengths)
+        return History(items, behaviors, gaps, lengths, users)
 
     def all_prefixes(self) -> History:
         """Every training sequence's first ``max_prefix`` events (row ``u`` is sequence index ``u``)."""

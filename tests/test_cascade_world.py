@@ -22,6 +22,7 @@ from user_models.synthetic import (
     generate_cascade_logs,
     write_cascade_logs,
 )
+from user_models.synthetic.cascade import log_seed
 
 SMALL = CascadeConfig(n_users=80, n_items=150, n_categories=5, dim=8, seed=4)
 
@@ -288,6 +289,18 @@ def test_data_synth_cascade_writes_a_dataset_whose_world_can_be_rebuilt(tmp_path
     assert res.active.all()
     with pytest.raises(DatasetError):
         CascadeWorld.from_dataset(replace_extra(ds, cascade_world_version=99))
+    # The rebuilt world knows the logged users: each one's true threshold and interest, by raw user id.
+    assert world.logged_users is not None and world.logged_users.batch_size == ds.n_users
+    drawn = full.sample_users(world.config.n_users, gen(log_seed(world.config.seed, "B")))
+    rows = torch.tensor([int(k) for k in ds.users["user_key"].to_list()])
+    assert torch.equal(world.logged_users.threshold, drawn.threshold[rows])
+    users = torch.arange(n)
+    known = world.encode(History(items, behaviors, torch.full((n, 6), -1.0), lengths, users))
+    assert torch.equal(known.threshold, drawn.threshold[rows[:n]])
+    assert torch.equal(state.threshold, torch.full((n,), world.config.threshold_mean))
+    assert not torch.allclose(known.interest, state.interest)
+    with pytest.raises(InputError, match="not from the dataset"):
+        world.encode(History(items, behaviors, torch.full((n, 6), -1.0), lengths, users + ds.n_users))
 
 
 def replace_extra(ds: SequenceDataset, **changes) -> SequenceDataset:

@@ -225,6 +225,47 @@ def test_encode_equals_stepping_and_differs_from_truth_by_decayed_initial_intere
     assert weight[0] < weight[1] < weight[2] == 1  # the unknown start matters less after more events
 
 
+def full_histories(ds: SequenceDataset, with_users: bool) -> History:
+    """Every user's whole logged history, gaps from the timestamps; ``users`` named when asked."""
+    seqs = ds.sequences
+    width = int(seqs.lengths.max())
+    items = np.zeros((ds.n_users, width), np.int64)
+    behaviors = np.zeros_like(items)
+    gaps = np.full((ds.n_users, width), -1.0, np.float32)
+    for u in range(ds.n_users):
+        it, be, ts = seqs.user(u)
+        items[u, : len(it)], behaviors[u, : len(it)] = it, be
+        gaps[u, 1 : len(it)] = np.diff(ts)
+    users = torch.arange(ds.n_users) if with_users else None
+    return History(torch.as_tensor(items), torch.as_tensor(behaviors), torch.as_tensor(gaps),
+                   torch.as_tensor(seqs.lengths.astype(np.int64)), users)
+
+
+def test_the_world_rebuilt_from_its_dataset_continues_the_logged_users_exactly():
+    """With ``History.users`` the replay starts from each logged user's true initial interest, so it ends
+    in the very state the log generator left them in; without it, only close (the prior-mean start)."""
+    logs = generate_logs(SMALL)
+    ds = synthesize_dataset(SMALL)
+    world = SyntheticWorld.from_dataset(ds)
+    assert world.logged_interest is not None and world.logged_interest.shape == (SMALL.n_users, SMALL.dim)
+    truth = logs.final_state
+    known = world.encode(full_histories(ds, with_users=True))
+    assert torch.equal(known.interest, truth.interest)
+    assert torch.equal(known.patience, truth.patience)
+    rebuilt = world.encode(full_histories(ds, with_users=False))
+    assert not torch.allclose(rebuilt.interest, truth.interest)
+    # A world made from the config alone knows nobody: it replays from the prior mean.
+    stranger = SyntheticWorld(SMALL)
+    assert stranger.logged_interest is None
+    torch.testing.assert_close(stranger.encode(full_histories(ds, True)).interest, rebuilt.interest)
+    bad = full_histories(ds, with_users=True)
+    with pytest.raises(InputError, match="0..59"):
+        world.encode(History(bad.items, bad.behaviors, bad.gaps, bad.lengths, bad.users + 1))
+    hashed = SequenceDataset(ds.interactions, ds.items,
+                             ds.users.with_columns(pl.col("user_key").str.replace("synth-", "h")), ds.meta)
+    assert SyntheticWorld.from_dataset(hashed).logged_interest is None
+
+
 def test_reset_rows_replaces_only_selected_rows(world):
     state = world.sample_users(3, torch.Generator().manual_seed(5))
     keep = state.interest[1].clone()

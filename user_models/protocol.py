@@ -23,6 +23,8 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import torch
 
+from user_models.errors import InputError
+
 
 @dataclass(frozen=True)
 class History:
@@ -33,20 +35,42 @@ class History:
         behaviors: ``[B, L]`` int64 behavior ids, 0 after each row's length.
         gaps: ``[B, L]`` float32 seconds since the previous event, negative when unknown.
         lengths: ``[B]`` int64 number of real events per row (may be 0).
+        users: ``[B]`` int64 index of each row's user in the dataset the events were logged in, or None
+            when the rows are not logged users (generated warm-ups, hand-made histories). A learned user
+            model ignores it: it knows users only by what they did. A ground-truth world reads it to
+            continue the very users who wrote the logs instead of look-alikes rebuilt from their events.
     """
 
     items: torch.Tensor
     behaviors: torch.Tensor
     gaps: torch.Tensor
     lengths: torch.Tensor
+    users: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
         return int(self.items.shape[0])
 
+    def user_rows(self, n_known: int, device: torch.device) -> torch.Tensor:
+        """``users`` as row indices (on ``device``) into a table of a dataset's ``n_known`` users.
+
+        Raises:
+            InputError: ``users`` is None or outside ``0..n_known - 1`` (the history is not from that
+                dataset).
+        """
+        if self.users is None:
+            raise InputError("this history names no dataset users (History.users is None)")
+        users = self.users.to(device).long()
+        if users.numel() and (int(users.min()) < 0 or int(users.max()) >= n_known):
+            raise InputError(f"History.users must be dataset user indices in 0..{n_known - 1}, got "
+                             f"{int(users.min())}..{int(users.max())}: the history is not from the dataset "
+                             "this world was rebuilt from")
+        return users
+
     def to(self, device: torch.device | str) -> History:
         return History(
-            self.items.to(device), self.behaviors.to(device), self.gaps.to(device), self.lengths.to(device)
+            self.items.to(device), self.behaviors.to(device), self.gaps.to(device), self.lengths.to(device),
+            None if self.users is None else self.users.to(device),
         )
 
 

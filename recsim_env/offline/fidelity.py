@@ -215,6 +215,7 @@ def held_out_sessions(
         torch.as_tensor(behaviors),
         torch.as_tensor(gaps),
         torch.as_tensor(keep.astype(np.int64)),
+        torch.as_tensor(users.astype(np.int64)),
     )
     return HeldOut(users, history, Sessions(real_items, real_behaviors, prior))
 

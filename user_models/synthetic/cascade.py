@@ -36,9 +36,13 @@ function.
   and pushes the item into the memory.
 
 The state update is deterministic given the consumptions, so :meth:`CascadeWorld.encode` rebuilds a
-user from a logged history by replaying it from the population's mean interest and mean threshold
-(:meth:`CascadeWorld.replay` applies a history to any state). Histories are one event per consumption
-(funnel rows collapsed, as ingestion does by default); behavior 0 in a history is a slate without a click.
+user from a logged history by replaying it (:meth:`CascadeWorld.replay` applies a history to any state).
+For the users who wrote the world's logs (a history whose ``users`` names them, in a world rebuilt by
+:meth:`CascadeWorld.from_dataset`) the replay starts from that user's true interest and click threshold,
+regenerated from the logs' seed, so a policy run in the world meets the very people the logs came from;
+any other history starts from the population's mean interest and mean threshold. Histories are one event
+per consumption (funnel rows collapsed, as ingestion does by default); behavior 0 in a history is a slate
+without a click.
 """
 
 from __future__ import annotations
@@ -119,6 +123,12 @@ def cascade_seeds(seed: int) -> tuple[int, int]:
     return int(world.generate_state(1, np.uint64)[0]), int(logs.generate_state(1, np.uint64)[0])
 
 
+def log_seed(seed: int, policy_name: str) -> int:
+    """The seed of the logs written under logging policy ``policy_name``; their first draw is the users
+    (:meth:`CascadeWorld.sample_users` of ``n_users``, row ``r`` is raw user id ``r``)."""
+    return cascade_seeds(seed)[1] + ord(policy_name[0])
+
+
 class CascadeWorld:
     """The cascade ground-truth world, batched over rows on any torch device.
 
@@ -139,6 +149,8 @@ class CascadeWorld:
         item_bait: ``[n_items + 1]`` bool, bait items.
         world_item_ids: ``[n_items + 1]`` the id of each item in the full catalogue of ``config`` (the
             identity unless the world was restricted to a dataset's items by :meth:`from_dataset`).
+        logged_users: the true interest and threshold of each user of the dataset the world was rebuilt
+            from (:meth:`from_dataset`), rows by dataset user index, at a session start; None otherwise.
     """
 
     def __init__(self, config: CascadeConfig, device: torch.device | str = "cpu") -> None:
@@ -169,6 +181,7 @@ class CascadeWorld:
         self.item_attract = padded(attract, 0.0)
         self.item_bait = padded(bait, False)
         self.world_item_ids = torch.arange(c.n_items + 1, device=self._device)
+        self.logged_users: CascadeState | None = None
         self.centroids = centroids.to(self._device)
         self.category_weights = weights.to(self._device)
         self.prior_interest = c.interest_scale * (self.category_weights @ self.centroids)
@@ -270,8 +283,14 @@ class CascadeWorld:
 
     # --- histories ----------------------------------------------------------------------------------
     def encode(self, history: History) -> CascadeState:
-        """Users rebuilt from logged histories: :meth:`replay` from :meth:`prior_state`."""
-        return self.replay(self.prior_state(history.batch_size), history)
+        """Users rebuilt from logged histories: :meth:`replay` from each row's true initial state when
+        ``history.users`` names logged users the world knows (:attr:`logged_users`), from
+        :meth:`prior_state` otherwise."""
+        known = self.logged_users
+        if history.users is None or known is None:
+            return self.replay(self.prior_state(history.batch_size), history)
+        users = history.user_rows(known.batch_size, self._device)
+        return self.replay(self._new_state(known.interest[users], known.threshold[users]), history)
 
     def replay(self, state: CascadeState, history: History) -> CascadeState:
         """Apply each row's logged events to ``state`` in place (a loop over positions, not users).
@@ -464,7 +483,24 @@ class CascadeWorld:
         world = full.restrict(ids)
         if ds.items["category"].to_list() != world.item_categories():
             raise DatasetError(f"{where}: items do not match the cascade world rebuilt from its config")
+        rows = _raw_user_rows(ds.users["user_key"].to_list(), world.config.n_users)
+        policy = extra.get("logging_policy")
+        if rows is not None and isinstance(policy, str) and policy:
+            c = world.config
+            users = world.sample_users(c.n_users, torch.Generator().manual_seed(log_seed(c.seed, policy)))
+            index = torch.as_tensor(rows, device=world.device)
+            world.logged_users = world._new_state(users.interest[index], users.threshold[index])
         return world
+
+
+def _raw_user_rows(keys: list[str], n_users: int) -> list[int] | None:
+    """The logs' user id of each dataset user (raw ids kept by ingestion), or None when the keys are not
+    those ids (hashed pseudonyms: the users cannot be told apart)."""
+    try:
+        rows = [int(k) for k in keys]
+    except ValueError:
+        return None
+    return rows if all(0 <= r < n_users for r in rows) else None
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from user_models.data.artifact import PROPENSITY_SLATE, SequenceDataset
 from user_models.data.readers import RawLog
 from user_models.errors import InputError
-from user_models.synthetic.cascade import CascadeState, CascadeWorld, cascade_seeds
+from user_models.synthetic.cascade import CascadeState, CascadeWorld, log_seed
 from user_models.synthetic.cascade_config import CASCADE_WORLD_VERSION, CascadeConfig
 from user_models.synthetic.config import BEHAVIORS
 from user_models.synthetic.slate_logs import plackett_luce_probability
@@ -154,7 +154,7 @@ def generate_cascade_logs(
     pol = resolve_logging_policy(policy)
     world = CascadeWorld(c, device)
     dev = world.device
-    g = torch.Generator(device=dev).manual_seed(cascade_seeds(c.seed)[1] + ord(pol.name[0]))
+    g = torch.Generator(device=dev).manual_seed(log_seed(c.seed, pol.name))
     n = c.n_users
     state = world.sample_users(n, g)
     sessions_left = torch.poisson(torch.full((n,), c.sessions_per_user - 1.0, device=dev), generator=g)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from user_models.data.artifact import PROPENSITY_SLATE, CleaningStep, DatasetMeta, SequenceDataset
 from user_models.synthetic.config import BEHAVIORS, WORLD_VERSION, SyntheticConfig
-from user_models.synthetic.world import SyntheticState, SyntheticWorld, derived_seeds
+from user_models.synthetic.world import SyntheticState, SyntheticWorld, derived_seeds, first_log_draws
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,7 @@ def generate_logs(
     dev = world.device
     g = torch.Generator(device=dev).manual_seed(derived_seeds(c.seed)[1])
 
-    mu = math.log(c.mean_events_per_user) - c.events_per_user_sigma**2 / 2
-    lengths = torch.exp(mu + c.events_per_user_sigma * torch.randn(c.n_users, generator=g, device=dev))
-    lengths = lengths.round().long().clamp(c.min_events_per_user, c.max_events_per_user)
-    users = world.sample_users(c.n_users, g)
+    lengths, users = first_log_draws(world, g)
     order = torch.argsort(lengths, descending=True, stable=True)
     lengths = lengths[order]
     state = SyntheticState(users.interest[order], users.satiation[order], users.patience[order])

@@ -28,10 +28,14 @@ The model, with ``sigmoid`` the logistic function and every constant a field of
   get nothing they value leave.
 
 The state update is deterministic given the events, so :meth:`SyntheticWorld.encode` rebuilds a user's
-state by replaying their history from the population's prior mean interest. That is exact except for the
-unknown initial interest: its weight in ``u`` after the history is ``prod(1 - drift_rates[b_t])``, which
-decays geometrically with the number of events. Satiation and patience are exact: both restart with
-every session and depend only on the events.
+state by replaying their history. For the users who wrote the world's logs (a history whose ``users``
+names them, in a world rebuilt by :meth:`SyntheticWorld.from_dataset`) the replay starts from that user's
+true initial interest, regenerated from the logs' seed: the state is then exactly the logged user's, so
+running a policy in the world continues the very people the logs came from. Any other history replays
+from the population's prior mean interest, which is exact except for the unknown initial interest: its
+weight in ``u`` after the history is ``prod(1 - drift_rates[b_t])``, decaying geometrically with the
+number of events. Satiation and patience are exact either way: both restart with every session and
+depend only on the events.
 """
 
 from __future__ import annotations
@@ -77,6 +81,22 @@ def derived_seeds(seed: int) -> tuple[int, int]:
     return int(world.generate_state(1, np.uint64)[0]), int(logs.generate_state(1, np.uint64)[0])
 
 
+def first_log_draws(world: SyntheticWorld, generator: torch.Generator) -> tuple[torch.Tensor, SyntheticState]:
+    """The organic logs' first random draws, in order: each user's event budget (``[n_users]`` int64),
+    then the users themselves (:meth:`SyntheticWorld.sample_users`, row ``u`` is user id ``u``).
+
+    :func:`~user_models.synthetic.logs.generate_logs` starts with these; :meth:`SyntheticWorld.from_dataset`
+    repeats them to know the logged users' true initial interests.
+    """
+    c = world.config
+    dev = generator.device
+    mu = math.log(c.mean_events_per_user) - c.events_per_user_sigma**2 / 2
+    z = torch.randn(c.n_users, generator=generator, device=dev)
+    lengths = torch.exp(mu + c.events_per_user_sigma * z)
+    lengths = lengths.round().long().clamp(c.min_events_per_user, c.max_events_per_user)
+    return lengths.to(world.device), world.sample_users(c.n_users, generator)
+
+
 class SyntheticWorld:
     """The ground-truth world as a batched :class:`~user_models.protocol.UserModel` on any torch device.
 
@@ -98,7 +118,10 @@ class SyntheticWorld:
         item_appeal: ``[n_items + 1]`` appeal: drives the choice; correlated with quality by
             ``appeal_quality_corr``.
         item_price: ``[n_items + 1]`` price (0 for padding).
-        prior_mean: ``[dim]`` the population's mean initial interest, where :meth:`encode` starts.
+        prior_mean: ``[dim]`` the population's mean initial interest, where :meth:`encode` starts for
+            users it does not know.
+        logged_interest: ``[n_dataset_users, dim]`` the true initial interest of each user of the dataset
+            the world was rebuilt from (:meth:`from_dataset`), by dataset user index; None otherwise.
     """
 
     def __init__(self, config: SyntheticConfig, device: torch.device | str = "cpu") -> None:
@@ -138,6 +161,7 @@ class SyntheticWorld:
         self._logit_bias[0] = -math.inf
         self._drift = torch.tensor((0.0, *c.drift_rates), device=self._device)
         self._patience_delta = torch.tensor(c.patience_deltas, device=self._device)
+        self.logged_interest: torch.Tensor | None = None
 
     # --- protocol properties ------------------------------------------------------------------------
     @property
@@ -183,13 +207,17 @@ class SyntheticWorld:
 
     # --- protocol methods ---------------------------------------------------------------------------
     def encode(self, history: History) -> SyntheticState:
-        """Replay each row's events from :meth:`prior_state` (a loop over positions, not users).
-
-        Exact except for the unknown initial interest, whose weight decays geometrically; see the module
-        docstring. Rows of length 0 get the prior state.
+        """Replay each row's events (a loop over positions, not users) from the row's true initial state
+        when ``history.users`` names logged users and the world knows them (:attr:`logged_interest`),
+        from :meth:`prior_state` otherwise (exact except for the unknown initial interest, whose weight
+        decays geometrically; see the module docstring). Rows of length 0 get the start state.
         """
         history = history.to(self._device)
-        state = self.prior_state(history.batch_size)
+        if history.users is not None and self.logged_interest is not None:
+            rows = history.user_rows(self.logged_interest.shape[0], self._device)
+            state = self._session_start(self.logged_interest[rows])
+        else:
+            state = self.prior_state(history.batch_size)
         positions = torch.arange(history.items.shape[1], device=self._device)
         active = positions[None, :] < history.lengths[:, None]
         for t in range(int(history.lengths.max()) if history.batch_size else 0):
@@ -298,7 +326,22 @@ class SyntheticWorld:
         names = np.array(world.category_names)[world.item_category[1:].cpu().numpy()]
         if ds.n_items != world.n_items or not np.array_equal(ds.items["category"].to_numpy(), names):
             raise DatasetError(f"{where}: items do not match the synthetic world rebuilt from its config")
+        log_ids = _synthetic_user_ids(ds.users["user_key"].to_list(), world.config.n_users)
+        if log_ids is not None:
+            logs_generator = torch.Generator().manual_seed(derived_seeds(world.config.seed)[1])
+            _, users = first_log_draws(world, logs_generator)
+            world.logged_interest = users.interest[torch.as_tensor(log_ids, device=world.device)]
         return world
+
+
+def _synthetic_user_ids(keys: list[str], n_users: int) -> list[int] | None:
+    """The log's user id of each dataset user (keys ``synth-000042``), or None when the keys are not the
+    synthetic logs' (a re-ingested copy with hashed ids: its users cannot be told apart)."""
+    try:
+        ids = [int(k.removeprefix("synth-")) for k in keys]
+    except ValueError:
+        return None
+    return ids if all(k.startswith("synth-") for k in keys) and all(0 <= i < n_users for i in ids) else None
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
