@@ -482,7 +482,8 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
               "consumption logs for the simulator's slates of 5; the impressions show slates of "
               f"{choice.get('n_slots', 10)}.", "",
               "| policy | world return | simulator, calibrated choice | error | simulator, learned choice | "
-              "error | consumption world / calibrated / learned |", "|---|---|---|---|---|---|---|"]
+              "error | consumption world / calibrated / learned | length world / calibrated / learned |",
+              "|---|---|---|---|---|---|---|---|"]
     learned = {r["policy"]: r for r in after["returns"]}
     for r in before["returns"]:
         a = learned.get(r["policy"])
@@ -490,7 +491,8 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
             lines.append(f"| {r['policy']} | {r['world']:.3f} | {r['learned']:.3f} | "
                          f"{r['relative_error']:+.1%} | {a['learned']:.3f} | {a['relative_error']:+.1%} | "
                          f"{r['world_consumption']:.2f} / {r['learned_consumption']:.2f} / "
-                         f"{a['learned_consumption']:.2f} |")
+                         f"{a['learned_consumption']:.2f} | {r['world_length']:.1f} / "
+                         f"{r['learned_length']:.1f} / {a['learned_length']:.1f} |")
     t = IMPRESSION_TARGETS
     worst = max(abs(r["relative_error"]) for r in after["returns"])
     tau, pick, pick_error = after["kendall_tau"], after["random_pick_rate"], after["pick_rate_error"]
@@ -506,9 +508,7 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
         f"- Random-slate pick rate: world {pick[0]:.3f}, learned-choice simulator {pick[1]:.3f} "
         f"(**{pick_error:+.1%}**, calibrated {before['pick_rate_error']:+.1%}; target within "
         f"{t['pick_rate_error']:.0%}): **{_met(abs(pick_error) <= t['pick_rate_error'])}**.",
-        f"- Leave calibrated again with the learned choice: end-logit offset {cal['end_logit_offset']:.3f}, "
-        f"idle hazard {cal.get('idle_hazard', 0.0):.3f}" + (f"; **at a bound**: {bounds}" if bounds else "")
-        + ".",
+        _leave_line(cal, bounds),
     ]
     other = imp.get("choice_B")
     if other:
@@ -549,20 +549,24 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _leave_line(cal: dict, bounds: dict) -> str:
+    """How the leave was fitted with the learned choice: on the impression steps, or by simulation."""
+    leave = cal.get("report", {}).get("leave", {})
+    how = (f"by maximum likelihood on {leave['steps']} impression steps of {leave['sessions']} sessions "
+           f"({leave['expected_leaves']:.0f} leaves expected; NLL per step {leave['nll']:.4f}, "
+           f"{leave['nll_at_zero']:.4f} at offset 0 and no idle hazard)" if "steps" in leave
+           else "again by simulation")
+    return (f"- Leave fitted {how}: end-logit offset {cal['end_logit_offset']:.3f}, idle hazard "
+            f"{cal.get('idle_hazard', 0.0):.3f}" + (f"; **at a bound**: {bounds}" if bounds else "") + ".")
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "missed"
 
 
 def _bounds(calibration: dict[str, Any]) -> dict[str, str]:
-    """The calibration's parameters at a bound of their search (what ``recsim env calibrate`` reports)."""
-    sys.path.insert(0, str(ROOT))
-    from recsim_env.config import Calibration
-    from recsim_env.offline.calibrate import at_bound
-
-    report = calibration["report"]
-    gaps = report.get("logged", {}).get("long_gap_share")
-    fitted = gaps is not None and 0 < gaps < 1
-    return at_bound(Calibration.from_mapping(calibration), bool(report.get("patience")), fitted)
+    """The calibration's parameters at a bound of their search, as ``recsim env calibrate`` reported them."""
+    return calibration["report"].get("at_bound", {})
 
 
 def _heads_line(heads: dict[str, Any]) -> str:

@@ -42,6 +42,7 @@ import torch
 
 from user_models.data.artifact import IMPRESSIONS_SCHEMA
 from user_models.errors import DatasetError, InputError
+from user_models.protocol import History
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,6 @@ def impression_features(
             the model's state of those ``s`` users and the impressions' ``[b, K]`` shown items, for
             callers that need more than the shown items' features (off-policy evaluation).
     """
-    from user_models.protocol import History
-
     check_impressions(impressions, dataset.n_users, dataset.n_items, dataset.meta.name)
     dropped: dict[str, int] = {}
     slates = (impressions.sort(["impression", "slot"])
@@ -224,12 +223,7 @@ def impression_features(
                            "placed in the users' histories")
     offsets = seqs.offsets.astype(np.int64)
     user = slates["user"].to_numpy().astype(np.int64)
-    stamp = slates["timestamp"].to_numpy().astype(np.int64)
-    owner = np.repeat(np.arange(seqs.n_users, dtype=np.int64), np.diff(offsets))
-    shift = np.int64(1) << 33
-    keys = owner * shift + (seqs.timestamps.astype(np.int64) - int(seqs.timestamps.min()))
-    query = user * shift + (stamp - int(seqs.timestamps.min()))
-    before = np.searchsorted(keys, query, side="left") - offsets[user]  # consumptions strictly earlier
+    before = consumptions_before(seqs, user, slates["timestamp"].to_numpy().astype(np.int64))
     cold = before <= 0
     dropped["before the first consumption"] = int(cold.sum())
     keep = ~cold
@@ -254,23 +248,12 @@ def impression_features(
     inverse = inverse.reshape(-1)
     lifts = {t: torch.zeros(n, width, device=dev) for t in temperatures}
     repeated = torch.zeros(n, width, dtype=torch.bool, device=dev)
-    gaps_all = np.full(len(seqs.items), -1.0, dtype=np.float32)
-    gaps_all[1:] = np.diff(seqs.timestamps).astype(np.float32)
-    gaps_all[offsets[:-1][offsets[:-1] < len(gaps_all)]] = -1.0
     log_n = math.log(dataset.n_items)
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(pairs) + 1))
     for lo in range(0, len(pairs), batch_size):
         chunk = pairs[lo:lo + batch_size]
-        length = np.minimum(chunk[:, 1], max_len)
-        start = offsets[chunk[:, 0]] + chunk[:, 1] - length
-        pos = np.arange(max_len)[None, :]
-        valid = pos < length[:, None]
-        index = np.where(valid, start[:, None] + pos, 0)
-        hist = History(torch.as_tensor(np.where(valid, seqs.items[index], 0).astype(np.int64)),
-                       torch.as_tensor(np.where(valid, seqs.behaviors[index], 0).astype(np.int64)),
-                       torch.as_tensor(np.where(valid, gaps_all[index], -1.0).astype(np.float32)),
-                       torch.as_tensor(length.astype(np.int64)))
+        hist = context_histories(seqs, chunk[:, 0], chunk[:, 1], max_len)
         rep_len = np.minimum(chunk[:, 1], history_len)
         rep_start = offsets[chunk[:, 0]] + chunk[:, 1] - rep_len
         rep_pos = np.arange(max(history_len, 1))[None, :]
@@ -293,6 +276,53 @@ def impression_features(
             on_batch(rows, local, logits, state, shown)
     return ImpressionFeatures(user, torch.as_tensor(items, device=dev), lifts, repeated,
                               torch.as_tensor(choice, device=dev), dropped, behavior, propensity)
+
+
+def consumptions_before(seqs: Any, users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """``[n]`` how many of each user's consumptions (``seqs``: the dataset's sequences, with timestamps)
+    have a timestamp strictly before ``timestamps`` (``users``, ``timestamps``: ``[n]`` int64)."""
+    offsets = seqs.offsets.astype(np.int64)
+    owner = np.repeat(np.arange(seqs.n_users, dtype=np.int64), np.diff(offsets))
+    shift = np.int64(1) << 33
+    first = int(seqs.timestamps.min()) if len(seqs.timestamps) else 0
+    keys = owner * shift + (seqs.timestamps.astype(np.int64) - first)
+    query = users * shift + (timestamps - first)
+    return np.searchsorted(keys, query, side="left") - offsets[users]
+
+
+def context_histories(seqs: Any, users: np.ndarray, counts: np.ndarray, max_len: int) -> History:
+    """The last ``max_len`` of each user's first ``counts`` consumptions (``[n]`` each; ``seqs``: the
+    dataset's :class:`~user_models.data.artifact.Sequences` with timestamps), as the simulator holds
+    them: gaps in seconds, -1 before each user's first event."""
+    offsets = seqs.offsets.astype(np.int64)
+    length = np.minimum(counts, max_len)
+    start = offsets[users] + counts - length
+    pos = np.arange(max(max_len, 1))[None, :]
+    valid = pos < length[:, None]
+    index = np.where(valid, start[:, None] + pos, 0)
+    previous = np.where(index > offsets[users][:, None], index - 1, index)
+    stamps = seqs.timestamps
+    gaps = np.where(index > offsets[users][:, None], (stamps[index] - stamps[previous]), -1.0)
+    return History(torch.as_tensor(np.where(valid, seqs.items[index], 0).astype(np.int64)),
+                   torch.as_tensor(np.where(valid, seqs.behaviors[index], 0).astype(np.int64)),
+                   torch.as_tensor(np.where(valid, gaps, -1.0).astype(np.float32)),
+                   torch.as_tensor(length.astype(np.int64)), torch.as_tensor(users.astype(np.int64)))
+
+
+def end_probs_after(model: Any, dataset: Any, users: np.ndarray, counts: np.ndarray,
+                    batch_size: int = 512) -> np.ndarray:
+    """``[n]`` the user model's session-end probability after each user's first ``counts`` consumptions
+    (``users``, ``counts``: ``[n]``; a count of 0 is the state of a user with no history)."""
+    seqs = dataset.sequences
+    pairs, inverse = np.unique(np.stack([users, counts], 1), axis=0, return_inverse=True)
+    out = np.empty(len(pairs), dtype=np.float64)
+    for lo in range(0, len(pairs), batch_size):
+        chunk = pairs[lo:lo + batch_size]
+        hist = context_histories(seqs, chunk[:, 0], chunk[:, 1], int(model.config.max_len))
+        with torch.no_grad():
+            state = model.encode(hist.to(model.device))
+            out[lo:lo + len(chunk)] = model.end_prob(state).double().cpu().numpy()
+    return out[inverse.reshape(-1)]
 
 
 def held_out_users(n_users: int, fraction: float, seed: int) -> np.ndarray:

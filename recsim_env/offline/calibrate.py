@@ -14,7 +14,10 @@ What the logs say, and which parameter answers to it:
    from a session's first to its last event. Without timestamps it must be given.
    When the user model carries a choice learned from impression logs (``recsim user-model
    fit-choice``), the impressions already say how often a shown slate is taken: the no-choice logit
-   (and the temperature) are then not used and not fitted; only (3) and the idle hazard are.
+   (and the temperature) are then not used and not fitted; only (3) and the idle hazard are, and with
+   the impressions in the dataset (patience off) both by maximum likelihood on the impression steps
+   themselves (:mod:`recsim_env.offline.leave_impressions`): every shown slate is a step and the
+   session's last one is where the user left, so no simulation search is needed.
 3. **How many events a session holds** -> ``end_logit_offset`` (the learned end probability's offset in
    the leave hazard; 0 when the end head is calibrated and the per-step hazard reproduces it). Only
    when patience is switched on (it is off by default: consumption logs do not identify it) and alone
@@ -53,6 +56,7 @@ from recsim_env.choice import catalogue_logits, learned_choice_of
 from recsim_env.config import Calibration, SimConfig
 from recsim_env.core import SimulationCore
 from recsim_env.factory import build_core, check_compatible, resolve_from_data
+from recsim_env.offline.leave_impressions import LeaveFit, fit_leave, impression_steps
 from recsim_env.offline.rollout import PolicyRun, rollout
 from recsim_env.population import LONG_GAP_STEPS, SessionStats, logged_stats, median_session_gap
 from recsim_env.spaces import SpaceAdapter
@@ -295,8 +299,18 @@ def calibrate(
     # A choice learned from impressions already fixes how often slates are taken (what the no-choice
     # logit would be fitted to): only the leave parameters are left to fit.
     learned = learned_choice_of(model, base.choice) is not None
+    leave_fit: LeaveFit | None = None
     if learned:
         phases = tuple((which, share) for which, share in phases if which != "c")
+        if dataset.impressions is not None and not patience and base.leave.end_hazard == "per_step":
+            # The impressions show every step and where sessions ended: the leave hazard is fitted on
+            # them by maximum likelihood, and the simulated sessions only report how well it does.
+            assert base.leave.hazard_scale is not None  # resolved from the data
+            leave_fit = fit_leave(impression_steps(model, dataset), base.leave.hazard_scale, OFFSET_BOUNDS,
+                                  IDLE_BOUNDS)
+            z, g, phases = leave_fit.end_logit_offset, leave_fit.idle_hazard, ()
+            errors_at(c, z, g)
+            bar.update(settings.rounds - 1)
     for which, share in phases:
         iterations = max(2, round(share * settings.rounds))
         if which == "c":
@@ -307,7 +321,7 @@ def calibrate(
             g = _solve_decreasing(_along(errors_at, (c, z, g), 2), g, IDLE_BOUNDS, iterations)
     assert best is not None
     params = best[1]
-    bounds = at_bound(params, patience, gaps_known)
+    bounds = leave_fit.at_bound if leave_fit is not None else at_bound(params, patience, gaps_known)
     after = run(params.apply(base), settings.seed + 1000)
     bar.close()
     report = {
@@ -327,6 +341,8 @@ def calibrate(
         "repeat": base.choice.repeat,
         "choice": "learned from impressions (temperature and no-choice logit unused)" if learned
         else "calibrated multinomial logit",
+        "leave": ({"source": "impression steps (maximum likelihood)", **leave_fit.to_json()}
+                  if leave_fit is not None else {"source": "simulated sessions matched to the logged ones"}),
         "at_bound": bounds,
         "rounds": rounds,
     }
@@ -363,6 +379,12 @@ def format_report(calibration: Calibration) -> str:
         f"{before['temperature']:g}, {before['no_choice_logit']:g}, {before['end_logit_offset']:g}, "
         f"{before['drain_scale']:g}).",
     ]
+    leave = r.get("leave", {})
+    if "steps" in leave:
+        lines.append(f"Leave hazard fitted on {leave['steps']} impression steps of {leave['sessions']} "
+                     f"sessions (maximum likelihood; {leave['expected_leaves']:.0f} leaves expected): "
+                     f"end-logit offset {leave['end_logit_offset']:.3f}, idle hazard "
+                     f"{leave['idle_hazard']:.3f}.")
     for name, why in r.get("at_bound", {}).items():
         lines.append(f"Not identified: {name} {why}.")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,161 @@
+"""The leave hazard fitted on impression steps: the steps read off a table by hand, the fit recovering the
+parameters that made the sessions, and the calibration using it when the data has impressions."""
+
+from contextlib import contextmanager
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from recsim_env.config import LeaveConfig, SimConfig
+from recsim_env.offline.calibrate import IDLE_BOUNDS, OFFSET_BOUNDS, CalibrationSettings, calibrate
+from recsim_env.offline.leave_impressions import (
+    ImpressionSteps,
+    fit_leave,
+    impression_steps,
+    leave_probability,
+)
+from tests._user_model_data import cyclic_dataset
+from user_models.choice_model import LearnedChoice, end_probs_after
+from user_models.data.artifact import IMPRESSIONS_SCHEMA, SequenceDataset
+from user_models.errors import InputError
+from user_models.transformer import TransformerConfig, UserTransformer
+
+
+def simulated_steps(offset: float, idle_hazard: float, scale: float, n_sessions: int,
+                    seed: int) -> ImpressionSteps:
+    """Sessions stepped with the simulator's leave rule (written out here): a click with probability 0.5
+    per step, the end probability uniform in [0.02, 0.4]."""
+    rng = np.random.default_rng(seed)
+    end_prob, idle, left, clicked = [], [], [], []
+    for _ in range(n_sessions):
+        run = 0
+        while True:
+            e = rng.uniform(0.02, 0.4)
+            click = rng.random() < 0.5
+            run = 0 if click else run + 1
+            learned = scale / (1 + np.exp(-(np.log(e / (1 - e)) + offset)))
+            gone = rng.random() < 1 - (1 - learned) * np.exp(-idle_hazard * run)
+            end_prob.append(e), idle.append(float(run)), left.append(gone), clicked.append(click)
+            if gone:
+                break
+    return ImpressionSteps(np.array(end_prob), np.array(idle), np.array(left), np.array(clicked), n_sessions)
+
+
+def test_leave_probability_by_hand() -> None:
+    steps = ImpressionSteps(np.array([0.2, 0.5]), np.array([0.0, 2.0]), np.array([False, True]),
+                            np.array([True, False]), 1)
+    p = leave_probability(steps, 0.5, torch.tensor(1.0), torch.tensor(0.3))
+    learned = 0.5 / (1 + np.exp(-(np.log(0.2 / 0.8) + 1.0)))
+    both = 1 - (1 - 0.5 / (1 + np.exp(-1.0))) * np.exp(-0.6)
+    torch.testing.assert_close(p, torch.tensor([learned, both], dtype=torch.float64))
+
+
+def test_the_fit_recovers_the_offset_and_idle_hazard_that_ended_the_sessions() -> None:
+    steps = simulated_steps(offset=0.8, idle_hazard=0.35, scale=0.6, n_sessions=6000, seed=0)
+    fit = fit_leave(steps, 0.6, OFFSET_BOUNDS, IDLE_BOUNDS)
+    assert fit.end_logit_offset == pytest.approx(0.8, abs=0.15)
+    assert fit.idle_hazard == pytest.approx(0.35, abs=0.06)
+    assert fit.nll < fit.nll_at_zero and not fit.at_bound
+    assert fit.expected_leaves == pytest.approx(fit.sessions, rel=0.05)
+    # No wear-out in the data: the idle hazard lands at 0 and the report says it is not identified.
+    flat = fit_leave(simulated_steps(0.0, 0.0, 0.6, 3000, seed=1), 0.6, OFFSET_BOUNDS, IDLE_BOUNDS)
+    assert flat.idle_hazard < 0.02
+    if flat.idle_hazard <= IDLE_BOUNDS[0] + 1e-3:
+        assert "no more leaving after unclicked slates" in flat.at_bound["idle_hazard"]
+    with pytest.raises(InputError, match="hazard_scale"):
+        fit_leave(steps, 0.0, OFFSET_BOUNDS, IDLE_BOUNDS)
+
+
+@pytest.fixture(scope="module")
+def data() -> SequenceDataset:
+    return cyclic_dataset(n_users=6, n_items=10, length=12)
+
+
+@pytest.fixture(scope="module")
+def model(data) -> UserTransformer:
+    torch.manual_seed(0)
+    return UserTransformer(TransformerConfig(dim=16, layers=1, heads=2, max_len=8, dropout=0.0),
+                           data.n_items, data.behaviors).eval()
+
+
+def with_impressions(data: SequenceDataset, rows: list[tuple]) -> SequenceDataset:
+    """``data`` with an impression table of (user, impression, timestamp, session, slot, item, clicked)."""
+    names = ["user", "impression", "timestamp", "session", "slot", "item", "clicked"]
+    table = pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None).with_columns(
+        behavior=pl.lit(None), propensity=pl.lit(None)).select(list(IMPRESSIONS_SCHEMA)).cast(
+        pl.Schema(IMPRESSIONS_SCHEMA))
+    return SequenceDataset(data.interactions, data.items, data.users, data.meta, table)
+
+
+def test_steps_are_read_off_the_table(model, data) -> None:
+    ts = data.sequences.timestamps
+    t0 = int(ts[0])  # user 0's first consumption
+    off1 = int(data.sequences.offsets[1])
+    u1 = int(ts[off1 + 4])  # user 1's fifth consumption
+    rows = [
+        # user 0, session 0: no click, no click, click (at its first consumption's time), then gone
+        (0, 10, t0 - 20, 0, 0, 3, 0), (0, 11, t0 - 10, 0, 0, 4, 0), (0, 12, t0, 0, 0, 1, 1),
+        (0, 12, t0, 0, 1, 2, 0),
+        # user 0, session 1: one unclicked slate
+        (0, 13, t0 + 5, 1, 0, 5, 0),
+        # user 1: unclicked, then no timestamp (dropped)
+        (1, 20, u1, 0, 0, 6, 0), (1, 21, None, 0, 0, 7, 1),
+    ]
+    ds = with_impressions(data, rows)
+    steps = impression_steps(model, ds)
+    assert steps.dropped == {"no timestamp": 1} and steps.n_sessions == 3
+    assert steps.idle.tolist() == [1, 2, 0, 1, 1]
+    assert steps.left.tolist() == [False, False, True, True, True]
+    assert steps.clicked.tolist() == [False, False, True, False, False]
+    # the state after the consumptions up to each step: 0, 0, 1 (its own click), 1; user 1: 4 earlier
+    expected = end_probs_after(model, ds, np.array([0, 0, 0, 0, 1]), np.array([0, 0, 1, 1, 4]))
+    np.testing.assert_allclose(steps.end_prob, expected)
+    # Without a session column, sessions are cut by the dataset's session gap.
+    no_session = with_impressions(data, [(u, i, t, None, s, it, c) for u, i, t, _, s, it, c in rows])
+    assert impression_steps(model, no_session).n_sessions == 2  # the 5 s between 12 and 13 is no gap
+    with pytest.raises(InputError, match="no impression table"):
+        impression_steps(model, data)
+
+
+@contextmanager
+def attached(model, choice: LearnedChoice):
+    model.learned_choice = choice
+    try:
+        yield
+    finally:
+        model.learned_choice = None
+
+
+def test_calibration_fits_the_leave_on_the_impressions_when_it_can(model, data) -> None:
+    ts = data.sequences.timestamps
+    offsets = data.sequences.offsets
+    rng = np.random.default_rng(0)
+    rows, imp = [], 0
+    for u in range(data.n_users):
+        for k in range(1, 11):  # one slate just before each of the user's consumptions 1..10
+            t = int(ts[offsets[u] + k]) - 1
+            rows.append((u, imp, t, k // 4, 0, int(rng.integers(1, 11)), int(rng.random() < 0.5)))
+            imp += 1
+    ds = with_impressions(data, rows)
+    choice = LearnedChoice(torch.tensor(1.0), torch.tensor(0.0), torch.zeros(data.n_items + 1),
+                           torch.tensor([0.0, -0.5, -1.0]), torch.tensor(0.2))
+    settings = CalibrationSettings(n_users=16, n_examples=16, rounds=4, target_consumption_rate=0.5)
+    with attached(model, choice):
+        cal = calibrate(model, ds, SimConfig(slate_size=3), settings, progress=False)
+        assert cal.report["leave"]["source"].startswith("impression steps")
+        assert cal.report["leave"]["steps"] == len(rows)
+        assert len(cal.report["rounds"]) == 1  # simulated once, for the report; nothing searched
+        steps = impression_steps(model, ds)
+        scale = cal.report["hazard_scale"]
+        fit = fit_leave(steps, scale, OFFSET_BOUNDS, IDLE_BOUNDS)
+        assert cal.end_logit_offset == pytest.approx(fit.end_logit_offset)
+        assert cal.idle_hazard == pytest.approx(fit.idle_hazard)
+        # Patience on: the likelihood does not hold it, so the simulated search runs as before.
+        patience = SimConfig(slate_size=3, leave=LeaveConfig(no_choice_drain=0.1))
+        patient = calibrate(model, ds, patience, settings, progress=False)
+        assert patient.report["leave"]["source"].startswith("simulated")
+    # Without a learned choice the impressions are not used for the leave either.
+    plain = calibrate(model, ds, SimConfig(slate_size=3), settings, progress=False)
+    assert plain.report["leave"]["source"].startswith("simulated")
