@@ -22,7 +22,9 @@ well the simulator reproduces sessions rather than how it generalises to unseen 
 **Ground-truth fidelity** (synthetic datasets). The synthetic world that generated the logs is a
 :class:`~user_models.protocol.UserModel` too, so every policy can be run in the world itself and in the
 simulator whose Transformer learned from the world's logs, under the same env settings, seeds and
-evaluation populations. For each policy: its mean return in both, the relative error, and Kendall's tau
+evaluation populations. Both start from the same logged prefixes; the world continues the very users who
+wrote them (each one's true initial state, regenerated from the logs' seed, then the prefix replayed:
+``History.users``), so the question is how a policy would have done with the people in the logs. For each policy: its mean return in both, the relative error, and Kendall's tau
 between the two rankings of the policies, the session-length KS statistic, and the random policy's pick
 rate in both. Targets: tau >= 0.9, every relative error <= 25% (median <= 10%), random-slate pick rate
 within 20%.
