@@ -320,64 +320,17 @@ def collect_ml100k(root: Path) -> dict[str, Any]:
     }
 
 
-def head_ceilings(data: Path, n_users: int = 500) -> dict[str, float]:
-    """What the world's own mechanics let a perfect model reach on its logs: the world replays each of
-    ``n_users`` users' logged events and its true behavior distribution and session-end probability are
-    scored like the learned heads (behavior accuracy vs the majority class; session-end AUC)."""
+def head_ceilings(data: Path) -> dict[str, Any]:
+    """What the world's own mechanics let a perfect model reach on the heads' own test examples: the
+    world's true behavior distribution and session-end probability, each logged user continued from
+    their true state, scored exactly like the learned heads (``heads_report``)."""
     sys.path.insert(0, str(ROOT))
-    import numpy as np
-    import torch
-    from scipy.stats import rankdata
-
     from recsim_env.factory import load_model
     from user_models.data.artifact import SequenceDataset
+    from user_models.evaluate import eval_examples, heads_report
 
     ds = SequenceDataset.load(data)
-    world = load_model("world", ds)
-    inter = ds.interactions.sort(["user", "position"])
-    offsets = ds.sequences.offsets
-    n = min(n_users, len(offsets) - 1)
-    lengths = np.diff(offsets)[:n]
-    width = int(lengths.max())
-    columns = {name: inter[name].to_numpy() for name in ("item", "behavior", "session", "timestamp")}
-    grid = {name: np.zeros((n, width), dtype=np.int64) for name in ("item", "behavior", "session")}
-    gaps = np.full((n, width), -1.0, dtype=np.float32)
-    for u in range(n):
-        lo, hi = offsets[u], offsets[u + 1]
-        for name in grid:
-            grid[name][u, : hi - lo] = columns[name][lo:hi]
-        gaps[u, 1 : hi - lo] = np.diff(columns["timestamp"][lo:hi])
-    state = world.encode(world_history(n))
-    hits, truths, ends, lasts = [], [], [], []
-    for t in range(width):
-        active = torch.as_tensor(t < lengths)
-        item, behavior = torch.as_tensor(grid["item"][:, t]), torch.as_tensor(grid["behavior"][:, t])
-        probs = world.behavior_probs(state, item.clamp(min=1)[:, None])[:, 0]
-        state = world.step(state, item, behavior, torch.as_tensor(gaps[:, t]), active)
-        following = grid["session"][:, t + 1] if t + 1 < width else np.full(n, -1)
-        last = (t == lengths - 1) | (following != grid["session"][:, t])
-        keep = active.numpy()
-        hits.append(probs.argmax(1).numpy()[keep] + 1)
-        truths.append(behavior.numpy()[keep])
-        ends.append(world.end_prob(state).float().numpy()[keep])
-        lasts.append(last[keep])
-    predicted, true = np.concatenate(hits), np.concatenate(truths)
-    end, y = np.concatenate(ends), np.concatenate(lasts)
-    ranks = rankdata(end)
-    auc = (ranks[y].sum() - y.sum() * (y.sum() + 1) / 2) / (y.sum() * (~y).sum())
-    majority = np.bincount(true).max() / true.size
-    return {"behavior_accuracy": float((predicted == true).mean()), "majority": float(majority),
-            "end_auc": float(auc)}
-
-
-def world_history(n: int) -> Any:
-    """``n`` empty histories (the world's prior users, before their first logged event)."""
-    import torch
-
-    from user_models.protocol import History
-
-    empty = torch.zeros(n, 0, dtype=torch.long)
-    return History(empty, empty, empty.float(), torch.zeros(n, dtype=torch.long))
+    return heads_report(load_model("world", ds), eval_examples(ds, "test"))
 
 
 def _last_json(log: Path) -> dict[str, Any]:
@@ -428,9 +381,9 @@ def world_section(run: dict[str, Any]) -> list[str]:
         + (f"**at a bound**: {bounds}" if (bounds := _bounds(cal)) else
            "every fitted parameter strictly inside its bounds") + ".",
         _heads_line(run["heads"]),
-        f"- What the logs allow (the world's own behavior distribution and end probability, replayed on "
-        f"500 users' logs): behavior accuracy {run['ceilings']['behavior_accuracy']:.3f} vs majority "
-        f"{run['ceilings']['majority']:.3f}; session-end AUC {run['ceilings']['end_auc']:.3f}.",
+        "- What the logs allow (the world's own behavior distribution and end probability on the same "
+        "test examples, each logged user continued from their true state): " + _heads_text(run["ceilings"])
+        + ".",
     ]
     heldout = run["fidelity"].get("heldout_policy_fidelity")
     if heldout:
@@ -569,19 +522,23 @@ def _bounds(calibration: dict[str, Any]) -> dict[str, str]:
     return calibration["report"].get("at_bound", {})
 
 
-def _heads_line(heads: dict[str, Any]) -> str:
-    """The behavior and session-end heads against the majority class and chance, from ``user-model eval``."""
+def _heads_text(heads: dict[str, Any]) -> str:
+    """Behavior and session-end metrics of a ``heads_report`` (``user-model eval``'s or the world's)."""
     behavior = heads.get("behavior", {})
-    end = heads.get("session_end", heads.get("end", {}))
+    end = heads.get("session_end", {})
     parts = []
     if behavior:
-        parts.append(f"behavior accuracy {behavior.get('accuracy', float('nan')):.3f} vs majority class "
-                     f"{behavior.get('majority_accuracy', behavior.get('majority', float('nan'))):.3f}, "
-                     f"macro-F1 {behavior.get('macro_f1', float('nan')):.3f}, "
-                     f"one-vs-rest AUC {behavior.get('auc_ovr', behavior.get('auc', float('nan'))):.3f}")
+        parts.append(f"behavior accuracy {behavior['accuracy']:.3f} vs majority class "
+                     f"{behavior['majority_accuracy']:.3f}, macro-F1 {behavior['macro_f1']:.3f}, "
+                     f"one-vs-rest AUC {behavior['auc_ovr']:.3f}")
     if end:
-        parts.append(f"session-end AUC {end.get('auc', float('nan')):.3f} (target >= 0.7)")
-    return "- Heads (test split): " + ("; ".join(parts) if parts else f"{heads}") + "."
+        parts.append(f"session-end AUC {end['auc']:.3f}")
+    return "; ".join(parts) if parts else f"{heads}"
+
+
+def _heads_line(heads: dict[str, Any]) -> str:
+    """The learned heads against the majority class and chance, from ``user-model eval``."""
+    return f"- Heads (test split): {_heads_text(heads)} (session-end target >= 0.7)."
 
 
 def ml100k_section(run: dict[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ k = 5, 10, 20, and ``mrr`` (``1 / (rank + 1)``, no cut-off).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from user_models.data.artifact import EvalSplit, SequenceDataset, Sequences
-from user_models.protocol import History
+from user_models.protocol import History, UserModel
 from user_models.sequences import history_from_sequences, session_end_flags, take_users
 from user_models.transformer import UserTransformer
 
@@ -103,6 +103,8 @@ class EvalExamples:
     target_behaviors: np.ndarray
     session_end: np.ndarray
     """Whether each history's last event ended its session (the session-end head's label)."""
+    users: np.ndarray
+    """Each example's dataset user index (a ground-truth world continues that very user)."""
 
 
 def eval_examples(dataset: SequenceDataset, split: EvalSplit) -> EvalExamples:
@@ -112,7 +114,7 @@ def eval_examples(dataset: SequenceDataset, split: EvalSplit) -> EvalExamples:
     ends = session_end_flags(seqs, dataset.interactions["session"].to_numpy())
     last_history_event = seqs.offsets[view.users + 1] - {"test": 2, "valid": 3}[split]
     return EvalExamples(split, view.history, view.target_items, view.target_behaviors,
-                        ends[last_history_event])
+                        ends[last_history_event], view.users.astype(np.int64))
 
 
 def _batches(n: int, batch_size: int) -> list[np.ndarray]:
@@ -215,16 +217,19 @@ def reliability_diagram(probs: np.ndarray, labels: np.ndarray, path: str | Path,
 
 
 @torch.no_grad()
-def heads_report(model: UserTransformer, examples: EvalExamples, device: str | torch.device = "cpu",
+def heads_report(model: UserModel, examples: EvalExamples, device: str | torch.device = "cpu",
                  batch_size: int = 256, reliability_png: str | Path | None = None) -> dict[str, Any]:
     """Behavior-given-item and session-end metrics of ``model`` on ``examples``.
 
     The behavior head is asked for the behavior of the true next item; the session-end head whether the
-    last history event ended its session.
+    last history event ended its session. Any :class:`~user_models.protocol.UserModel` can be scored
+    (each gets the whole history and the user's index; the Transformer keeps its own window), so a
+    ground-truth world's own probabilities on the same examples are the ceiling of the learned heads.
     """
     behavior_p, end_p = [], []
     for rows in _batches(len(examples.target_items), batch_size):
-        history = history_from_sequences(take_users(examples.history, rows), model.config.max_len)
+        history = history_from_sequences(take_users(examples.history, rows))
+        history = replace(history, users=torch.as_tensor(examples.users[rows]))
         state = model.encode(history.to(device))
         items = torch.from_numpy(examples.target_items[rows].astype(np.int64)).to(device)[:, None]
         behavior_p.append(model.behavior_probs(state, items)[:, 0].float().cpu())
