@@ -207,6 +207,10 @@ class SimulationCore:
         n_users: Batch size N.
         popularity: ``[n_items + 1]`` training-split event counts (candidate retrieval).
         gap_seconds: Seconds between simulated steps (negative: unknown).
+        item_embeddings: ``[n_items + 1, d]`` the item vectors the recommender side sees (candidate
+            retrieval, ``embedding`` observations and actions, slate diversity); None: the model's own.
+            A ground-truth world's own vectors are its hidden state: to compare it with a learned
+            simulator, give both the learned ones, so policies meet the same candidates and features.
     """
 
     def __init__(
@@ -217,6 +221,7 @@ class SimulationCore:
         n_users: int,
         popularity: torch.Tensor,
         gap_seconds: float,
+        item_embeddings: torch.Tensor | None = None,
     ) -> None:
         if n_users < 1:
             raise InputError(f"n_users must be >= 1, got {n_users}")
@@ -255,7 +260,11 @@ class SimulationCore:
         gain = leave.high_value_refill * value - leave.low_value_drain * drain * (1 - value)
         gain[0] = -leave.no_choice_drain * drain
         self._patience_gain = gain
-        embeddings = model.item_embeddings().float().to(self.device)
+        embeddings = (model.item_embeddings() if item_embeddings is None else item_embeddings)
+        embeddings = embeddings.detach().float().to(self.device)
+        if embeddings.shape[0] != n_items + 1:
+            raise InputError(f"item_embeddings has {embeddings.shape[0]} rows, the catalogue {n_items} items "
+                             "plus padding")
         self._embeddings = embeddings
         self._unit_embeddings = torch.nn.functional.normalize(embeddings, dim=1)
         self._log_popularity = torch.log1p(popularity.float().to(self.device))

@@ -102,6 +102,7 @@ def build_core(
     device: torch.device | str = "cpu",
     calibration: PathLike | Calibration | None = None,
     population: Population | None = None,
+    item_embeddings: torch.Tensor | None = None,
 ) -> SimulationCore:
     """A simulation core of ``n_users`` rows (not yet reset).
 
@@ -115,6 +116,8 @@ def build_core(
         calibration: A :class:`Calibration` or its JSON file; overrides the config's calibrated fields.
         population: Where users come from (default: ``config.population`` over the dataset); e.g. a
             fixed set of held-out prefixes.
+        item_embeddings: The item vectors the recommender side sees (see :class:`SimulationCore`);
+            None: the model's own.
     """
     dataset = load_dataset(data)
     user_model = load_model(model, dataset, device)
@@ -128,7 +131,7 @@ def build_core(
     if population is None:
         population = make_population(config.population, dataset, user_model, gap)
     popularity = torch.as_tensor(item_popularity(dataset).astype(np.float64), device=user_model.device)
-    return SimulationCore(user_model, population, config, n_users, popularity, gap)
+    return SimulationCore(user_model, population, config, n_users, popularity, gap, item_embeddings)
 
 
 def resolve_from_data(config: SimConfig, dataset: SequenceDataset, step_seconds: float) -> SimConfig:
@@ -150,14 +153,16 @@ def build_env_core(
     config: EnvConfig,
     n_users: int = 1,
     population: Population | None = None,
+    item_embeddings: torch.Tensor | None = None,
 ) -> tuple[SimulationCore, SpaceAdapter]:
     """The core and the space adapter behind an env of ``config`` with ``n_users`` rows.
 
     Shared by every env view and offline tool, so one :class:`EnvConfig` means the same simulator
-    everywhere (``population`` as for :func:`build_core`).
+    everywhere (``population`` and ``item_embeddings`` as for :func:`build_core`).
     """
     core = build_core(model, data, config.sim_config(), n_users=n_users, device=config.device,
-                      calibration=config.loaded_calibration(), population=population)
+                      calibration=config.loaded_calibration(), population=population,
+                      item_embeddings=item_embeddings)
     return core, SpaceAdapter(core, config.action_mode, config.observation_mode, strict=config.strict)
 
 

@@ -70,3 +70,26 @@ def test_world_vector_env_reproduces_the_single_world_env(world_data):
             s_obs, _ = single.reset()
         for key, value in v_obs.items():
             np.testing.assert_array_equal(value[0], s_obs[key])
+
+
+def test_the_world_can_show_the_recommender_the_learned_item_vectors(world_data):
+    """Candidates and embedding features come from the item vectors the core is given (the learned
+    simulator's, in ground-truth fidelity), not from the world's hidden ones."""
+    import torch
+
+    from recsim_env.config import CandidateConfig, SimConfig
+    from recsim_env.factory import WORLD_MODEL, build_core
+    from user_models.errors import InputError
+
+    config = SimConfig(slate_size=3, candidates=CandidateConfig(n_candidates=6, nearest=1.0, popular=0.0))
+    own = build_core(WORLD_MODEL, world_data, config, n_users=8)
+    shown = torch.randn(world_data.n_items + 1, 5, generator=torch.Generator().manual_seed(0))
+    given = build_core(WORLD_MODEL, world_data, config, n_users=8, item_embeddings=shown)
+    for core in (own, given):
+        core.manual_seed(0)
+        core.reset()
+    assert given.embedding_dim == 5 and own.embedding_dim != 5
+    assert not torch.equal(own.candidates, given.candidates)  # nearest by other vectors
+    assert torch.equal(given.user_state.interest, own.user_state.interest)  # the same users
+    with pytest.raises(InputError, match="item_embeddings has 4 rows"):
+        build_core(WORLD_MODEL, world_data, config, n_users=8, item_embeddings=shown[:4])

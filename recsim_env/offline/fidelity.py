@@ -24,10 +24,12 @@ well the simulator reproduces sessions rather than how it generalises to unseen 
 simulator whose Transformer learned from the world's logs, under the same env settings, seeds and
 evaluation populations. Both start from the same logged prefixes; the world continues the very users who
 wrote them (each one's true initial state, regenerated from the logs' seed, then the prefix replayed:
-``History.users``), so the question is how a policy would have done with the people in the logs. For each policy: its mean return in both, the relative error, and Kendall's tau
-between the two rankings of the policies, the session-length KS statistic, and the random policy's pick
-rate in both. Targets: tau >= 0.9, every relative error <= 25% (median <= 10%), random-slate pick rate
-within 20%.
+``History.users``), so the question is how a policy would have done with the people in the logs. The
+recommender side (candidate retrieval, embedding features) sees the learned item vectors in both, so a
+policy meets the same candidates in the world as in the simulator. For each policy: its mean return in
+both, the relative error, and Kendall's tau between the two rankings of the policies, the
+session-length KS statistic, and the random policy's pick rate in both. Targets: tau >= 0.9, every
+relative error <= 25% (median <= 10%), random-slate pick rate within 20%.
 
 **Held-out-policy fidelity** (any two logs of the same catalogue, e.g. before and after a ranking
 change): the simulator fitted to logs A predicts the logged statistics of logs B (session length,
@@ -404,8 +406,12 @@ def ground_truth_fidelity(
         raise InputError(
             "ground-truth fidelity needs at least two policies to rank (the issue asks for five)"
         )
-    world = build_simulator(WORLD_MODEL, data, world_settings, config.episodes)
     learned = build_simulator(model, data, settings, config.episodes)
+    # The recommender side sees the same item vectors in both (the learned ones: the world's own are its
+    # hidden state), so every policy meets the same candidates and features in the world as in the
+    # simulator; only the users differ.
+    world = build_simulator(WORLD_MODEL, data, world_settings, config.episodes,
+                            item_embeddings=learned.core.model.item_embeddings())
     greedy = work_dir / "greedy_recommender"
     truth = _policy_stats(world, config, greedy, progress, "world")
     sim = _policy_stats(learned, config, greedy, progress, "learned simulator")

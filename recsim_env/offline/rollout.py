@@ -74,6 +74,7 @@ def build_simulator(
     config: EnvConfig,
     n_users: int,
     population: Population | None = None,
+    item_embeddings: torch.Tensor | None = None,
 ) -> Simulator:
     """Load the dataset and user model once and build a core of ``n_users`` rows over ``config``.
 
@@ -84,10 +85,13 @@ def build_simulator(
         config: the env settings.
         n_users: rows of the core (the evaluation population's size).
         population: where users come from instead of ``config.population`` (e.g. held-out prefixes).
+        item_embeddings: the item vectors the recommender side sees instead of the model's own (see
+            :class:`~recsim_env.core.SimulationCore`).
     """
     dataset = load_dataset(data)
     user_model = load_model(model, dataset, config.device)
-    core, adapter = build_env_core(user_model, dataset, config, n_users=n_users, population=population)
+    core, adapter = build_env_core(user_model, dataset, config, n_users=n_users, population=population,
+                                   item_embeddings=item_embeddings)
     return Simulator(core, adapter, dataset, config)
 
 
