@@ -34,7 +34,8 @@ def choice_utilities(
 
     Args:
         item_logits: ``[B, m]`` the user model's logits of the items.
-        repeated: ``[B, m]`` bool, True where the item is already in the user's recent history.
+        repeated: ``[B, m]`` bool, True where the item is a repeat under the repeat policy (in the
+            user's last ``choice.repeat_window`` consumptions).
         choice: temperature, utility kind and repeat policy.
         log_normaliser: ``[B, 1]`` ``logsumexp(catalogue_logits / temperature)`` (needed for ``log_lift``).
         n_items: catalogue size (the uniform reference of the lift).
@@ -77,12 +78,14 @@ def learned_choice_of(model: UserModel, choice: ChoiceConfig) -> LearnedChoice |
 
 
 def learned_utilities(learned: LearnedChoice, catalogue: torch.Tensor, items: torch.Tensor,
-                      repeated: torch.Tensor, choice: ChoiceConfig) -> torch.Tensor:
+                      repeated: torch.Tensor, barred: torch.Tensor, choice: ChoiceConfig) -> torch.Tensor:
     """``[B, m]`` the learned choice's utilities of ``items`` (``[B, m]``, ids >= 1) from the
-    ``[B, n_items]`` catalogue logits: log-lift at temperature 1, the learned terms, then the repeat
-    policy (the config's temperature and no-choice utility play no part)."""
+    ``[B, n_items]`` catalogue logits: log-lift at temperature 1, the learned terms (whose repeat flag,
+    ``repeated``, is "in the history window", as it was fitted), then the repeat policy on ``barred``
+    (the repeats within ``choice.repeat_window``; the config's temperature and no-choice utility play
+    no part)."""
     log_lift = torch.log_softmax(catalogue.float(), dim=1).gather(1, items - 1) + math.log(catalogue.shape[1])
-    return apply_repeat_policy(learned.item_utilities(log_lift, repeated, items), repeated, choice)
+    return apply_repeat_policy(learned.item_utilities(log_lift, repeated, items), barred, choice)
 
 
 def log_normaliser(catalogue: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -60,9 +60,14 @@ class ChoiceConfig:
         repeat: What happens when a slate holds an item already in the user's recent history:
             ``allow`` (treated like any item: the user model's own view of repeats decides),
             ``penalise`` (its utility also drops by ``repeat_penalty``) or ``mask`` (it cannot be
-            chosen, and ``action_masks`` hides it). None (default): decided by the data, ``mask`` when
-            the training logs re-consume less than :data:`REPEAT_MASK_BELOW` of the time (MovieLens:
-            never), else ``allow`` (see :func:`recsim_env.population.repeat_rate`).
+            chosen, and ``action_masks`` hides it). None (default): decided by the data with
+            ``repeat_window`` (:func:`recsim_env.population.data_repeat_rule`): ``mask`` when the training
+            logs re-consume within the history less than :data:`REPEAT_MASK_BELOW` of the time
+            (MovieLens: never), ``mask`` within the last ``w`` events when they re-consume only older
+            items, else ``allow``.
+        repeat_window: How far back ``penalise`` and ``mask`` look: an item among the user's last
+            ``repeat_window`` consumptions is a repeat. None: the whole history window, and under
+            ``mask`` everything the user is known to have consumed. Ignored under ``allow``.
         repeat_penalty: Utility penalty under ``penalise``. Default 2.0: a repeat is ~7x less attractive.
         source: Which slate choice the simulator uses. ``auto`` (default): the user model's choice
             learned from impression logs when it has one (``recsim user-model fit-choice``; then
@@ -77,6 +82,7 @@ class ChoiceConfig:
     utility: UtilityKind = "log_lift"
     position_decay: float = 1.0
     repeat: RepeatPolicy | None = None
+    repeat_window: int | None = None
     repeat_penalty: float = 2.0
     source: ChoiceSource = "auto"
 
@@ -89,6 +95,8 @@ class ChoiceConfig:
         _check(0 < self.position_decay <= 1, f"position_decay must be in (0, 1], got {self.position_decay}")
         _check(self.repeat is None or self.repeat in REPEAT_POLICIES, f"repeat policy must be one of "
                f"{REPEAT_POLICIES} or None (from the data), got {self.repeat!r}")
+        _check(self.repeat_window is None or self.repeat_window >= 1,
+               f"repeat_window must be >= 1 or None (everything known), got {self.repeat_window}")
         _check(self.repeat_penalty >= 0, f"repeat_penalty must be >= 0, got {self.repeat_penalty}")
 
 
@@ -288,6 +296,9 @@ class SimConfig:
         _check(self.slate_size >= 1, f"slate_size must be >= 1, got {self.slate_size}")
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.history_len >= 1, f"history_len must be >= 1, got {self.history_len}")
+        window = self.choice.repeat_window
+        _check(window is None or window <= self.history_len, f"choice.repeat_window ({window}) must not "
+               f"exceed history_len ({self.history_len}): older consumptions are not kept")
 
 
 @dataclass(frozen=True)

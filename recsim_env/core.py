@@ -285,7 +285,8 @@ class SimulationCore:
         # Under the mask repeat policy a user never consumes again what they ever consumed (MovieLens:
         # one rating per movie), not only what is in the history window: one bit per row and item, within
         # a memory budget (beyond it, the window decides).
-        mask_all = config.choice.repeat == "mask" and n_users * (n_items + 1) <= CONSUMED_BITS_MAX
+        mask_all = (config.choice.repeat == "mask" and config.choice.repeat_window is None
+                    and n_users * (n_items + 1) <= CONSUMED_BITS_MAX)
         self.consumed: torch.Tensor | None = (
             torch.zeros(n_users, n_items + 1, dtype=torch.bool, device=self.device) if mask_all else None)
         self._table: Any | None = None
@@ -557,11 +558,25 @@ class SimulationCore:
         return slate.masked_fill(duplicate, 0)
 
     def repeated(self, items: torch.Tensor) -> torch.Tensor:
-        """``[N, m]`` bool: each item (``[N, m]``) is in the row's recent history (under the ``mask`` repeat
-        policy: anywhere in what the user is known to have consumed, see :attr:`consumed`)."""
-        if self.consumed is not None:
+        """``[N, m]`` bool: each item (``[N, m]``) is in the row's recent history (the whole window)."""
+        return self.repeated_within(items, None)
+
+    def repeated_within(self, items: torch.Tensor, window: int | None) -> torch.Tensor:
+        """``[N, m]`` bool: each item (``[N, m]``) is among the row's last ``window`` consumptions (None:
+        the whole history window, or everything the user is known to have consumed when the core keeps
+        that, see :attr:`consumed`)."""
+        if window is None and self.consumed is not None:
             return self.consumed.gather(1, items) & (items > 0)
-        return ((items[:, :, None] == self.history_items[:, None, :]) & (items[:, :, None] > 0)).any(dim=2)
+        recent = self.history_items if window is None else self.history_items[:, -window:]
+        return ((items[:, :, None] == recent[:, None, :]) & (items[:, :, None] > 0)).any(dim=2)
+
+    def barred_repeats(self, items: torch.Tensor) -> torch.Tensor:
+        """``[N, m]`` bool: the items the repeat policy penalises or masks (within
+        ``choice.repeat_window``); all False under ``allow``."""
+        choice = self.config.choice
+        if choice.repeat == "allow":
+            return torch.zeros_like(items, dtype=torch.bool)
+        return self.repeated_within(items, choice.repeat_window)
 
     @property
     def history_mask(self) -> torch.Tensor:
@@ -578,13 +593,13 @@ class SimulationCore:
         choice = self.config.choice
         if self.learned_choice is not None:
             return learned_utilities(self.learned_choice, self.catalogue_logits(), items,
-                                     self.repeated(items), choice)
+                                     self.repeated(items), self.barred_repeats(items), choice)
         if choice.utility == "log_lift":
             catalogue = self.catalogue_logits()
             logits, normaliser = catalogue.gather(1, items - 1), log_normaliser(catalogue, choice.temperature)
         else:
             logits, normaliser = self.model.item_logits(self.user_state, items), None
-        return choice_utilities(logits, self.repeated(items), choice, normaliser, self.n_items)
+        return choice_utilities(logits, self.barred_repeats(items), choice, normaliser, self.n_items)
 
     def slate_choice_probabilities(self, slate: torch.Tensor, shown: torch.Tensor) -> torch.Tensor:
         """``[N, k + 1]`` P(each slot), then P(no choice), for ``[N, k]`` slates (ids >= 1; ``shown``

@@ -15,11 +15,11 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from recsim_env.config import WORLD_DEFAULTS, WORLD_MODEL, Calibration, EnvConfig, SimConfig
+from recsim_env.config import WORLD_DEFAULTS, WORLD_MODEL, Calibration, ChoiceConfig, EnvConfig, SimConfig
 from recsim_env.core import SimulationCore
 from recsim_env.population import (
     Population,
-    data_repeat_policy,
+    data_repeat_rule,
     logged_consumption_rate,
     make_population,
     median_session_gap,
@@ -135,12 +135,12 @@ def build_core(
 
 
 def resolve_from_data(config: SimConfig, dataset: SequenceDataset, step_seconds: float) -> SimConfig:
-    """``config`` with the settings left to the data decided: the repeat policy (from the logs' repeat
-    rate, :func:`~recsim_env.population.data_repeat_policy`) and the learned hazard's per-step scale
-    (the logged consumption rate, :func:`~recsim_env.population.logged_consumption_rate`)."""
+    """``config`` with the settings left to the data decided: the repeat policy and window (from the
+    logs' repeat rates, :func:`~recsim_env.population.data_repeat_rule`) and the learned hazard's
+    per-step scale (the logged consumption rate, :func:`~recsim_env.population.logged_consumption_rate`)."""
     if config.choice.repeat is None:
-        repeat = data_repeat_policy(dataset, config.history_len)
-        config = replace(config, choice=replace(config.choice, repeat=repeat))
+        repeat, window = data_repeat_rule(dataset, config.history_len)
+        config = replace(config, choice=replace(config.choice, repeat=repeat, repeat_window=window))
     if config.leave.hazard_scale is None:
         scale = logged_consumption_rate(dataset, step_seconds)
         config = replace(config, leave=replace(config.leave, hazard_scale=scale))
@@ -154,16 +154,19 @@ def build_env_core(
     n_users: int = 1,
     population: Population | None = None,
     item_embeddings: torch.Tensor | None = None,
+    mask_rule: ChoiceConfig | None = None,
 ) -> tuple[SimulationCore, SpaceAdapter]:
     """The core and the space adapter behind an env of ``config`` with ``n_users`` rows.
 
     Shared by every env view and offline tool, so one :class:`EnvConfig` means the same simulator
-    everywhere (``population`` and ``item_embeddings`` as for :func:`build_core`).
+    everywhere (``population`` and ``item_embeddings`` as for :func:`build_core`; ``mask_rule`` as for
+    :class:`~recsim_env.spaces.SpaceAdapter`).
     """
     core = build_core(model, data, config.sim_config(), n_users=n_users, device=config.device,
                       calibration=config.loaded_calibration(), population=population,
                       item_embeddings=item_embeddings)
-    return core, SpaceAdapter(core, config.action_mode, config.observation_mode, strict=config.strict)
+    return core, SpaceAdapter(core, config.action_mode, config.observation_mode, strict=config.strict,
+                              mask_rule=mask_rule)
 
 
 def world_config(config: EnvConfig | None = None, **settings: Any) -> EnvConfig:

@@ -154,28 +154,45 @@ def _gaps(timestamps: np.ndarray | None, offsets: np.ndarray) -> np.ndarray:
     return gaps
 
 
+def repeat_lags(dataset: SequenceDataset, window: int) -> np.ndarray:
+    """Per training-split event, how many events back the same user last had its item (1 = the event
+    just before), or 0 when not among their previous ``window`` events."""
+    seqs = dataset.train_sequences()
+    items = seqs.items.astype(np.int64)
+    lags = np.zeros(items.size, dtype=np.int64)
+    user = np.repeat(np.arange(seqs.n_users), seqs.lengths)
+    for lag in range(min(window, items.size - 1), 0, -1):  # nearest last, so it wins
+        same = (items[lag:] == items[:-lag]) & (user[lag:] == user[:-lag])
+        lags[lag:][same] = lag
+    return lags
+
+
 def repeat_rate(dataset: SequenceDataset, window: int) -> float:
     """Share of training-split events whose item is among the same user's previous ``window`` events.
 
     What the logs say about re-consumption: it decides the default repeat policy
-    (:attr:`recsim_env.config.ChoiceConfig.repeat`) and is what the simulated repeat rate is checked
-    against. 0.0 for logs without two events of one user.
+    (:func:`data_repeat_rule`) and is what the simulated repeat rate is checked against. 0.0 for logs
+    without two events of one user.
     """
-    seqs = dataset.train_sequences()
-    items = seqs.items.astype(np.int64)
-    if items.size < 2:
-        return 0.0
-    user = np.repeat(np.arange(seqs.n_users), seqs.lengths)
-    repeated = np.zeros(items.size, dtype=bool)
-    for lag in range(1, min(window, items.size - 1) + 1):
-        same = (items[lag:] == items[:-lag]) & (user[lag:] == user[:-lag])
-        repeated[lag:] |= same
-    return float(repeated.mean())
+    lags = repeat_lags(dataset, window)
+    return float((lags > 0).mean()) if lags.size else 0.0
 
 
-def data_repeat_policy(dataset: SequenceDataset, window: int) -> RepeatPolicy:
-    """``mask`` when the logs (almost) never re-consume within ``window`` events, else ``allow``."""
-    return "mask" if repeat_rate(dataset, window) < REPEAT_MASK_BELOW else "allow"
+def data_repeat_rule(dataset: SequenceDataset, window: int) -> tuple[RepeatPolicy, int | None]:
+    """The repeat policy and window the logs show: ``("mask", None)`` when they (almost) never
+    re-consume within ``window`` events (MovieLens: a user rates a movie once); ``("mask", w)`` when they
+    re-consume, but (almost) never within the last ``w`` events (a shop whose users do not buy again
+    what they just bought, but come back to it later); ``("allow", None)`` when they re-consume even the
+    item just before. "Almost never" is a rate below :data:`~recsim_env.config.REPEAT_MASK_BELOW`.
+    """
+    lags = repeat_lags(dataset, window)
+    if lags.size == 0:
+        return "mask", None
+    within = np.cumsum(np.bincount(lags, minlength=window + 1)[1:]) / lags.size  # rate within 1..window
+    quiet = int((within < REPEAT_MASK_BELOW).sum())  # the rate grows with the window: a prefix
+    if quiet == window:
+        return "mask", None
+    return ("allow", None) if quiet == 0 else ("mask", quiet)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from recsim_env.config import ACTION_MODES, OBSERVATION_MODES
+from recsim_env.config import ACTION_MODES, OBSERVATION_MODES, ChoiceConfig
 from recsim_env.core import SimulationCore
 
 
@@ -44,10 +44,13 @@ class SpaceAdapter:
         action_mode: ``slate``, ``candidates`` or ``embedding``.
         observation_mode: ``history`` or ``state``.
         strict: Raise ValueError on a slate that repeats an item (default: the repeat shows nothing).
+        mask_rule: The repeat rule the action masks follow (its ``repeat`` and ``repeat_window``);
+            default the core's own choice config. Ground-truth fidelity gives the world the simulator's,
+            so that a policy is filtered alike in the world and in the simulator.
     """
 
-    def __init__(self, core: SimulationCore, action_mode: str, observation_mode: str, strict: bool = False
-                 ) -> None:
+    def __init__(self, core: SimulationCore, action_mode: str, observation_mode: str, strict: bool = False,
+                 mask_rule: ChoiceConfig | None = None) -> None:
         if action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
         if observation_mode not in OBSERVATION_MODES:
@@ -58,6 +61,7 @@ class SpaceAdapter:
         self.action_mode = action_mode
         self.observation_mode = observation_mode
         self.strict = strict
+        self.mask_rule = core.config.choice if mask_rule is None else mask_rule
         self.action_space = self._action_space()
         self.observation_space = self._observation_space()
 
@@ -199,25 +203,27 @@ class SpaceAdapter:
     def action_masks(self) -> torch.Tensor:
         """``[N, sum(nvec)]`` bool masks in sb3-contrib's MaskablePPO layout (one block per slot).
 
-        In the slate mode the empty slot (id 0) is masked; with the ``mask`` repeat policy, items in the
-        user's recent history are masked too (unless that would leave nothing).
+        In the slate mode the empty slot (id 0) is masked; with the ``mask`` repeat policy of
+        :attr:`mask_rule`, items among the user's last ``repeat_window`` consumptions are masked too
+        (unless that would leave nothing).
         """
         core = self.core
-        mask_repeats = core.config.choice.repeat == "mask"
+        mask_repeats, window = self.mask_rule.repeat == "mask", self.mask_rule.repeat_window
         if self.action_mode == "slate":
             allowed = torch.ones(core.n_users, core.n_items + 1, dtype=torch.bool, device=core.device)
             allowed[:, 0] = False
             if mask_repeats:
-                if core.consumed is not None:
+                if window is None and core.consumed is not None:
                     allowed &= ~core.consumed
                 else:
-                    allowed.scatter_(1, core.history_items, False)
+                    recent = core.history_items if window is None else core.history_items[:, -window:]
+                    allowed.scatter_(1, recent, False)
                 allowed[:, 0] = ~allowed[:, 1:].any(dim=1)
         elif self.action_mode == "candidates":
             assert core.candidates is not None
             allowed = torch.ones_like(core.candidates, dtype=torch.bool)
             if mask_repeats:
-                allowed = ~core.repeated(core.candidates)
+                allowed = ~core.repeated_within(core.candidates, window)
                 allowed = allowed | ~allowed.any(dim=1, keepdim=True)
         else:
             raise ValueError("action masks exist only for the discrete action modes (slate, candidates)")

@@ -377,7 +377,8 @@ def world_section(run: dict[str, Any]) -> list[str]:
         f"{cal['no_choice_logit']:.3f}, "
         f"end-logit offset {cal['end_logit_offset']:.3f}, idle hazard {cal.get('idle_hazard', 0.0):.3f}, "
         "hazard scale "
-        f"{cal['report'].get('hazard_scale', float('nan')):.3f}, repeats `{cal['report'].get('repeat')}`; "
+        f"{cal['report'].get('hazard_scale', float('nan')):.3f}, repeats `{cal['report'].get('repeat')}`"
+        + (f" within the last {w} consumptions" if (w := cal['report'].get('repeat_window')) else "") + "; "
         + (f"**at a bound**: {bounds}" if (bounds := _bounds(cal)) else
            "every fitted parameter strictly inside its bounds") + ".",
         _heads_line(run["heads"]),

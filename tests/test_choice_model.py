@@ -67,7 +67,7 @@ def synthetic_features(truth: LearnedChoice, n: int, k: int, seed: int) -> Impre
     shown = torch.ones(n, k, dtype=torch.bool)
     probs = truth.probabilities(truth.item_utilities(lift, repeated, items), shown)
     choice = torch.multinomial(probs, 1, generator=g)[:, 0]
-    return ImpressionFeatures(np.zeros(n, dtype=np.int64), items, {1.0: lift}, repeated, choice, {})
+    return ImpressionFeatures(np.zeros(n, dtype=np.int64), items, {1.0: lift}, repeated.long(), choice, {})
 
 
 def test_the_fit_recovers_the_parameters_that_made_the_choices() -> None:
@@ -131,6 +131,10 @@ def test_features_are_the_models_view_just_before_each_impression(model, data) -
         torch.testing.assert_close(f.log_lift[t][0], expected)
     # the repeat flag looks at the last history_len=2 consumptions (the second and third), not the first
     assert f.repeated.tolist() == [[False, True]]
+    # ... and says how far back: the second consumption is two back, unless the third repeats it
+    lag = 1 if int(seq.items[2]) == second else 2
+    assert f.repeat_lag.tolist() == [[0, lag]]
+    assert f.repeated_within(1).tolist() == [[False, lag == 1]]
 
 
 def test_bad_impressions_name_the_column_and_value(model, data) -> None:

@@ -161,8 +161,85 @@ def test_hazard_scale_and_repeat_policy_come_from_the_data(user, dataset):
     core = make_core(user, dataset, n=2)
     step = median_session_gap(dataset)
     assert core.config.leave.hazard_scale == pytest.approx(logged_stats(dataset, step).consumption_rate)
-    rate = repeat_rate(dataset, core.config.history_len)
-    assert core.config.choice.repeat == ("mask" if rate < 0.01 else "allow") and rate > 0.01
+    # these logs re-consume even the item just before, more than 1% of the time: repeats allowed
+    assert repeat_rate(dataset, 1) > 0.01
+    assert (core.config.choice.repeat, core.config.choice.repeat_window) == ("allow", None)
+
+
+def _logs_of(sequences: list[list[int]]):
+    """A dataset whose users consumed ``sequences`` (each followed by two fresh items, the validation
+    and test events that training data leaves out)."""
+    import polars as pl
+
+    from user_models.data.artifact import DatasetMeta, SequenceDataset
+
+    names = ("user", "item", "behavior", "timestamp", "session", "position")
+    rows: dict[str, list[int]] = {k: [] for k in names}
+    for u, seq in enumerate(sequences):
+        for pos, item in enumerate([*seq, 90 + 2 * u, 91 + 2 * u]):
+            for key, value in (("user", u), ("item", item), ("behavior", 1), ("timestamp", 1000 + 60 * pos),
+                               ("session", 0), ("position", pos)):
+                rows[key].append(value)
+    n = 100
+    ids = list(range(1, n + 1))
+    items = pl.DataFrame({"item": ids, "raw_id": [f"i{i}" for i in ids], "title": [f"item {i}" for i in ids],
+                          "category": ["g"] * n, "price": None})
+    n_users = len(sequences)
+    users = pl.DataFrame({"user": list(range(n_users)), "user_key": [f"u{u}" for u in range(n_users)]})
+    meta = DatasetMeta(name="hand", behaviors=("view",), n_users=0, n_items=0, n_interactions=0, n_sessions=0,
+                       has_timestamps=True, behavior_source="events", session_gap_seconds=1800)
+    return SequenceDataset.from_frames(pl.DataFrame(rows), items, users, meta)
+
+
+def test_the_repeat_rule_is_what_the_logs_show():
+    from recsim_env.population import data_repeat_rule, repeat_lags, repeat_rate
+
+    never = _logs_of([[1, 2, 3, 4], [5, 6, 7, 8]])
+    assert data_repeat_rule(never, 6) == ("mask", None)  # MovieLens: nothing is consumed twice
+    later = _logs_of([[1, 2, 3, 1, 2, 3, 1], [4, 5, 6, 4, 7, 8, 9]])  # back to an item after 3 events
+    assert repeat_lags(later, 6).tolist() == [0, 0, 0, 3, 3, 3, 3, 0, 0, 0, 3, 0, 0, 0]
+    assert repeat_rate(later, 2) == 0.0 and repeat_rate(later, 3) == pytest.approx(5 / 14)
+    assert data_repeat_rule(later, 6) == ("mask", 2)  # never within the last 2, often after
+    assert data_repeat_rule(later, 2) == ("mask", None)  # within a window of 2: never
+    nearest = _logs_of([[1, 1, 2, 1]])  # item 1 again right after, then 2 events after its last time
+    assert repeat_lags(nearest, 6).tolist() == [0, 1, 0, 2]
+    assert data_repeat_rule(nearest, 6) == ("allow", None)
+
+
+def test_a_repeat_window_masks_only_the_latest_consumptions(user, dataset):
+    from recsim_env.offline.fidelity import PrefixPopulation
+    from recsim_env.spaces import SpaceAdapter
+    from user_models.protocol import History
+
+    items = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    history = History(items, (items > 0).long(), torch.full(items.shape, -1.0), torch.tensor([3, 3]))
+    choice = ChoiceConfig(repeat="mask", repeat_window=2, utility="logit")
+    config = SimConfig(slate_size=3, history_len=6, choice=choice)
+    core = build_core(user, dataset, config, n_users=2, population=PrefixPopulation(history))
+    core.manual_seed(0)
+    core.reset()
+    assert core.consumed is None  # a window: no bitmap of everything consumed
+    slate = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    assert core.barred_repeats(slate).tolist() == [[False, True, True]] * 2
+    assert core.repeated(slate).all()  # the learned choice's flag still spans the whole history
+    probs = core.slate_choice_probabilities(slate, slate > 0)
+    assert (probs[:, 1:3] == 0).all() and (probs[:, 0] > 0).all()
+    masks = SpaceAdapter(core, "slate", "history").action_masks()[:, :11]
+    assert [i for i in range(11) if not masks[0, i]] == [0, 2, 3]
+    assert [i for i in range(11) if not masks[1, i]] == [0, 5, 6]
+    # the masks can follow another rule than the users' own (the world's, under the simulator's rule)
+    allowing = SimConfig(slate_size=3, history_len=6, choice=ChoiceConfig(repeat="allow"))
+    allow = build_core(user, dataset, allowing, n_users=2, population=PrefixPopulation(history))
+    allow.manual_seed(0)
+    allow.reset()
+    assert SpaceAdapter(allow, "slate", "history").action_masks()[:, 1:11].all()
+    ruled = SpaceAdapter(allow, "slate", "history", mask_rule=choice).action_masks()[:, :11]
+    assert torch.equal(ruled, masks)
+    assert not allow.barred_repeats(slate).any()
+    with pytest.raises(InputError, match="repeat_window"):
+        SimConfig(history_len=6, choice=ChoiceConfig(repeat="mask", repeat_window=7))
+    with pytest.raises(InputError, match="repeat_window"):
+        ChoiceConfig(repeat_window=0)
 
 
 def test_mask_covers_everything_the_user_consumed_beyond_the_window(user, dataset):

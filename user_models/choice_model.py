@@ -123,7 +123,8 @@ class ImpressionFeatures:
             catalogue: counted in ``dropped``).
         log_lift: ``{temperature: [I, K]}`` ``log(n_items * softmax(logits / t))`` of the shown items at
             the user's state just before the impression.
-        repeated: ``[I, K]`` bool, the shown item is among the user's last ``history_len`` consumptions.
+        repeat_lag: ``[I, K]`` int64, how many consumptions back the user last had the shown item (1: the
+            latest one), 0 when not among their last ``history_len`` consumptions.
         choice: ``[I]`` the clicked slot, ``K`` for none.
         dropped: what was left out and why (counts).
         behavior: ``[I]`` behavior id of the click (0: none, or not logged).
@@ -134,7 +135,7 @@ class ImpressionFeatures:
     user: np.ndarray
     items: torch.Tensor
     log_lift: dict[float, torch.Tensor]
-    repeated: torch.Tensor
+    repeat_lag: torch.Tensor
     choice: torch.Tensor
     dropped: dict[str, int]
     behavior: np.ndarray | None = None
@@ -148,10 +149,20 @@ class ImpressionFeatures:
     def shown(self) -> torch.Tensor:
         return self.items > 0
 
+    @property
+    def repeated(self) -> torch.Tensor:
+        """``[I, K]`` bool, the shown item is among the user's last ``history_len`` consumptions."""
+        return self.repeat_lag > 0
+
+    def repeated_within(self, window: int | None) -> torch.Tensor:
+        """``[I, K]`` bool, the shown item is among the user's last ``window`` consumptions (None: the
+        whole ``history_len``): what a repeat rule with that window sees."""
+        return self.repeated if window is None else self.repeated & (self.repeat_lag <= window)
+
     def subset(self, keep: np.ndarray) -> ImpressionFeatures:
         index = torch.as_tensor(np.flatnonzero(keep), device=self.items.device)
         return ImpressionFeatures(self.user[keep], self.items[index],
-                                  {t: v[index] for t, v in self.log_lift.items()}, self.repeated[index],
+                                  {t: v[index] for t, v in self.log_lift.items()}, self.repeat_lag[index],
                                   self.choice[index], self.dropped,
                                   None if self.behavior is None else self.behavior[keep],
                                   None if self.propensity is None else self.propensity[keep])
@@ -247,7 +258,7 @@ def impression_features(
     pairs, inverse = np.unique(np.stack([user, before], 1), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     lifts = {t: torch.zeros(n, width, device=dev) for t in temperatures}
-    repeated = torch.zeros(n, width, dtype=torch.bool, device=dev)
+    repeat_lag = torch.zeros(n, width, dtype=torch.int64, device=dev)
     log_n = math.log(dataset.n_items)
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(pairs) + 1))
@@ -270,11 +281,14 @@ def impression_features(
             log_q = torch.log_softmax(logits / t, dim=1)
             lifts[t][torch.as_tensor(rows, device=dev)] = log_q[local[:, None], safe] + log_n
         recent_t = torch.as_tensor(recent.astype(np.int64), device=dev)[local]
-        hit = ((shown[:, :, None] == recent_t[:, None, :]) & (recent_t[:, None, :] > 0)).any(-1)
-        repeated[torch.as_tensor(rows, device=dev)] = hit & (shown > 0)
+        lag_of = torch.as_tensor(rep_len[:, None] - rep_pos, device=dev)[local]  # [b, H]; <= 0: padding
+        hit = ((shown[:, :, None] == recent_t[:, None, :]) & (recent_t[:, None, :] > 0)
+               & (shown[:, :, None] > 0))
+        nearest = torch.where(hit, lag_of[:, None, :], history_len + 1).amin(-1)
+        repeat_lag[torch.as_tensor(rows, device=dev)] = torch.where(hit.any(-1), nearest, 0)
         if on_batch is not None:
             on_batch(rows, local, logits, state, shown)
-    return ImpressionFeatures(user, torch.as_tensor(items, device=dev), lifts, repeated,
+    return ImpressionFeatures(user, torch.as_tensor(items, device=dev), lifts, repeat_lag,
                               torch.as_tensor(choice, device=dev), dropped, behavior, propensity)
 
 

@@ -339,6 +339,7 @@ def calibrate(
         "patience": patience,
         "hazard_scale": base.leave.hazard_scale,
         "repeat": base.choice.repeat,
+        "repeat_window": base.choice.repeat_window,
         "choice": "learned from impressions (temperature and no-choice logit unused)" if learned
         else "calibrated multinomial logit",
         "leave": ({"source": "impression steps (maximum likelihood)", **leave_fit.to_json()}

@@ -26,7 +26,7 @@ import torch
 
 from recsim_env.choice import choice_probabilities, choice_utilities
 from recsim_env.config import Calibration, ChoiceConfig
-from recsim_env.population import data_repeat_policy
+from recsim_env.population import data_repeat_rule
 from user_models.choice_model import (
     ImpressionFeatures,
     LearnedChoice,
@@ -153,7 +153,8 @@ def baseline_choice(calibration: Calibration | None, dataset: SequenceDataset, h
                     ) -> ChoiceConfig:
     """The calibrated multinomial logit (the default choice when no calibration is given), with the
     repeat policy the simulator takes from the data."""
-    config = ChoiceConfig(repeat=data_repeat_policy(dataset, history_len))
+    repeat, window = data_repeat_rule(dataset, history_len)
+    config = ChoiceConfig(repeat=repeat, repeat_window=window)
     if calibration is None:
         return config
     return replace(config, temperature=calibration.temperature, no_choice_logit=calibration.no_choice_logit)
@@ -165,7 +166,8 @@ def baseline_probabilities(features: ImpressionFeatures, base: ChoiceConfig) -> 
     lift = features.log_lift[base.temperature]
     # choice_utilities with "logit" utility and temperature 1 returns the given log-lift as it is, then
     # applies the repeat policy exactly as the simulator does.
-    utility = choice_utilities(lift, features.repeated, replace(base, utility="logit", temperature=1.0))
+    utility = choice_utilities(lift, features.repeated_within(base.repeat_window),
+                               replace(base, utility="logit", temperature=1.0))
     return choice_probabilities(utility, features.shown, base.no_choice_logit, base.position_decay)
 
 

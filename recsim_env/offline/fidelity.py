@@ -407,11 +407,13 @@ def ground_truth_fidelity(
             "ground-truth fidelity needs at least two policies to rank (the issue asks for five)"
         )
     learned = build_simulator(model, data, settings, config.episodes)
-    # The recommender side sees the same item vectors in both (the learned ones: the world's own are its
-    # hidden state), so every policy meets the same candidates and features in the world as in the
-    # simulator; only the users differ.
+    # The recommender side is the same in both: the same item vectors (the learned ones: the world's own
+    # are its hidden state) and the simulator's repeat rule behind the action masks, so every policy
+    # meets the same candidates, features and masks in the world as in the simulator; only the users
+    # differ.
     world = build_simulator(WORLD_MODEL, data, world_settings, config.episodes,
-                            item_embeddings=learned.core.model.item_embeddings())
+                            item_embeddings=learned.core.model.item_embeddings(),
+                            mask_rule=learned.core.config.choice)
     greedy = work_dir / "greedy_recommender"
     truth = _policy_stats(world, config, greedy, progress, "world")
     sim = _policy_stats(learned, config, greedy, progress, "learned simulator")

@@ -79,7 +79,8 @@ def slate_choice(logits: torch.Tensor, slate: torch.Tensor, choice: ChoiceConfig
     shown, safe = slate > 0, slate.clamp(min=1)
     no_repeat = torch.zeros_like(shown)
     if learned is not None:
-        return learned.probabilities(learned_utilities(learned, logits, safe, no_repeat, choice), shown)
+        utility = learned_utilities(learned, logits, safe, no_repeat, no_repeat, choice)
+        return learned.probabilities(utility, shown)
     log_z = torch.logsumexp(logits / choice.temperature, dim=1, keepdim=True)
     utility = choice_utilities(logits.gather(1, safe - 1), no_repeat, choice, log_z, logits.shape[1])
     return choice_probabilities(utility, shown, choice.no_choice_logit, choice.position_decay)

@@ -29,7 +29,7 @@ import torch
 
 from agents.factory import make_policy
 from agents.policy import OnlinePolicy, Policy, act
-from recsim_env.config import EnvConfig
+from recsim_env.config import ChoiceConfig, EnvConfig
 from recsim_env.core import SimulationCore
 from recsim_env.factory import build_env_core, load_dataset, load_model
 from recsim_env.offline.metrics import Episode
@@ -75,6 +75,7 @@ def build_simulator(
     n_users: int,
     population: Population | None = None,
     item_embeddings: torch.Tensor | None = None,
+    mask_rule: ChoiceConfig | None = None,
 ) -> Simulator:
     """Load the dataset and user model once and build a core of ``n_users`` rows over ``config``.
 
@@ -87,11 +88,13 @@ def build_simulator(
         population: where users come from instead of ``config.population`` (e.g. held-out prefixes).
         item_embeddings: the item vectors the recommender side sees instead of the model's own (see
             :class:`~recsim_env.core.SimulationCore`).
+        mask_rule: the repeat rule behind the action masks instead of the config's own (see
+            :class:`~recsim_env.spaces.SpaceAdapter`).
     """
     dataset = load_dataset(data)
     user_model = load_model(model, dataset, config.device)
     core, adapter = build_env_core(user_model, dataset, config, n_users=n_users, population=population,
-                                   item_embeddings=item_embeddings)
+                                   item_embeddings=item_embeddings, mask_rule=mask_rule)
     return Simulator(core, adapter, dataset, config)
 
 
