@@ -133,6 +133,14 @@ def test_non_finite_ratings_in_jsonl_numbers(tmp_path, capsys):
     assert "log.jsonl: line 2, column 'rating': value 1e+308 is not a plausible rating" in err
 
 
+@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN"])
+def test_json_constants_that_are_not_json_are_named(tmp_path, capsys, constant):
+    # Python's json writes float('inf') as Infinity, which JSON (and the fast reader) refuse
+    lines = ['{"user": "a", "item": "x"}', f'{{"user": "a", "item": {constant}}}']
+    err = refused(tmp_path, capsys, "\n".join(lines) + "\n", name="log.jsonl")
+    assert f"log.jsonl: line 2: invalid JSON ({constant} is not a JSON number" in err
+
+
 @pytest.mark.parametrize("price", ["inf", "nan", "-Infinity"])
 def test_non_finite_item_price_is_refused(tmp_path, capsys, price):
     work = Path(tempfile.mkdtemp(dir=tmp_path))

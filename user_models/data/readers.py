@@ -562,6 +562,10 @@ def _ragged_row(path: Path, delimiter: str) -> str | None:
     return None
 
 
+def _refuse_json_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number; write null for a missing value")
+
+
 def _bad_json_line(path: Path) -> str | None:
     import json
 
@@ -574,9 +578,11 @@ def _bad_json_line(path: Path) -> str | None:
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)
+                value = json.loads(line, parse_constant=_refuse_json_constant)
             except json.JSONDecodeError as exc:
                 return f"{path}: line {number}: invalid JSON ({exc.msg} at column {exc.pos + 1})"
+            except ValueError as exc:  # NaN/Infinity: Python reads them, JSON (and Polars) does not
+                return f"{path}: line {number}: invalid JSON ({exc})"
             if not isinstance(value, dict):
                 return f"{path}: line {number}: expected a JSON object per line, got {_json_kind(value)}"
             for key, item in value.items():
