@@ -487,13 +487,20 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
             "extrapolates to slates that policy never shows.")
         m = int(gap.get("memory", 20))
         if f"repeat_share_{m}" in gap:
+            window = cal["report"].get("repeat_window")
+            rule = (f"the consumption logs (almost: under 1%) never re-consume within the last {window} "
+                    "events, so the "
+                    f"simulator masks repeats within the last {window} consumptions (`repeat_window` from "
+                    "the data; the action masks follow that rule in the world too), and the learned weight "
+                    "applies to older repeats only" if window else
+                    f"repeats `{cal['report'].get('repeat')}` by the data")
             lines.append(
-                f"- Repeats are not identified: of the shown slots, {gap[f'repeat_share_{m}']:.2%} hold "
-                f"an item of the user's last {m} consumptions (the world's memory, which it penalises; "
-                f"the loggers never re-show them) and {gap['repeat_share_50']:.1%} one of the last 50, "
-                f"clicked {gap['repeat_click_50']:.3f} vs {gap['other_click_50']:.3f} for other slots; so "
-                f"the learned repeat weight is **{gap['repeat_weight']:+.2f}** (older repeats attract), and "
-                "policies that re-show recent items gain in the simulator what they lose in the world.")
+                f"- Repeats by recency: of the shown slots, {gap[f'repeat_share_{m}']:.2%} hold an item of "
+                f"the user's last {m} consumptions (the world's memory, which it penalises; the loggers "
+                f"never re-show them) and {gap['repeat_share_50']:.1%} one of the last 50, clicked "
+                f"{gap['repeat_click_50']:.3f} vs {gap['other_click_50']:.3f} for other slots; so the "
+                f"impressions cannot show recent repeats, the learned repeat weight is "
+                f"**{gap['repeat_weight']:+.2f}** (older repeats attract); {rule}.")
     heldout = imp["fidelity"].get("heldout_policy_fidelity")
     if heldout:
         e = heldout["errors"]
@@ -611,6 +618,11 @@ def main(argv: list[str] | None = None) -> None:
                                ("Cascade world (`recsim data synth --world cascade`)", "cascade", True))
                    if w[1] in only)
     if args.report_only:
+        missing = [folder for _, folder, _ in worlds
+                   if not (args.out / folder / "fidelity" / "fidelity.json").exists()]
+        if missing:
+            parser.error(f"--report-only: no finished run of {', '.join(missing)} under {args.out} "
+                         "(give --only the parts that ran)")
         runs = [collect_world(name, args.out / folder) for name, folder, _ in worlds]
     else:
         runs = [world_run(name, args.out / folder, sizes, cascade) for name, folder, cascade in worlds]
