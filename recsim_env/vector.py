@@ -287,7 +287,10 @@ class RecSimVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
         return self._view.frame(row, after_step=self._stepped, user_id=user, episode=user, policy=policy)
 
     def close_extras(self, **kwargs: Any) -> None:
-        self._view.close()
+        # Gymnasium's __del__ closes an env whose __init__ raised (bad settings) before the view existed.
+        view = self.__dict__.get("_view")
+        if view is not None:
+            view.close()
 
     # --- numpy conversion -------------------------------------------------------------------------
     def _to_numpy(self, obs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
