@@ -86,3 +86,28 @@ def test_the_cascade_id_needs_cascade_data(tmp_path) -> None:
     assert main(["data", "synth", "--users", "40", "--items", "30", "--out", str(tmp_path / "organic")]) == 0
     with pytest.raises(InputError, match="not written by the cascade world"):
         gym.make("RecSim-CascadeWorld-v0", data=SequenceDataset.load(tmp_path / "organic"))
+
+
+def test_the_worlds_masks_can_follow_the_simulators_repeat_rule(cascade_data) -> None:
+    """Ground-truth fidelity filters the world's actions by the simulator's repeat rule (the recommender
+    side is the same in both); the world's users answer as they always do."""
+    from recsim_env.config import ChoiceConfig
+
+    rule = ChoiceConfig(repeat="mask", repeat_window=3)
+    own = build_simulator("world", cascade_data, world_config(slate_size=4), 8)
+    ruled = build_simulator("world", cascade_data, world_config(slate_size=4), 8, mask_rule=rule)
+    for sim in (own, ruled):
+        sim.core.manual_seed(0)
+        sim.core.reset()
+    slate = torch.arange(1, 5)[None, :].expand(8, -1) + torch.arange(8)[:, None] * 4
+    for _ in range(6):
+        records = [sim.core.step(slate) for sim in (own, ruled)]
+        assert torch.equal(records[0].position, records[1].position)  # the same answers
+    n = own.core.n_items
+    assert own.adapter.action_masks()[:, 1:n + 1].all()  # the world's own rule: repeats allowed
+    masks = ruled.adapter.action_masks()[:, : n + 1]  # the first slot's block (id 0, then the items)
+    recent = ruled.core.history_items[:, -3:]
+    for row in range(8):
+        hidden = {i for i in range(1, n + 1) if not masks[row, i]}
+        assert hidden == {int(i) for i in recent[row] if i > 0}
+    assert any(masks[row, 1:].sum() < n for row in range(8))  # something was consumed
