@@ -84,7 +84,9 @@ def learned_utilities(learned: LearnedChoice, catalogue: torch.Tensor, items: to
     ``repeated``, is "in the history window", as it was fitted), then the repeat policy on ``barred``
     (the repeats within ``choice.repeat_window``; the config's temperature and no-choice utility play
     no part)."""
-    log_lift = torch.log_softmax(catalogue.float(), dim=1).gather(1, items - 1) + math.log(catalogue.shape[1])
+    catalogue = catalogue.float()
+    log_lift = (catalogue.gather(1, items - 1) - torch.logsumexp(catalogue, dim=1, keepdim=True)
+                + math.log(catalogue.shape[1]))  # log-softmax of the m items only, not of the catalogue
     return apply_repeat_policy(learned.item_utilities(log_lift, repeated, items), barred, choice)
 
 

@@ -469,9 +469,21 @@ class UserTransformer(nn.Module):
 
     @torch.no_grad()
     def all_item_logits(self, state: TransformerState) -> torch.Tensor:
-        """``[B, n_items + 1]`` logits over the whole catalogue (column 0 = padding, never a choice)."""
-        first = self.first_positions(state.items, state.lengths, self.n_items)
-        logits = self.catalogue_logits(state.hidden, first < self.config.max_len)
+        """``[B, n_items + 1]`` logits over the whole catalogue (column 0 = padding, never a choice).
+
+        The same logits as ``catalogue_logits(hidden, seen)``, with the repeat logit added at the
+        window's distinct items only (``[B, L]``, not a ``[B, n_items + 1]`` mask): one fused matrix
+        product and one small scatter, where the simulator's step spends most of its time.
+        """
+        logits = torch.addmm(self.item_bias, state.hidden, self.item_emb.weight.T)
+        items = state.items
+        width = items.shape[1]
+        valid = torch.arange(width, device=items.device)[None, :] < state.lengths[:, None]
+        earlier = torch.ones(width, width, dtype=torch.bool, device=items.device).tril(-1)  # [i, j]: j < i
+        repeated = ((items[:, :, None] == items[:, None, :]) & valid[:, None, :] & earlier).any(-1)
+        distinct = valid & ~repeated
+        repeat = self.repeat_logit(state.hidden)[:, None] * distinct
+        logits.scatter_add_(1, items, repeat.to(logits.dtype))
         logits[:, 0] = -math.inf
         return logits
 
