@@ -330,7 +330,15 @@ def head_ceilings(data: Path) -> dict[str, Any]:
     from user_models.evaluate import eval_examples, heads_report
 
     ds = SequenceDataset.load(data)
-    return heads_report(load_model("world", ds), eval_examples(ds, "test"))
+    ceilings = heads_report(load_model("world", ds), eval_examples(ds, "test"))
+    if ds.impressions is not None and "synthetic_config" in ds.meta.extra:
+        # The organic world's impression session is appended after each user's organic logs (its own
+        # random stream: the organic events are the same without it), so it holds every test position.
+        from user_models.synthetic import SyntheticConfig, synthesize_dataset
+
+        organic = synthesize_dataset(SyntheticConfig.from_dict(ds.meta.extra["synthetic_config"]))
+        ceilings["organic_only"] = heads_report(load_model("world", organic), eval_examples(organic, "test"))
+    return ceilings
 
 
 def _last_json(log: Path) -> dict[str, Any]:
@@ -386,6 +394,14 @@ def world_section(run: dict[str, Any]) -> list[str]:
         "test examples, each logged user continued from their true state): " + _heads_text(run["ceilings"])
         + ".",
     ]
+    organic_only = run["ceilings"].get("organic_only")
+    if organic_only:
+        lines.append(
+            "- The same organic events without the appended impression session (the logs of `recsim data "
+            "synth` without `--impressions`): the world's own " + _heads_text(organic_only) + ". The "
+            "impression session is each user's last, so it holds every test position and decides the "
+            "session-end labels there (1 only where it has a single choice): the low figure above "
+            "measures that layout, not what organic sessions show.")
     heldout = run["fidelity"].get("heldout_policy_fidelity")
     if heldout:
         e = heldout["errors"]
