@@ -59,14 +59,26 @@ def test_organic_logs_unchanged_and_continued_by_slate_sessions():
     assert inter.join(organic, on=["user", "position"], how="semi").equals(organic)
     appended = inter.join(organic, on=["user", "position"], how="anti")
     clicks = imp.filter(pl.col("clicked") == 1)
-    assert appended.height == clicks.height > 0
-    assert appended.select("user", "item", "timestamp").equals(clicks.select("user", "item", "timestamp"))
-    assert appended["behavior"].to_list() == clicks["behavior"].to_list()
+    slate_session = imp.group_by("user").agg(pl.col("session").first().alias("slate_session"))
+    appended = appended.join(slate_session, on="user")
+    chosen = appended.filter(pl.col("session") == pl.col("slate_session"))
+    assert chosen.height == clicks.height > 0
+    assert chosen.select("user", "item", "timestamp").equals(clicks.select("user", "item", "timestamp"))
+    assert chosen["behavior"].to_list() == clicks["behavior"].to_list()
     last = organic.group_by("user").agg(pl.col("session").max(), pl.col("timestamp").max().alias("t"))
-    first_slate = imp.group_by("user").agg(pl.col("session").first(), pl.col("timestamp").min().alias("t0"))
+    first_slate = imp.group_by("user").agg(pl.col("session").first(), pl.col("timestamp").min().alias("t0"),
+                                           pl.col("timestamp").max().alias("t1"))
     both = last.join(first_slate, on="user", suffix="_slate")
     assert (both["session_slate"] == both["session"] + 1).all()
     assert (both["t0"] - both["t"] >= ORGANIC.between_sessions_min_seconds).all()
+    # then every user browses one closing organic session: the slate session is nobody's last
+    closing = appended.filter(pl.col("session") != pl.col("slate_session"))
+    assert (closing["session"] == closing["slate_session"] + 1).all()
+    assert closing["user"].n_unique() == ORGANIC.n_users
+    assert closing.join(imp, on=["user", "timestamp"], how="semi").height == 0  # no slate shown there
+    start = closing.group_by("user").agg(pl.col("timestamp").min().alias("c0")).join(both, on="user")
+    assert (start["c0"] - start["t1"] >= ORGANIC.between_sessions_min_seconds).all()
+    assert ds.meta.extra["impression_logging"]["closing_sessions_cut"] == 0
     per_slate = imp.group_by("impression").agg(pl.col("clicked").sum(), pl.len(),
                                                pl.col("propensity").n_unique())
     assert per_slate["clicked"].max() <= 1 and set(per_slate["len"]) == {5}

@@ -85,28 +85,17 @@ def generate_logs(
     sessions = torch.zeros_like(items)
     session = torch.zeros(c.n_users, dtype=torch.int64, device=dev)
     ended = torch.zeros(c.n_users, dtype=torch.bool, device=dev)
-    # Indexed by the previous event's behavior id (0 never occurs; its entry is padding).
-    dwell_medians = torch.tensor((1.0, *c.dwell_median_seconds), dtype=torch.float64, device=dev)
-    dwell_log_median = torch.log(dwell_medians)
-    between_log_median = math.log(c.between_sessions_median_hours * 3600.0)
 
     for t in tqdm(range(n_steps), desc="synthetic logs", unit="step", disable=not progress):
         m = active_counts[t]
         rows = state.rows(m)
-        logits = world.all_item_logits(rows)
-        if c.browse_temperature != 1.0:
-            logits.div_(c.browse_temperature)
-        item = _sample(torch.softmax(logits, dim=-1), g)
-        behavior = _sample(world.behavior_probs(rows, item[:, None])[:, 0], g) + 1
+        item, behavior = browse(world, rows, g)
         if t == 0:
             gap = torch.full((m,), -1.0, dtype=torch.float64, device=dev)
         else:
             z = torch.randn(m, generator=g, device=dev, dtype=torch.float64)
-            within = torch.exp(dwell_log_median[behaviors[:m, t - 1]] + c.dwell_sigma * z)
-            within = within.clamp(1.0, c.dwell_max_seconds)
-            between = torch.exp(between_log_median + c.between_sessions_sigma * z)
-            between = between.clamp(min=c.between_sessions_min_seconds)
-            gap = torch.where(ended[:m], between, within).round()
+            gap = torch.where(ended[:m], between_sessions_seconds(c, z),
+                              dwell_seconds(c, behaviors[:m, t - 1], z)).round()
             clock[:m] += gap.to(torch.int64)
             session[:m] += ended[:m].to(torch.int64)
         world.step(rows, item, behavior, gap.float(), torch.ones(m, dtype=torch.bool, device=dev))
@@ -135,6 +124,71 @@ def generate_logs(
         position=flat(positions, np.int32),
         final_state=final,
     )
+
+
+def organic_session(
+    world: SyntheticWorld, state: SyntheticState, after: torch.Tensor, session: torch.Tensor,
+    position: torch.Tensor, max_events: int, generator: torch.Generator,
+) -> tuple[pl.DataFrame, int]:
+    """One more organic browsing session for every row of ``state`` (row ``i`` is user ``i``), a
+    between-sessions gap after each user's time ``after``: events until the world's ``end_prob`` ends
+    the session, at most ``max_events``. Returns the events (``user, item, behavior, timestamp,
+    session, position``, with the given per-user ``session`` index and positions from ``position``)
+    and how many sessions ``max_events`` cut."""
+    c, dev = world.config, world.device
+    state = SyntheticState(state.interest.clone(), state.satiation.clone(), state.patience.clone())
+    z = torch.randn(state.batch_size, generator=generator, device=dev, dtype=torch.float64)
+    gap = between_sessions_seconds(c, z).round()
+    clock, position = after + gap.long(), position.clone()
+    user = torch.arange(state.batch_size, device=dev)
+    rows: list[tuple[torch.Tensor, ...]] = []
+    for _ in range(max_events):
+        b = user.numel()
+        if b == 0:
+            break
+        item, behavior = browse(world, state, generator)
+        world.step(state, item, behavior, gap.float(), torch.ones(b, dtype=torch.bool, device=dev))
+        rows.append((user, item, behavior, clock.clone(), session[user], position.clone()))
+        ended = torch.rand(b, generator=generator, device=dev) < world.end_prob(state)
+        z = torch.randn(b, generator=generator, device=dev, dtype=torch.float64)
+        gap = dwell_seconds(c, behavior, z).round()
+        clock, position = clock + gap.long(), position + 1
+        keep = ~ended
+        user, clock, position, gap = (x[keep] for x in (user, clock, position, gap))
+        state = SyntheticState(state.interest[keep], state.satiation[keep], state.patience[keep])
+    names = ("user", "item", "behavior", "timestamp", "session", "position")
+    columns = [torch.cat([r[i] for r in rows]).cpu().numpy() if rows else np.zeros(0, np.int64)
+               for i in range(len(names))]
+    return pl.DataFrame(dict(zip(names, columns, strict=True))), int(user.numel())
+
+
+def browse(world: SyntheticWorld, state: SyntheticState, generator: torch.Generator
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of organic browsing for every row of ``state``: the next item from
+    ``softmax(item_logits / browse_temperature)`` over the whole catalogue, then its behavior (ids
+    ``1..4``) from the world's funnel."""
+    logits = world.all_item_logits(state)
+    if world.config.browse_temperature != 1.0:
+        logits.div_(world.config.browse_temperature)
+    item = _sample(torch.softmax(logits, dim=-1), generator)
+    behavior = _sample(world.behavior_probs(state, item[:, None])[:, 0], generator) + 1
+    return item, behavior
+
+
+def dwell_seconds(config: SyntheticConfig, previous: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Float64 gaps within a session after events of behavior ``previous`` (0: a slate without a
+    choice, which takes a view's dwell): log-normal around the behavior's dwell median, for the standard
+    normal draws ``z``, clipped to ``[1, dwell_max_seconds]``."""
+    medians = torch.tensor((config.dwell_median_seconds[0], *config.dwell_median_seconds),
+                           dtype=torch.float64, device=z.device)
+    return torch.exp(torch.log(medians)[previous] + config.dwell_sigma * z).clamp(1.0, config.dwell_max_seconds)
+
+
+def between_sessions_seconds(config: SyntheticConfig, z: torch.Tensor) -> torch.Tensor:
+    """Float64 gaps between sessions: log-normal around ``between_sessions_median_hours`` for the
+    standard normal draws ``z``, at least ``between_sessions_min_seconds``."""
+    median = math.log(config.between_sessions_median_hours * 3600.0)
+    return torch.exp(median + config.between_sessions_sigma * z).clamp(min=config.between_sessions_min_seconds)
 
 
 def _sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
