@@ -122,6 +122,16 @@ class LeaveConfig:
     time gaps (how often users stay through two or more idle steps between events); calibrated, 0 when
     the logs show no such effect.
 
+    **Session wear** (learned from impression logs; off without them). A per-session state ``w``
+    starts at 0 and after each step becomes ``clip(wear_decay * w + wear_weights[b], *wear_bounds)``,
+    ``b`` the step's response (0: nothing chosen, else the behavior id); it is added to the learned
+    hazard's logit, which becomes ``end_logit_scale * logit(e) + end_logit_offset + w``. What users did
+    with the slates so far in this session (ignored them, glanced, bought) then moves their leaving, as
+    satisfaction does: impression logs show every step and its response, so
+    :mod:`recsim_env.offline.leave_impressions` fits the weights, the decay and the scale by maximum
+    likelihood, and the bounds are the range the logged sessions reached (the wear never extrapolates
+    beyond it). Consumption logs do not show unanswered slates, so there it stays off.
+
     **Patience** (optional, off by default: consumption logs do not identify it). Patience ``p`` in
     [0, 1] starts at ``initial_patience`` and changes each step by ``-no_choice_drain * drain_scale``
     when nothing was chosen, and by ``high_value_refill * v - low_value_drain * drain_scale * (1 - v)``
@@ -137,6 +147,10 @@ class LeaveConfig:
         end_logit_offset: Added to the learned end probability's logit. Calibrated so that simulated
             sessions hold as many events as the logged ones (0 when the end head is calibrated).
         idle_hazard: Rate of the idle hazard (>= 0; 0: off). Calibrated on the logged long-gap share.
+        end_logit_scale: Multiplies the learned end probability's logit (>= 0; 1: as learned).
+        wear_weights: Session wear added per response ``0..n_behaviors`` (empty: no wear).
+        wear_decay: How much of the wear carries to the next step, in [0, 1].
+        wear_bounds: ``(low, high)`` the wear is clipped to (empty: unbounded).
         initial_patience: Patience of a new user.
         no_choice_drain: Patience lost on a step where nothing was chosen (0: off).
         low_value_drain: Patience lost on a response of the lowest engagement (0: off).
@@ -151,6 +165,10 @@ class LeaveConfig:
     hazard_scale: float | None = None
     end_logit_offset: float = 0.0
     idle_hazard: float = 0.0
+    end_logit_scale: float = 1.0
+    wear_weights: tuple[float, ...] = ()
+    wear_decay: float = 1.0
+    wear_bounds: tuple[float, ...] = ()
     initial_patience: float = 1.0
     no_choice_drain: float = 0.0
     low_value_drain: float = 0.0
@@ -165,6 +183,14 @@ class LeaveConfig:
                f"(0, 1], got {self.hazard_scale}")
         _check(0.0 <= self.drain_scale <= 1.0, f"drain_scale must be in [0, 1], got {self.drain_scale}")
         _check(self.idle_hazard >= 0.0, f"idle_hazard must be >= 0, got {self.idle_hazard}")
+        _check(math.isfinite(self.end_logit_scale) and self.end_logit_scale >= 0.0,
+               f"end_logit_scale must be >= 0, got {self.end_logit_scale}")
+        _check(all(math.isfinite(w) for w in self.wear_weights), f"wear_weights must be finite, got "
+               f"{self.wear_weights}")
+        _check(0.0 <= self.wear_decay <= 1.0, f"wear_decay must be in [0, 1], got {self.wear_decay}")
+        _check(len(self.wear_bounds) == 0 or (len(self.wear_bounds) == 2
+                                              and self.wear_bounds[0] <= self.wear_bounds[1]),
+               f"wear_bounds must be empty or (low, high) with low <= high, got {self.wear_bounds}")
         _check(0.0 <= self.initial_patience <= 1.0, f"initial_patience must be in [0, 1], got "
                f"{self.initial_patience}")
         for name in ("no_choice_drain", "low_value_drain", "high_value_refill"):
@@ -311,6 +337,8 @@ class Calibration:
         end_logit_offset: Offset of the learned session-end logit (see :class:`LeaveConfig`).
         drain_scale: Strength of patience drains (see :class:`LeaveConfig`).
         idle_hazard: Rate of the idle hazard (see :class:`LeaveConfig`).
+        end_logit_scale, wear_weights, wear_decay, wear_bounds: The session wear and the end logit's
+            scale (see :class:`LeaveConfig`), fitted on impression logs; the defaults leave them off.
         dataset_fingerprint: Fingerprint of the dataset the calibration was fitted on.
         report: Logged targets and simulated statistics before and after (free-form, for people).
     """
@@ -320,6 +348,10 @@ class Calibration:
     end_logit_offset: float
     drain_scale: float = 1.0
     idle_hazard: float = 0.0
+    end_logit_scale: float = 1.0
+    wear_weights: tuple[float, ...] = ()
+    wear_decay: float = 1.0
+    wear_bounds: tuple[float, ...] = ()
     dataset_fingerprint: str = ""
     report: dict[str, Any] = field(default_factory=dict)
     format_version: int = CALIBRATION_FORMAT_VERSION
@@ -330,7 +362,9 @@ class Calibration:
             config,
             choice=replace(config.choice, temperature=self.temperature, no_choice_logit=self.no_choice_logit),
             leave=replace(config.leave, end_logit_offset=self.end_logit_offset, drain_scale=self.drain_scale,
-                          idle_hazard=self.idle_hazard),
+                          idle_hazard=self.idle_hazard, end_logit_scale=self.end_logit_scale,
+                          wear_weights=self.wear_weights, wear_decay=self.wear_decay,
+                          wear_bounds=self.wear_bounds),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -369,6 +403,10 @@ class Calibration:
                 end_logit_offset=float(data["end_logit_offset"]),
                 drain_scale=float(data.get("drain_scale", 1.0)),
                 idle_hazard=float(data.get("idle_hazard", 0.0)),
+                end_logit_scale=float(data.get("end_logit_scale", 1.0)),
+                wear_weights=tuple(float(w) for w in data.get("wear_weights", ())),
+                wear_decay=float(data.get("wear_decay", 1.0)),
+                wear_bounds=tuple(float(w) for w in data.get("wear_bounds", ())),
                 dataset_fingerprint=str(data.get("dataset_fingerprint", "")),
                 report=dict(data.get("report", {})),
             )

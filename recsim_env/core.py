@@ -260,6 +260,10 @@ class SimulationCore:
         gain = leave.high_value_refill * value - leave.low_value_drain * drain * (1 - value)
         gain[0] = -leave.no_choice_drain * drain
         self._patience_gain = gain
+        if leave.wear_weights and len(leave.wear_weights) != nb + 1:
+            raise InputError(f"leave.wear_weights has {len(leave.wear_weights)} entries; the model's "
+                             f"{nb} behaviors need {nb + 1} (no response first)")
+        self._wear_of = torch.tensor(leave.wear_weights or (0.0,) * (nb + 1), device=self.device)
         embeddings = (model.item_embeddings() if item_embeddings is None else item_embeddings)
         embeddings = embeddings.detach().float().to(self.device)
         if embeddings.shape[0] != n_items + 1:
@@ -275,6 +279,8 @@ class SimulationCore:
         H = config.history_len
         zeros = torch.zeros(n_users, device=self.device)
         self.patience = zeros.clone()
+        self.wear = zeros.clone()
+        """``[N]`` the session wear of :class:`~recsim_env.config.LeaveConfig` (0 without it)."""
         self.steps = torch.zeros(n_users, dtype=torch.long, device=self.device)
         self.episode_return = zeros.clone()
         self.since_event = torch.ones(n_users, device=self.device)
@@ -372,6 +378,7 @@ class SimulationCore:
             index, history.lengths.clamp(max=self.config.history_len))
         self.patience = self.patience.index_put(index, torch.tensor(self.config.leave.initial_patience,
                                                                     device=self.device))
+        self.wear = self.wear.index_put(index, torch.tensor(0.0, device=self.device))
         self.steps = self.steps.index_put(index, torch.tensor(0, device=self.device))
         self.episode_return = self.episode_return.index_put(index, torch.tensor(0.0, device=self.device))
         self.since_event = self.since_event.index_put(index, torch.tensor(1.0, device=self.device))
@@ -512,9 +519,10 @@ class SimulationCore:
         # leave
         self.patience = torch.where(active, (self.patience + self._patience_gain[behavior]).clamp(0.0, 1.0),
                                     self.patience)
+        self.wear = torch.where(active, self.next_wear(self.wear, behavior), self.wear)
         end_prob = model.end_prob(self.user_state).float()
         check_finite("session-end probabilities", end_prob, active)
-        leave_prob = self.leave_probability(end_prob, self.patience, event, self.since_event - 1)
+        leave_prob = self.leave_probability(end_prob, self.patience, event, self.since_event - 1, self.wear)
         terminated = active & (noise.leave < leave_prob)
         return _Answer(probs, torch.where(chose, pick, -1), chose, item, behavior, behavior_probs, end_prob,
                        leave_prob, terminated)
@@ -531,16 +539,24 @@ class SimulationCore:
                        torch.where(chose, out.behavior, 0), out.behavior_probs.float() * chose[:, None],
                        leave_prob, leave_prob, out.left & active)
 
+    def next_wear(self, wear: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
+        """``[N]`` the session wear after a step with response ``behavior`` (0: nothing chosen)."""
+        leave = self.config.leave
+        wear = leave.wear_decay * wear + self._wear_of[behavior]
+        return wear.clamp(*leave.wear_bounds) if leave.wear_bounds else wear
+
     def leave_probability(self, end_prob: torch.Tensor, patience: torch.Tensor, event: torch.Tensor,
-                          idle: torch.Tensor) -> torch.Tensor:
+                          idle: torch.Tensor, wear: torch.Tensor) -> torch.Tensor:
         """The leave hazard of :class:`~recsim_env.config.LeaveConfig` (``[N]``): the learned end
-        probability as a per-step hazard (or, ``after_event``, only where an event was appended),
-        combined with the idle hazard (``idle``: consecutive steps without a consumption, this one
-        included) and the impatience hazard."""
+        probability, its logit scaled and moved by the offset and the session ``wear``, as a per-step
+        hazard (or, ``after_event``, only where an event was appended), combined with the idle hazard
+        (``idle``: consecutive steps without a consumption, this one included) and the impatience
+        hazard."""
         leave = self.config.leave
         eps = 1e-6
         p = end_prob.clamp(eps, 1 - eps)
-        learned = torch.sigmoid(torch.log(p) - torch.log1p(-p) + leave.end_logit_offset)
+        logit = leave.end_logit_scale * (torch.log(p) - torch.log1p(-p))
+        learned = torch.sigmoid(logit + leave.end_logit_offset + wear)
         if leave.end_hazard == "per_step":
             assert leave.hazard_scale is not None  # resolved by build_core
             learned = learned * leave.hazard_scale

@@ -332,8 +332,9 @@ def head_ceilings(data: Path) -> dict[str, Any]:
     ds = SequenceDataset.load(data)
     ceilings = heads_report(load_model("world", ds), eval_examples(ds, "test"))
     if ds.impressions is not None and "synthetic_config" in ds.meta.extra:
-        # The organic world's impression session is appended after each user's organic logs (its own
-        # random stream: the organic events are the same without it), so it holds every test position.
+        # The organic world's impression logs continue each user's organic logs (their own random
+        # stream: the organic events are the same without them); the organic events alone are scored
+        # too, for the labels the event budget's cut gives.
         from user_models.synthetic import SyntheticConfig, synthesize_dataset
 
         organic = synthesize_dataset(SyntheticConfig.from_dict(ds.meta.extra["synthetic_config"]))
@@ -397,11 +398,12 @@ def world_section(run: dict[str, Any]) -> list[str]:
     organic_only = run["ceilings"].get("organic_only")
     if organic_only:
         lines.append(
-            "- The same organic events without the appended impression session (the logs of `recsim data "
-            "synth` without `--impressions`): the world's own " + _heads_text(organic_only) + ". The "
-            "impression session is each user's last, so it holds every test position and decides the "
-            "session-end labels there (1 only where it has a single choice): the low figure above "
-            "measures that layout, not what organic sessions show.")
+            "- The organic events alone (the logs of `recsim data synth` without `--impressions`, whose "
+            "last session the event budget cuts): the world's own " + _heads_text(organic_only) + ". With "
+            "impressions each user's logs end with the slate session and one closing organic session "
+            "that only the world's end probability ends, so the test position (the last event but one) "
+            "ended its session only where the closing session holds one event: a rarer, harder label "
+            "than the budget-cut one.")
     heldout = run["fidelity"].get("heldout_policy_fidelity")
     if heldout:
         e = heldout["errors"]

@@ -155,6 +155,33 @@ def test_idle_hazard_by_hand(user, dataset):
     torch.testing.assert_close(second.leave_prob[alive], expected)
 
 
+def test_session_wear_by_hand(user, dataset):
+    # The wear adds to the learned hazard's logit: w <- clip(0.5 * w + weights[b], -0.8, 1.0) after each
+    # step (b = 0: nothing chosen), logit = 0.5 * logit(end prob 0.05) + log 3 + w; reset to 0 with the user.
+    weights = (0.6, -0.4, -1.0)
+    leave = LeaveConfig(end_logit_offset=math.log(3.0), hazard_scale=0.4, end_logit_scale=0.5,
+                        wear_weights=weights, wear_decay=0.5, wear_bounds=(-0.8, 1.0))
+    core = make_core(user, dataset, n=64, leave=leave)
+    slate = torch.tensor([[1, 2, 3]]).expand(64, -1)
+    wear = torch.zeros(64)
+    for _ in range(3):
+        record = core.step(slate)
+        wear = (0.5 * wear + torch.tensor(weights)[record.behavior]).clamp(-0.8, 1.0)
+        logit = 0.5 * math.log(0.05 / 0.95) + math.log(3.0) + wear
+        torch.testing.assert_close(record.leave_prob, 0.4 * torch.sigmoid(logit))
+        torch.testing.assert_close(core.wear, wear)
+    assert (record.behavior == 0).any() and (record.behavior > 0).any()
+    assert (wear == -0.8).any()  # the clip was reached
+    core.reset()
+    assert (core.wear == 0).all()
+    with pytest.raises(InputError, match="wear_weights has 2 entries"):
+        make_core(user, dataset, leave=LeaveConfig(wear_weights=(0.1, 0.2)))
+    for bad in ({"wear_decay": 1.5}, {"wear_bounds": (1.0, -1.0)}, {"end_logit_scale": -1.0},
+                {"wear_weights": (0.0, math.inf, 0.0)}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            LeaveConfig(**bad)
+
+
 def test_hazard_scale_and_repeat_policy_come_from_the_data(user, dataset):
     from recsim_env.population import logged_stats, median_session_gap, repeat_rate
 

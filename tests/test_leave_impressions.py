@@ -2,19 +2,28 @@
 parameters that made the sessions, and the calibration using it when the data has impressions."""
 
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 
-from recsim_env.config import LeaveConfig, SimConfig
-from recsim_env.offline.calibrate import IDLE_BOUNDS, OFFSET_BOUNDS, CalibrationSettings, calibrate
+from recsim_env.config import Calibration, LeaveConfig, SimConfig
+from recsim_env.offline.calibrate import (
+    IDLE_BOUNDS,
+    OFFSET_BOUNDS,
+    CalibrationSettings,
+    calibrate,
+    format_report,
+)
 from recsim_env.offline.leave_impressions import (
     ImpressionSteps,
+    describe,
     fit_leave,
     impression_steps,
     leave_probability,
+    session_wear,
 )
 from tests._user_model_data import cyclic_dataset
 from user_models.choice_model import LearnedChoice, end_probs_after
@@ -68,6 +77,81 @@ def test_the_fit_recovers_the_offset_and_idle_hazard_that_ended_the_sessions() -
         fit_leave(steps, 0.0, OFFSET_BOUNDS, IDLE_BOUNDS)
 
 
+def worn_steps(offset: float, scale: float, decay: float, weights: tuple[float, ...], hazard_scale: float,
+               n_sessions: int, seed: int) -> ImpressionSteps:
+    """Sessions stepped with the session-wear leave rule (written out here): responses none / 1 / 2
+    with probabilities 0.4 / 0.3 / 0.3, the end probability uniform in [0.02, 0.4]; user = session."""
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list] = {k: [] for k in ("e", "idle", "left", "clicked", "response", "step", "user")}
+    for session in range(n_sessions):
+        wear, run, t = 0.0, 0, 0
+        while True:
+            e = rng.uniform(0.02, 0.4)
+            b = int(rng.choice(3, p=[0.4, 0.3, 0.3]))
+            run = 0 if b else run + 1
+            wear = decay * wear + weights[b]
+            h = hazard_scale / (1 + np.exp(-(scale * np.log(e / (1 - e)) + offset + wear)))
+            gone = rng.random() < h or t == 199
+            for key, value in zip(cols, (e, float(run), gone, b > 0, b, t, session), strict=True):
+                cols[key].append(value)
+            t += 1
+            if gone:
+                break
+    return ImpressionSteps(np.array(cols["e"]), np.array(cols["idle"]), np.array(cols["left"]),
+                           np.array(cols["clicked"]), n_sessions, {}, np.array(cols["response"]),
+                           np.array(cols["step"]), np.array(cols["user"]))
+
+
+def test_session_wear_and_its_hazard_by_hand() -> None:
+    # two sessions: responses (0, 2, 1) then (1,)
+    steps = ImpressionSteps(np.array([0.2, 0.3, 0.4, 0.5]), np.zeros(4), np.array([False, False, True, True]),
+                            np.array([False, True, True, True]), 2, {}, np.array([0, 2, 1, 1]),
+                            np.array([0, 1, 2, 0]), np.array([0, 0, 0, 1]))
+    weights = torch.tensor([0.5, -0.2, -1.0], dtype=torch.float64)
+    wear = session_wear(steps, weights, torch.tensor(0.5, dtype=torch.float64))
+    torch.testing.assert_close(wear, torch.tensor([0.5, 0.25 - 1.0, -0.375 - 0.2, -0.2], dtype=torch.float64))
+    p = leave_probability(steps, 0.5, torch.tensor(0.3), torch.tensor(0.0), 0.7, wear)
+    e = np.array([0.2, 0.3, 0.4, 0.5])
+    expected = 0.5 / (1 + np.exp(-(0.7 * np.log(e / (1 - e)) + 0.3 + wear.numpy())))
+    np.testing.assert_allclose(p.numpy(), expected)
+    # sessions longer than one block of the matrix products: the same recursion, written out
+    long = worn_steps(0.0, 1.0, 0.9, (0.05, 0.0, -0.02), 0.02, 40, seed=3)
+    assert long.step.max() > 64
+    weights = torch.tensor([0.3, -0.1, -0.7], dtype=torch.float64)
+    expected, w = [], 0.0
+    for b, t in zip(long.response, long.step, strict=True):
+        w = (0.0 if t == 0 else 0.8 * w) + float(weights[b])
+        expected.append(w)
+    torch.testing.assert_close(session_wear(long, weights, torch.tensor(0.8, dtype=torch.float64)),
+                               torch.tensor(expected, dtype=torch.float64))
+    with pytest.raises(InputError, match="no responses"):
+        session_wear(ImpressionSteps(e, np.zeros(4), steps.left, steps.clicked, 2), weights, torch.tensor(0.5))
+
+
+def test_the_fit_recovers_the_session_wear_that_ended_the_sessions() -> None:
+    truth = {"offset": 0.3, "scale": 0.7, "decay": 0.6, "weights": (0.4, 0.1, -0.5)}
+    steps = worn_steps(**truth, hazard_scale=0.6, n_sessions=5000, seed=0)
+    fit = fit_leave(steps, 0.6, OFFSET_BOUNDS, IDLE_BOUNDS, wear=True)
+    assert fit.end_logit_scale == pytest.approx(truth["scale"], abs=0.15)
+    assert fit.wear_decay == pytest.approx(truth["decay"], abs=0.15)
+    # the offset and the weights trade against each other only through the sessions' lengths: compare
+    # the per-response contrasts and the leave rate they make
+    contrasts = np.diff(fit.wear_weights)
+    np.testing.assert_allclose(contrasts, np.diff(truth["weights"]), atol=0.2)
+    assert fit.idle_hazard == 0.0 and not fit.at_bound
+    assert fit.expected_leaves == pytest.approx(fit.sessions, rel=0.05)
+    low, high = fit.wear_bounds
+    assert low < 0 < high
+    # the held-out users are better predicted with the wear than without it
+    assert fit.heldout["steps_heldout"] > 0 and fit.heldout["with_wear"] < fit.heldout["without_wear"]
+    assert "session wear per response" in describe(fit.to_json())
+    # sessions without any wear: the weights stay near 0 and the held-out gain vanishes
+    flat = fit_leave(worn_steps(0.3, 1.0, 0.5, (0.0, 0.0, 0.0), 0.6, 3000, seed=1), 0.6, OFFSET_BOUNDS,
+                     IDLE_BOUNDS, wear=True)
+    assert np.abs(flat.wear_weights).max() < 0.35
+    assert flat.heldout["with_wear"] > flat.heldout["without_wear"] - 2e-3
+
+
 @pytest.fixture(scope="module")
 def data() -> SequenceDataset:
     return cyclic_dataset(n_users=6, n_items=10, length=12)
@@ -109,6 +193,8 @@ def test_steps_are_read_off_the_table(model, data) -> None:
     assert steps.idle.tolist() == [1, 2, 0, 1, 1]
     assert steps.left.tolist() == [False, False, True, True, True]
     assert steps.clicked.tolist() == [False, False, True, False, False]
+    assert steps.response.tolist() == [0, 0, 1, 0, 0]  # a click with no behavior logged: the first
+    assert steps.step.tolist() == [0, 1, 2, 0, 0] and steps.user.tolist() == [0, 0, 0, 0, 1]
     # the state after the consumptions up to each step: 0, 0, 1 (its own click), 1; user 1: 4 earlier
     expected = end_probs_after(model, ds, np.array([0, 0, 0, 0, 1]), np.array([0, 0, 1, 1, 4]))
     np.testing.assert_allclose(steps.end_prob, expected)
@@ -128,7 +214,7 @@ def attached(model, choice: LearnedChoice):
         model.learned_choice = None
 
 
-def test_calibration_fits_the_leave_on_the_impressions_when_it_can(model, data) -> None:
+def test_calibration_fits_the_leave_on_the_impressions_when_it_can(model, data, tmp_path) -> None:
     ts = data.sequences.timestamps
     offsets = data.sequences.offsets
     rng = np.random.default_rng(0)
@@ -149,9 +235,22 @@ def test_calibration_fits_the_leave_on_the_impressions_when_it_can(model, data) 
         assert len(cal.report["rounds"]) == 1  # simulated once, for the report; nothing searched
         steps = impression_steps(model, ds)
         scale = cal.report["hazard_scale"]
-        fit = fit_leave(steps, scale, OFFSET_BOUNDS, IDLE_BOUNDS)
+        fit = fit_leave(steps, scale, OFFSET_BOUNDS, IDLE_BOUNDS, wear=True)
         assert cal.end_logit_offset == pytest.approx(fit.end_logit_offset)
-        assert cal.idle_hazard == pytest.approx(fit.idle_hazard)
+        assert cal.idle_hazard == 0.0
+        assert cal.wear_weights == pytest.approx(fit.wear_weights) and len(cal.wear_weights) == 3
+        assert (cal.end_logit_scale, cal.wear_decay) == pytest.approx((fit.end_logit_scale, fit.wear_decay))
+        assert cal.wear_bounds == pytest.approx(fit.wear_bounds)
+        assert cal.apply(SimConfig()).leave.wear_weights == cal.wear_weights
+        back = Calibration.load(cal.save(tmp_path / "cal.json"))  # the report holds NaN: compare the rest
+        assert replace(back, report={}) == replace(cal, report={})
+        assert "session wear per response" in format_report(cal)
+        # without the wear: the offset and the idle hazard alone, as before
+        unworn = calibrate(model, ds, SimConfig(slate_size=3), replace(settings, session_wear=False),
+                           progress=False)
+        fit = fit_leave(steps, scale, OFFSET_BOUNDS, IDLE_BOUNDS)
+        assert unworn.end_logit_offset == pytest.approx(fit.end_logit_offset)
+        assert unworn.idle_hazard == pytest.approx(fit.idle_hazard) and unworn.wear_weights == ()
         # Patience on: the likelihood does not hold it, so the simulated search runs as before.
         patience = SimConfig(slate_size=3, leave=LeaveConfig(no_choice_drain=0.1))
         patient = calibrate(model, ds, patience, settings, progress=False)

@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                 "default) or popular (by training popularity)")
     calibrate.add_argument("--consumption-rate", type=float,
                            help="target events per step (default: reconstructed from the log's timestamps)")
+    calibrate.add_argument("--no-session-wear", action="store_true",
+                           help="when the leave is fitted on impression steps (a choice learned from "
+                                "impressions, patience off), fit only the end-logit offset and the idle "
+                                "hazard, without the session wear (how each response moves leaving; see "
+                                "docs/concepts.md); default: fit the wear")
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
     calibrate.set_defaults(func=cmd_calibrate)
 
@@ -121,7 +126,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     model = load_model(args.model, dataset, args.device)
     settings = CalibrationSettings(n_users=args.n_users, n_examples=args.examples, rounds=args.rounds,
                                    logging_policy=args.logging_policy,
-                                   target_consumption_rate=args.consumption_rate, seed=args.seed)
+                                   target_consumption_rate=args.consumption_rate, seed=args.seed,
+                                   session_wear=not args.no_session_wear)
     calibration = calibrate(model, dataset, SimConfig(slate_size=args.slate_size), settings)
     calibration.save(args.out)
     text = format_report(calibration)

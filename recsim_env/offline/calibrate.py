@@ -57,6 +57,7 @@ from recsim_env.config import Calibration, SimConfig
 from recsim_env.core import SimulationCore
 from recsim_env.factory import build_core, check_compatible, resolve_from_data
 from recsim_env.offline.leave_impressions import LeaveFit, fit_leave, impression_steps
+from recsim_env.offline.leave_impressions import describe as describe_leave
 from recsim_env.offline.rollout import PolicyRun, rollout
 from recsim_env.population import LONG_GAP_STEPS, SessionStats, logged_stats, median_session_gap
 from recsim_env.spaces import SpaceAdapter
@@ -96,6 +97,8 @@ class CalibrationSettings:
         max_steps: Step cap of a simulated session (None: 20x the logged steps per session, >= 200).
         target_consumption_rate: Overrides the logged consumption rate (required without timestamps).
         seed: Seed of every random draw of the calibration.
+        session_wear: When the leave is fitted on impression steps, fit the session wear with it
+            (:mod:`recsim_env.offline.leave_impressions`); consumption logs never fit it.
     """
 
     n_users: int = 512
@@ -106,6 +109,7 @@ class CalibrationSettings:
     max_steps: int | None = None
     target_consumption_rate: float | None = None
     seed: int = 0
+    session_wear: bool = True
 
 
 def logging_slates(core: SimulationCore, policy: LoggingPolicy, generator: torch.Generator,
@@ -261,10 +265,6 @@ def calibrate(
     temperature, nll_before, nll_after = fit_temperature(model, dataset, settings.n_examples,
                                                          settings.temperature_split, settings.seed)
     bar.update(1)
-    # Search over (no-choice logit, z): z is the end-logit offset down to OFFSET_FLOOR; below it the
-    # learned end no longer matters and z - OFFSET_FLOOR is the log of the patience drain scale, so one
-    # monotone parameter lengthens sessions first by trusting the learned end less, then by weakening
-    # patience (never the other way round).
     # Search over (no-choice logit c, length parameter z): z is the end-logit offset down to
     # OFFSET_FLOOR; below it the learned end no longer matters and z - OFFSET_FLOOR is the log of the
     # patience drain scale. The consumption rate falls with c and the session length falls with z
@@ -273,12 +273,13 @@ def calibrate(
     best: tuple[float, Calibration] | None = None
     evaluated: dict[tuple[float, float, float], np.ndarray] = {}
     gaps_known = math.isfinite(target.long_gap_share) and 0 < target.long_gap_share < 1
+    wear: dict[str, Any] = {}  # the session wear's fit, where the impressions give one
 
     def errors_at(c: float, z: float, g: float) -> np.ndarray:
         nonlocal best
         key = (round(c, 6), round(z, 6), round(g, 6))
         if key not in evaluated:
-            params = _calibration(temperature, np.array([c, z, g]), patience)
+            params = replace(_calibration(temperature, np.array([c, z, g]), patience), **wear)
             stats = run(params.apply(base), settings.seed)
             errs = np.array([_logit(stats.consumption_rate) - _logit(target.consumption_rate),
                              math.log(max(stats.events_per_session, 1e-6) / target.events_per_session),
@@ -307,8 +308,11 @@ def calibrate(
             # them by maximum likelihood, and the simulated sessions only report how well it does.
             assert base.leave.hazard_scale is not None  # resolved from the data
             leave_fit = fit_leave(impression_steps(model, dataset), base.leave.hazard_scale, OFFSET_BOUNDS,
-                                  IDLE_BOUNDS)
+                                  IDLE_BOUNDS, wear=settings.session_wear)
             z, g, phases = leave_fit.end_logit_offset, leave_fit.idle_hazard, ()
+            if leave_fit.wear_weights:
+                wear = {"end_logit_scale": leave_fit.end_logit_scale, "wear_weights": leave_fit.wear_weights,
+                        "wear_decay": leave_fit.wear_decay, "wear_bounds": leave_fit.wear_bounds}
             errors_at(c, z, g)
             bar.update(settings.rounds - 1)
     for which, share in phases:
@@ -382,10 +386,7 @@ def format_report(calibration: Calibration) -> str:
     ]
     leave = r.get("leave", {})
     if "steps" in leave:
-        lines.append(f"Leave hazard fitted on {leave['steps']} impression steps of {leave['sessions']} "
-                     f"sessions (maximum likelihood; {leave['expected_leaves']:.0f} leaves expected): "
-                     f"end-logit offset {leave['end_logit_offset']:.3f}, idle hazard "
-                     f"{leave['idle_hazard']:.3f}.")
+        lines.append(f"{describe_leave(leave)} (maximum likelihood).")
     for name, why in r.get("at_bound", {}).items():
         lines.append(f"Not identified: {name} {why}.")
     return "\n".join(lines) + "\n"
@@ -479,10 +480,11 @@ def at_bound(params: Calibration, patience: bool, gaps_fitted: bool = True) -> d
     return out
 
 
-def _params(calibration: Calibration) -> dict[str, float]:
+def _params(calibration: Calibration) -> dict[str, Any]:
     return {"temperature": calibration.temperature, "no_choice_logit": calibration.no_choice_logit,
             "end_logit_offset": calibration.end_logit_offset, "drain_scale": calibration.drain_scale,
-            "idle_hazard": calibration.idle_hazard}
+            "idle_hazard": calibration.idle_hazard, "end_logit_scale": calibration.end_logit_scale,
+            "wear_weights": list(calibration.wear_weights), "wear_decay": calibration.wear_decay}
 
 
 def _logit(p: float) -> float:

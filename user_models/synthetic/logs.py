@@ -181,14 +181,16 @@ def dwell_seconds(config: SyntheticConfig, previous: torch.Tensor, z: torch.Tens
     normal draws ``z``, clipped to ``[1, dwell_max_seconds]``."""
     medians = torch.tensor((config.dwell_median_seconds[0], *config.dwell_median_seconds),
                            dtype=torch.float64, device=z.device)
-    return torch.exp(torch.log(medians)[previous] + config.dwell_sigma * z).clamp(1.0, config.dwell_max_seconds)
+    gap = torch.exp(torch.log(medians)[previous] + config.dwell_sigma * z)
+    return gap.clamp(1.0, config.dwell_max_seconds)
 
 
 def between_sessions_seconds(config: SyntheticConfig, z: torch.Tensor) -> torch.Tensor:
     """Float64 gaps between sessions: log-normal around ``between_sessions_median_hours`` for the
     standard normal draws ``z``, at least ``between_sessions_min_seconds``."""
     median = math.log(config.between_sessions_median_hours * 3600.0)
-    return torch.exp(median + config.between_sessions_sigma * z).clamp(min=config.between_sessions_min_seconds)
+    gap = torch.exp(median + config.between_sessions_sigma * z)
+    return gap.clamp(min=config.between_sessions_min_seconds)
 
 
 def _sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
