@@ -530,13 +530,15 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
 
 def _leave_line(cal: dict, bounds: dict) -> str:
     """How the leave was fitted with the learned choice: on the impression steps, or by simulation."""
+    from recsim_env.offline.leave_impressions import describe
+
     leave = cal.get("report", {}).get("leave", {})
-    how = (f"by maximum likelihood on {leave['steps']} impression steps of {leave['sessions']} sessions "
-           f"({leave['expected_leaves']:.0f} leaves expected; NLL per step {leave['nll']:.4f}, "
-           f"{leave['nll_at_zero']:.4f} at offset 0 and no idle hazard)" if "steps" in leave
-           else "again by simulation")
-    return (f"- Leave fitted {how}: end-logit offset {cal['end_logit_offset']:.3f}, idle hazard "
-            f"{cal.get('idle_hazard', 0.0):.3f}" + (f"; **at a bound**: {bounds}" if bounds else "") + ".")
+    if "steps" in leave:
+        return f"- The {describe(leave)} (maximum likelihood)" + (
+            f"; **at a bound**: {bounds}" if bounds else "") + "."
+    return (f"- Leave fitted again by simulation: end-logit offset {cal['end_logit_offset']:.3f}, idle "
+            f"hazard {cal.get('idle_hazard', 0.0):.3f}" + (f"; **at a bound**: {bounds}" if bounds else "")
+            + ".")
 
 
 def _met(ok: bool) -> str:
