@@ -27,7 +27,8 @@ hazard is then off: the no-click weight, carried by the decay, takes its place).
 trained on consumptions, which show neither the unanswered slates nor how a slate's answer changed the
 user's wish to stay; the wear lowers the held-out negative log-likelihood per step from 0.341 to 0.308
 on the organic world's impressions and from 0.255 to 0.233 on the cascade world's (``LeaveFit.heldout``,
-BENCHMARKS.md ``fidelity_eval``), and it is what lets a good policy keep users longer than a bad one. The wear's range is clipped, in the simulator, to what the logged sessions reached.
+BENCHMARKS.md ``fidelity_eval``), and it is what lets a good policy keep users longer than a bad one.
+The wear's range is clipped, in the simulator, to what the logged sessions reached.
 
 A session is the impression table's ``session`` column, or, where it is null, a run of a user's
 impressions without a gap of ``session_gap_seconds``. The last impression of the log (the user's last
@@ -250,14 +251,19 @@ def _nll(p: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
     return -(left * torch.log(p) + (1 - left) * torch.log1p(-p)).mean()
 
 
-def _nll_of(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit) -> float:
-    """Mean negative log-likelihood per step of ``fit`` on ``steps`` (the wear unclipped, as fitted)."""
+def _fit_probability(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit) -> torch.Tensor:
+    """``[I]`` the leave probability of ``fit`` at each of ``steps`` (the wear unclipped, as fitted)."""
     with torch.no_grad():
         wear = (session_wear(steps, torch.tensor(fit.wear_weights), torch.tensor(fit.wear_decay))
                 if fit.wear_weights else 0.0)
-        p = leave_probability(steps, hazard_scale, torch.tensor(fit.end_logit_offset),
-                              torch.tensor(fit.idle_hazard), fit.end_logit_scale, wear)
-        return float(_nll(p, torch.as_tensor(steps.left, dtype=torch.float64)))
+        return leave_probability(steps, hazard_scale, torch.tensor(fit.end_logit_offset),
+                                 torch.tensor(fit.idle_hazard), fit.end_logit_scale, wear)
+
+
+def _nll_of(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit) -> float:
+    """Mean negative log-likelihood per step of ``fit`` on ``steps``."""
+    left = torch.as_tensor(steps.left, dtype=torch.float64)
+    return float(_nll(_fit_probability(steps, hazard_scale, fit), left))
 
 
 def _minimise(loss_of: Any, start: np.ndarray, bounds: list[tuple[float, float]]) -> tuple[np.ndarray, float]:
@@ -283,7 +289,12 @@ def _fit_offset_and_idle(steps: ImpressionSteps, hazard_scale: float, offset_bou
     offset, idle = (float(v) for v in x)
     fit = LeaveFit(end_logit_offset=offset, idle_hazard=idle, nll=0.0, nll_at_zero=at_start,
                    steps=len(steps.left), sessions=steps.n_sessions, expected_leaves=0.0,
-                   at_bound=_at_bound(offset, idle, offset_bounds, idle_bounds))
+                   at_bound=_at_bounds({
+                       **_offset_check(offset, offset_bounds, "the learned end head"),
+                       "idle_hazard": (idle, idle_bounds, "at its bound 0: the impressions show no more "
+                                       "leaving after unclicked slates than the learned end already gives",
+                                       f"at its bound {idle:g}: users leave after almost every unclicked "
+                                       "slate")}))
     return _scored(steps, hazard_scale, fit)
 
 
@@ -314,51 +325,46 @@ def _fit_wear(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[
 
 def _scored(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit) -> LeaveFit:
     """``fit`` with its negative log-likelihood and expected leaves on ``steps``."""
-    with torch.no_grad():
-        wear = (session_wear(steps, torch.tensor(fit.wear_weights), torch.tensor(fit.wear_decay))
-                if fit.wear_weights else 0.0)
-        p = leave_probability(steps, hazard_scale, torch.tensor(fit.end_logit_offset),
-                              torch.tensor(fit.idle_hazard), fit.end_logit_scale, wear)
-    return replace(fit, nll=_nll_of(steps, hazard_scale, fit), expected_leaves=float(p.sum()))
+    p = _fit_probability(steps, hazard_scale, fit)
+    left = torch.as_tensor(steps.left, dtype=torch.float64)
+    return replace(fit, nll=float(_nll(p, left)), expected_leaves=float(p.sum()))
 
 
-def _at_bound(offset: float, idle: float, offset_bounds: tuple[float, float],
-              idle_bounds: tuple[float, float]) -> dict[str, str]:
-    out = {}
+Checks = dict[str, tuple[float, tuple[float, float], str, str]]
+"""Per parameter: its fitted value, its search range, what ending at the low and at the high bound means."""
+
+
+def _at_bounds(checks: Checks) -> dict[str, str]:
+    """The parameters of ``checks`` that ended at a bound of their search range, with what that means."""
     tol = 1e-3
-    if min(abs(offset - b) for b in offset_bounds) < tol:
-        out["end_logit_offset"] = (f"at its bound {offset:g}: the learned end head cannot make the per-step "
-                                   "leave rate the impressions show")
-    if idle <= idle_bounds[0] + tol:
-        out["idle_hazard"] = ("at its bound 0: the impressions show no more leaving after unclicked slates "
-                              "than the learned end already gives")
-    elif idle >= idle_bounds[1] - tol:
-        out["idle_hazard"] = f"at its bound {idle:g}: users leave after almost every unclicked slate"
+    out = {}
+    for name, (value, (low, high), at_low, at_high) in checks.items():
+        if value <= low + tol:
+            out[name] = at_low
+        elif value >= high - tol:
+            out[name] = at_high
     return out
+
+
+def _offset_check(offset: float, bounds: tuple[float, float], what: str) -> Checks:
+    note = f"at its bound {offset:g}: {what} cannot make the per-step leave rate the impressions show"
+    return {"end_logit_offset": (offset, bounds, note, note)}
 
 
 def _wear_at_bound(offset: float, scale: float, decay: float, weights: tuple[float, ...],
                    offset_bounds: tuple[float, float], logged: np.ndarray) -> dict[str, str]:
-    out = {}
-    tol = 1e-3
-    if min(abs(offset - b) for b in offset_bounds) < tol:
-        out["end_logit_offset"] = (f"at its bound {offset:g}: the learned end head and the wear cannot make "
-                                   "the per-step leave rate the impressions show")
-    if scale <= SCALE_BOUNDS[0] + tol:
-        out["end_logit_scale"] = ("at its bound 0: the learned end head adds nothing the session wear does "
-                                  "not already say about leaving")
-    elif scale >= SCALE_BOUNDS[1] - tol:
-        out["end_logit_scale"] = f"at its bound {scale:g}"
-    if decay <= DECAY_BOUNDS[0] + tol:
-        out["wear_decay"] = "at its bound 0: only the step's own response moves leaving"
-    elif decay >= DECAY_BOUNDS[1] - tol:
-        out["wear_decay"] = "at its bound 1: every step of the session counts alike, however long ago"
-    for b, w in enumerate(weights):
-        if logged[b] == 0:
-            out[f"wear_weights[{b}]"] = "0: this response never occurs in the impressions"
-        elif min(abs(w - edge) for edge in WEAR_WEIGHT_BOUNDS) < tol:
-            out[f"wear_weights[{b}]"] = f"at its bound {w:g}"
-    return out
+    checks: Checks = {
+        **_offset_check(offset, offset_bounds, "the learned end head and the wear"),
+        "end_logit_scale": (scale, SCALE_BOUNDS, "at its bound 0: the learned end head adds nothing the "
+                            "session wear does not already say about leaving", f"at its bound {scale:g}"),
+        "wear_decay": (decay, DECAY_BOUNDS, "at its bound 0: only the step's own response moves leaving",
+                       "at its bound 1: every step of the session counts alike, however long ago"),
+    }
+    checks.update({f"wear_weights[{b}]": (w, WEAR_WEIGHT_BOUNDS, f"at its bound {w:g}", f"at its bound {w:g}")
+                   for b, w in enumerate(weights) if logged[b] > 0})
+    never = {f"wear_weights[{b}]": "0: this response never occurs in the impressions"
+             for b in range(len(weights)) if logged[b] == 0}
+    return {**_at_bounds(checks), **never}
 
 
 def describe(fit: Mapping[str, Any]) -> str:
