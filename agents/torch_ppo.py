@@ -10,7 +10,7 @@ The policy is the one of :mod:`agents.slate_policy` (candidates mode): one
 :class:`~agents.slate_policy.PlackettLuceDistribution` over its scores (k distinct candidates by the
 Gumbel-top-k trick; the deterministic slate is the top k), masked candidates never drawn. Only the
 history encoder differs: :class:`PooledHistoryEncoder` averages item and behavior embeddings with a
-learned recency weight (one matrix product, no recurrence), in the feature layout of
+learned recency weight (one weighted embedding bag, no recurrence), in the feature layout of
 :class:`~agents.features.HistoryExtractor`, so the scorer reads either.
 
 The env is passed in as an object with the :class:`TensorVecEnv` protocol (this package never imports
@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from agents.features import item_embedding
@@ -117,16 +118,31 @@ class PooledHistoryEncoder(nn.Module):
         self.item_dim = item_dim
 
     def forward(self, obs: TensorObs) -> torch.Tensor:
-        items = obs[ITEMS].long()
+        items, behaviors = obs[ITEMS].long(), obs[BEHAVIORS].long()
         real = (obs[MASK] > 0) & (items > 0)
         weights = torch.softmax(self.recency.masked_fill(~real, -1e9), dim=1) * real  # [B, L]
-        events = self.items(items) + self.behaviors(obs[BEHAVIORS].long())
-        pooled = torch.einsum("bl,bld->bd", weights, events)
-        last = events[:, -1] * real[:, -1:]  # the most recent event on its own (the env right-aligns)
+        pooled = self._pooled_events(items, behaviors, weights)
+        # the most recent event on its own (the env right-aligns)
+        last = (self.items(items[:, -1]) + self.behaviors(behaviors[:, -1])) * real[:, -1:]
         user = self.user(torch.cat([pooled, last], dim=1))
         candidates = self.items(obs[CANDIDATES].long().reshape(len(user), -1))
         affinity = torch.einsum("bcd,bd->bc", candidates, self.query(user))
         return torch.cat([user, candidates.flatten(1), affinity], dim=1)
+
+    def _pooled_events(self, items: torch.Tensor, behaviors: torch.Tensor, weights: torch.Tensor
+                       ) -> torch.Tensor:
+        """``[B, item_dim]`` the ``weights``-weighted (``[B, L]``) sum of the events' item + behavior
+        embeddings, without the ``[B, L, item_dim]`` tensor of the events (nor its gradient).
+
+        Items: ``embedding_bag`` adds each row straight into its bag's sum, forward and backward.
+        Behaviors (a handful of ids): each row's weight per behavior (``[B, n_behaviors + 1]``), times the
+        table. Padding (id 0) is left out of both and gets no gradient, as in ``table(ids)``.
+        """
+        item_sum = F.embedding_bag(items, self.items.weight, mode="sum", per_sample_weights=weights,
+                                   padding_idx=self.items.padding_idx)
+        per_behavior = weights.new_zeros(len(weights), self.behaviors.num_embeddings)
+        per_behavior = per_behavior.scatter_add(1, behaviors, weights)
+        return item_sum + per_behavior[:, 1:] @ self.behaviors.weight[1:]
 
     def split(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The user vectors ``[B, hidden_dim]`` and candidate embeddings ``[B, C, item_dim]``."""

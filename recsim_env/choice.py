@@ -77,22 +77,39 @@ def learned_choice_of(model: UserModel, choice: ChoiceConfig) -> LearnedChoice |
     return learned if isinstance(learned, LearnedChoice) else None
 
 
-def learned_utilities(learned: LearnedChoice, catalogue: torch.Tensor, items: torch.Tensor,
-                      repeated: torch.Tensor, barred: torch.Tensor, choice: ChoiceConfig) -> torch.Tensor:
-    """``[B, m]`` the learned choice's utilities of ``items`` (``[B, m]``, ids >= 1) from the
-    ``[B, n_items]`` catalogue logits: log-lift at temperature 1, the learned terms (whose repeat flag,
-    ``repeated``, is "in the history window", as it was fitted), then the repeat policy on ``barred``
-    (the repeats within ``choice.repeat_window``; the config's temperature and no-choice utility play
-    no part)."""
-    catalogue = catalogue.float()
-    log_lift = (catalogue.gather(1, items - 1) - torch.logsumexp(catalogue, dim=1, keepdim=True)
-                + math.log(catalogue.shape[1]))  # log-softmax of the m items only, not of the catalogue
+def learned_utilities(learned: LearnedChoice, item_logits: torch.Tensor, log_normaliser: torch.Tensor,
+                      items: torch.Tensor, repeated: torch.Tensor, barred: torch.Tensor, choice: ChoiceConfig,
+                      n_items: int) -> torch.Tensor:
+    """``[B, m]`` the learned choice's utilities of ``items`` (``[B, m]``, ids >= 1) from their float
+    logits ``item_logits`` (``[B, m]``) and the ``[B, 1]`` ``log_normaliser`` of the ``n_items``
+    catalogue logits at temperature 1: log-lift, the learned terms (whose repeat flag, ``repeated``, is
+    "in the history window", as it was fitted), then the repeat policy on ``barred`` (the repeats within
+    ``choice.repeat_window``; the config's temperature and no-choice utility play no part)."""
+    log_lift = item_logits - log_normaliser + math.log(n_items)  # log-softmax of the m items only
     return apply_repeat_policy(learned.item_utilities(log_lift, repeated, items), barred, choice)
 
 
 def log_normaliser(catalogue: torch.Tensor, temperature: float) -> torch.Tensor:
     """``[B, 1]`` ``logsumexp`` of ``[B, n_items]`` catalogue logits divided by ``temperature``."""
     return torch.logsumexp(catalogue.float() / temperature, dim=1, keepdim=True)
+
+
+def item_logits_and_log_normaliser(model: UserModel, state: UserState, items: torch.Tensor,
+                                   temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, m]`` the float catalogue logits of ``items`` (``[B, m]``, ids >= 1) and the ``[B, 1]``
+    :func:`log_normaliser` of the whole catalogue at ``temperature``: what a choice over the catalogue
+    needs from the user model.
+
+    Uses the model's ``item_logits_and_log_normaliser`` when it has one (a fast path outside the
+    protocol, like ``all_item_logits``: the learned user model computes both in cache-sized row blocks,
+    without a ``[B, n_items]`` tensor); otherwise reduces :func:`catalogue_logits`.
+    """
+    fast = getattr(model, "item_logits_and_log_normaliser", None)
+    if fast is not None:
+        picked, normaliser = fast(state, items, temperature)
+        return picked, normaliser
+    catalogue = catalogue_logits(model, state)
+    return catalogue.gather(1, items - 1), log_normaliser(catalogue, temperature)
 
 
 def choice_probabilities(utility: torch.Tensor, shown: torch.Tensor, no_choice_logit: float,

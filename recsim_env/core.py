@@ -47,9 +47,9 @@ from recsim_env.choice import (
     categorical_from_uniform,
     choice_probabilities,
     choice_utilities,
+    item_logits_and_log_normaliser,
     learned_choice_of,
     learned_utilities,
-    log_normaliser,
 )
 from recsim_env.config import SimConfig
 from recsim_env.numerics import check_finite
@@ -607,12 +607,14 @@ class SimulationCore:
         (privileged: the one oracle; every env view's ``oracle_scores`` serves it)."""
         assert self.user_state is not None
         choice = self.config.choice
+        normaliser: torch.Tensor | None
         if self.learned_choice is not None:
-            return learned_utilities(self.learned_choice, self.catalogue_logits(), items,
-                                     self.repeated(items), self.barred_repeats(items), choice)
+            logits, normaliser = item_logits_and_log_normaliser(self.model, self.user_state, items, 1.0)
+            return learned_utilities(self.learned_choice, logits, normaliser, items, self.repeated(items),
+                                     self.barred_repeats(items), choice, self.n_items)
         if choice.utility == "log_lift":
-            catalogue = self.catalogue_logits()
-            logits, normaliser = catalogue.gather(1, items - 1), log_normaliser(catalogue, choice.temperature)
+            logits, normaliser = item_logits_and_log_normaliser(self.model, self.user_state, items,
+                                                                choice.temperature)
         else:
             logits, normaliser = self.model.item_logits(self.user_state, items), None
         return choice_utilities(logits, self.barred_repeats(items), choice, normaliser, self.n_items)

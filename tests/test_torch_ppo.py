@@ -153,3 +153,40 @@ def test_building_an_agent_leaves_the_global_generator_alone(identity: Identity,
     torch.manual_seed(123)
     build_torch_ppo(config, env.single_observation_space, env.single_action_space, 0, "cpu")
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_pooled_history_is_the_weighted_sum_of_the_events_and_padding_learns_nothing() -> None:
+    """The embedding-bag pooling equals the recency-weighted sum over the gathered ``[B, L, dim]``
+    events (forward and backward), and the padding rows get no gradient."""
+    import gymnasium as gym
+
+    from agents.obs import BEHAVIORS, CANDIDATES, ITEMS, MASK
+    from agents.torch_ppo import PooledHistoryEncoder
+
+    n_items, length = 12, 6
+    space = gym.spaces.Dict({ITEMS: gym.spaces.Box(0, n_items, (length,), np.int64),
+                             BEHAVIORS: gym.spaces.Box(0, 3, (length,), np.int64),
+                             MASK: gym.spaces.Box(0, 1, (length,), np.int8),
+                             CANDIDATES: gym.spaces.Box(1, n_items, (4,), np.int64)})
+    torch.manual_seed(0)
+    encoder = PooledHistoryEncoder(space, item_dim=8, hidden_dim=16)
+    with torch.no_grad():
+        encoder.recency.normal_()
+    gen = torch.Generator().manual_seed(1)
+    mask = (torch.arange(length)[None] >= torch.tensor([[6], [3], [0], [1], [4]])).to(torch.int8)
+    items = torch.randint(1, n_items + 1, (5, length), generator=gen) * mask
+    items[1, 4] = 0  # a no-choice event inside the history
+    behaviors = torch.randint(0, 4, (5, length), generator=gen) * mask
+    obs = {ITEMS: items, BEHAVIORS: behaviors, MASK: mask, CANDIDATES: torch.randint(1, n_items + 1, (5, 4))}
+    real = (mask > 0) & (items > 0)
+    weights = torch.softmax(encoder.recency.masked_fill(~real, -1e9), dim=1) * real
+    expected = torch.einsum("bl,bld->bd", weights, encoder.items(items) + encoder.behaviors(behaviors))
+    pooled = encoder._pooled_events(items, behaviors, weights)
+    torch.testing.assert_close(pooled, expected)
+    leaves = [encoder.recency, encoder.items.weight, encoder.behaviors.weight]
+    grads = torch.autograd.grad(pooled.square().sum(), leaves, retain_graph=True)  # the weights are shared
+    reference = torch.autograd.grad(expected.square().sum(), leaves)
+    for grad, ref in zip(grads, reference, strict=True):
+        torch.testing.assert_close(grad, ref)
+    encoder(obs).sum().backward()
+    assert not encoder.items.weight.grad[0].any() and not encoder.behaviors.weight.grad[0].any()

@@ -1,7 +1,9 @@
 """UserTransformer: protocol conformance and incremental (KV-cached) inference == full recompute."""
 
+import pytest
 import torch
 
+import user_models.transformer
 from user_models.protocol import History, UserModel, UserState
 from user_models.transformer import TransformerConfig, UserTransformer, gap_bucket
 
@@ -100,6 +102,21 @@ def test_incremental_equals_full_recompute_through_steps_resets_and_slides():
         torch.testing.assert_close(model.behavior_probs(state, items), behavior, atol=1e-4, rtol=0)
         torch.testing.assert_close(model.end_prob(state), end, atol=1e-4, rtol=0)
     assert n_slides >= 5 and n_resets >= 5  # the path under test was really exercised
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_blocked_item_logits_and_normaliser_equal_the_whole_catalogue(monkeypatch, temperature):
+    """The row blocks (here of 4 rows, the last one short) give the numbers of the full logits."""
+    model = make_model()
+    gen = torch.Generator().manual_seed(3)
+    state = model.encode(to_history([random_events(gen, n) for n in (0, 1, 3, 5, 8, 8, 2, 7, 4, 6, 8, 1, 3)]))
+    items = torch.randint(1, N_ITEMS + 1, (13, 5), generator=gen)
+    monkeypatch.setattr(user_models.transformer, "CPU_BLOCK_ELEMENTS", 4 * (N_ITEMS + 1))
+    picked, normaliser = model.item_logits_and_log_normaliser(state, items, temperature)
+    catalogue = model.all_item_logits(state)
+    torch.testing.assert_close(picked, catalogue.gather(1, items))
+    expected = torch.logsumexp(catalogue[:, 1:] / temperature, dim=1, keepdim=True)
+    torch.testing.assert_close(normaliser, expected)
 
 
 def test_inactive_rows_are_untouched():

@@ -34,7 +34,13 @@ import numpy as np
 import polars as pl
 import torch
 
-from recsim_env.choice import choice_probabilities, choice_utilities, learned_choice_of, learned_utilities
+from recsim_env.choice import (
+    choice_probabilities,
+    choice_utilities,
+    learned_choice_of,
+    learned_utilities,
+    log_normaliser,
+)
 from recsim_env.config import ChoiceConfig, RewardConfig
 from recsim_env.offline.ope import SlateLog, effective_sample_size, estimate_all
 from recsim_env.offline.ope_simulator import item_reward_model
@@ -78,11 +84,13 @@ def slate_choice(logits: torch.Tensor, slate: torch.Tensor, choice: ChoiceConfig
     ``choice`` (no repeats: see the module docstring)."""
     shown, safe = slate > 0, slate.clamp(min=1)
     no_repeat = torch.zeros_like(shown)
+    picked = logits.float().gather(1, safe - 1)
     if learned is not None:
-        utility = learned_utilities(learned, logits, safe, no_repeat, no_repeat, choice)
+        utility = learned_utilities(learned, picked, log_normaliser(logits, 1.0), safe, no_repeat, no_repeat,
+                                    choice, logits.shape[1])
         return learned.probabilities(utility, shown)
-    log_z = torch.logsumexp(logits / choice.temperature, dim=1, keepdim=True)
-    utility = choice_utilities(logits.gather(1, safe - 1), no_repeat, choice, log_z, logits.shape[1])
+    utility = choice_utilities(picked, no_repeat, choice, log_normaliser(logits, choice.temperature),
+                               logits.shape[1])
     return choice_probabilities(utility, shown, choice.no_choice_logit, choice.position_decay)
 
 
