@@ -125,7 +125,8 @@ def test_session_wear_and_its_hazard_by_hand() -> None:
     torch.testing.assert_close(session_wear(long, weights, torch.tensor(0.8, dtype=torch.float64)),
                                torch.tensor(expected, dtype=torch.float64))
     with pytest.raises(InputError, match="no responses"):
-        session_wear(ImpressionSteps(e, np.zeros(4), steps.left, steps.clicked, 2), weights, torch.tensor(0.5))
+        bare = ImpressionSteps(e, np.zeros(4), steps.left, steps.clicked, 2)
+        session_wear(bare, weights, torch.tensor(0.5))
 
 
 def test_the_fit_recovers_the_session_wear_that_ended_the_sessions() -> None:
