@@ -534,7 +534,7 @@ def _leave_line(cal: dict, bounds: dict) -> str:
 
     leave = cal.get("report", {}).get("leave", {})
     if "steps" in leave:
-        return f"- The {describe(leave)} (maximum likelihood)" + (
+        return f"- {describe(leave)} (maximum likelihood)" + (
             f"; **at a bound**: {bounds}" if bounds else "") + "."
     return (f"- Leave fitted again by simulation: end-logit offset {cal['end_logit_offset']:.3f}, idle "
             f"hazard {cal.get('idle_hazard', 0.0):.3f}" + (f"; **at a bound**: {bounds}" if bounds else "")

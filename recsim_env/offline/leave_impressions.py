@@ -380,7 +380,7 @@ def describe(fit: Mapping[str, Any]) -> str:
     else:
         how = f", idle hazard {fit['idle_hazard']:.3f}"
     at_bound = fit.get("at_bound") or {}
-    return (f"leave fitted on {fit['steps']} impression steps of {fit['sessions']} sessions: end-logit "
+    return (f"Leave fitted on {fit['steps']} impression steps of {fit['sessions']} sessions: end-logit "
             f"offset {fit['end_logit_offset']:.3f}{how} (NLL per step {fit['nll']:.4f}, "
             f"{fit['nll_at_zero']:.4f} at the start; {fit['expected_leaves']:.0f} leaves expected, "
             f"{fit['sessions']} logged)" + (f"; not identified: {at_bound}" if at_bound else ""))
