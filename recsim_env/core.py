@@ -85,6 +85,8 @@ class StepRecord:
     """``[N]`` the leave hazard actually applied (learned end probability combined with patience)."""
     patience: torch.Tensor
     """``[N]`` patience after this step's update."""
+    wear: torch.Tensor
+    """``[N]`` the session wear after this step's update (0 without it; the world's own users: 0)."""
     terminated: torch.Tensor
     """``[N]`` bool: the user left."""
     truncated: torch.Tensor
@@ -123,6 +125,7 @@ class StepSnapshot:
     end_prob: float
     leave_prob: float
     patience: float
+    wear: float
     terminated: bool
     truncated: bool
     active: bool
@@ -484,7 +487,7 @@ class SimulationCore:
             slate=slate, choice_probs=answer.choice_probs, position=torch.where(chose, answer.position, -1),
             item=item, behavior=behavior, behavior_probs=answer.behavior_probs, reward=reward,
             end_prob=answer.end_prob, leave_prob=torch.where(active, answer.leave_prob, 0.0),
-            patience=self.patience, terminated=terminated,
+            patience=self.patience, wear=self.wear, terminated=terminated,
             truncated=truncated, active=active, step=self.steps, episode_return=self.episode_return,
             history_items=self.history_items, history_behaviors=self.history_behaviors,
         )

@@ -67,7 +67,7 @@ class RecSimEnv(gym.Env[Any, Any]):
     ## Info
     Every step's ``info`` is the full response (:class:`~recsim_env.core.StepSnapshot`): ``slate``,
     ``choice_probs`` (last entry: no choice), ``position`` (-1: no choice), ``item``, ``behavior``,
-    ``behavior_probs``, ``reward``, ``end_prob``, ``leave_prob``, ``patience``, ``step``,
+    ``behavior_probs``, ``reward``, ``end_prob``, ``leave_prob``, ``patience``, ``wear``, ``step``,
     ``episode_return`` and the history after the step.
 
     ## Arguments

@@ -21,7 +21,7 @@ def format_step(snapshot: StepSnapshot, behavior_names: tuple[str, ...], recent:
     ]
     lines = [
         f"step {snapshot.step}  return {snapshot.episode_return:.3f}  patience {snapshot.patience:.2f}  "
-        f"leave p {snapshot.leave_prob:.3f}",
+        f"wear {snapshot.wear:+.2f}  leave p {snapshot.leave_prob:.3f}",
         f"  recent: {' '.join(history) or '(none)'}",
     ]
     for slot, (item, prob) in enumerate(zip(snapshot.slate, snapshot.choice_probs[:-1], strict=True)):

@@ -21,7 +21,7 @@ from user_models.handwritten import clickbait_user
 from user_models.transformer import TransformerConfig, UserTransformer
 
 FIELDS = ("slate", "choice_probs", "position", "item", "behavior", "reward", "end_prob", "leave_prob",
-          "patience", "terminated", "truncated", "step", "history_items", "history_behaviors")
+          "patience", "wear", "terminated", "truncated", "step", "history_items", "history_behaviors")
 STEPS = 12
 """More than ``max_len`` = 8: every row that keeps choosing slides its window at least once."""
 

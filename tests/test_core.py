@@ -170,6 +170,8 @@ def test_session_wear_by_hand(user, dataset):
         logit = 0.5 * math.log(0.05 / 0.95) + math.log(3.0) + wear
         torch.testing.assert_close(record.leave_prob, 0.4 * torch.sigmoid(logit))
         torch.testing.assert_close(core.wear, wear)
+        torch.testing.assert_close(record.wear, wear)
+        assert record.row(0).as_info()["wear"] == pytest.approx(float(wear[0]))
     assert (record.behavior == 0).any() and (record.behavior > 0).any()
     assert (wear == -0.8).any()  # the clip was reached
     core.reset()
