@@ -130,7 +130,11 @@ class LeaveConfig:
     satisfaction does: impression logs show every step and its response, so
     :mod:`recsim_env.offline.leave_impressions` fits the weights, the decay and the scale by maximum
     likelihood, and the bounds are the range the logged sessions reached (the wear never extrapolates
-    beyond it). Consumption logs do not show unanswered slates, so there it stays off.
+    beyond it). Consumption logs do not show unanswered slates, so there it stays off. A consumed item
+    moves the wear too, by ``wear_item_weights . x_i``, with ``x_i`` the user model's own vector of the
+    item standardised over the catalogue (:func:`~recsim_env.core.wear_item_vectors`): the same kind of
+    response to two items (a glance at a tempting bait, a glance at a good match) can leave a user in
+    a different mood, as item quality moves satisfaction.
 
     **Patience** (optional, off by default: consumption logs do not identify it). Patience ``p`` in
     [0, 1] starts at ``initial_patience`` and changes each step by ``-no_choice_drain * drain_scale``
@@ -151,6 +155,8 @@ class LeaveConfig:
         wear_weights: Session wear added per response ``0..n_behaviors`` (empty: no wear).
         wear_decay: How much of the wear carries to the next step, in [0, 1].
         wear_bounds: ``(low, high)`` the wear is clipped to (empty: unbounded).
+        wear_item_weights: Wear added per consumed item along its standardised vector (one weight per
+            dimension of the user model's item vectors; empty: the item plays no part).
         initial_patience: Patience of a new user.
         no_choice_drain: Patience lost on a step where nothing was chosen (0: off).
         low_value_drain: Patience lost on a response of the lowest engagement (0: off).
@@ -169,6 +175,7 @@ class LeaveConfig:
     wear_weights: tuple[float, ...] = ()
     wear_decay: float = 1.0
     wear_bounds: tuple[float, ...] = ()
+    wear_item_weights: tuple[float, ...] = ()
     initial_patience: float = 1.0
     no_choice_drain: float = 0.0
     low_value_drain: float = 0.0
@@ -187,6 +194,8 @@ class LeaveConfig:
                f"end_logit_scale must be >= 0, got {self.end_logit_scale}")
         _check(all(math.isfinite(w) for w in self.wear_weights), f"wear_weights must be finite, got "
                f"{self.wear_weights}")
+        _check(all(math.isfinite(w) for w in self.wear_item_weights), f"wear_item_weights must be finite, "
+               f"got {self.wear_item_weights}")
         _check(0.0 <= self.wear_decay <= 1.0, f"wear_decay must be in [0, 1], got {self.wear_decay}")
         _check(len(self.wear_bounds) == 0 or (len(self.wear_bounds) == 2
                                               and self.wear_bounds[0] <= self.wear_bounds[1]),
@@ -337,8 +346,9 @@ class Calibration:
         end_logit_offset: Offset of the learned session-end logit (see :class:`LeaveConfig`).
         drain_scale: Strength of patience drains (see :class:`LeaveConfig`).
         idle_hazard: Rate of the idle hazard (see :class:`LeaveConfig`).
-        end_logit_scale, wear_weights, wear_decay, wear_bounds: The session wear and the end logit's
-            scale (see :class:`LeaveConfig`), fitted on impression logs; the defaults leave them off.
+        end_logit_scale, wear_weights, wear_decay, wear_bounds, wear_item_weights: The session wear and
+            the end logit's scale (see :class:`LeaveConfig`), fitted on impression logs; the defaults
+            leave them off.
         dataset_fingerprint: Fingerprint of the dataset the calibration was fitted on.
         report: Logged targets and simulated statistics before and after (free-form, for people).
     """
@@ -352,6 +362,7 @@ class Calibration:
     wear_weights: tuple[float, ...] = ()
     wear_decay: float = 1.0
     wear_bounds: tuple[float, ...] = ()
+    wear_item_weights: tuple[float, ...] = ()
     dataset_fingerprint: str = ""
     report: dict[str, Any] = field(default_factory=dict)
     format_version: int = CALIBRATION_FORMAT_VERSION
@@ -364,7 +375,7 @@ class Calibration:
             leave=replace(config.leave, end_logit_offset=self.end_logit_offset, drain_scale=self.drain_scale,
                           idle_hazard=self.idle_hazard, end_logit_scale=self.end_logit_scale,
                           wear_weights=self.wear_weights, wear_decay=self.wear_decay,
-                          wear_bounds=self.wear_bounds),
+                          wear_bounds=self.wear_bounds, wear_item_weights=self.wear_item_weights),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -407,6 +418,7 @@ class Calibration:
                 wear_weights=tuple(float(w) for w in data.get("wear_weights", ())),
                 wear_decay=float(data.get("wear_decay", 1.0)),
                 wear_bounds=tuple(float(w) for w in data.get("wear_bounds", ())),
+                wear_item_weights=tuple(float(w) for w in data.get("wear_item_weights", ())),
                 dataset_fingerprint=str(data.get("dataset_fingerprint", "")),
                 report=dict(data.get("report", {})),
             )

@@ -36,6 +36,7 @@ so finished rows alone pay for it).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
@@ -200,6 +201,18 @@ class _Answer:
     terminated: torch.Tensor
 
 
+def wear_item_vectors(embeddings: torch.Tensor) -> torch.Tensor:
+    """``[n_items + 1, d]`` the item vectors the session wear reads (see
+    :class:`~recsim_env.config.LeaveConfig`): each dimension of a model's ``[n_items + 1, d]`` item
+    embeddings standardised over the catalogue (row 0, padding, left out and set to 0) and divided by
+    ``sqrt(d)``, so that weights of unit size move the wear by about one logit whatever the embedding's
+    scale and width."""
+    items = embeddings[1:].double()
+    spread = items.std(dim=0).clamp_min(1e-8) if items.shape[0] > 1 else torch.ones_like(items[0])
+    scaled = (items - items.mean(dim=0)) / (spread * math.sqrt(items.shape[1]))
+    return torch.cat([torch.zeros_like(scaled[:1]), scaled]).to(embeddings.dtype)
+
+
 class SimulationCore:
     """N simulated users as tensors on the user model's device; see the module docstring for a step.
 
@@ -267,6 +280,14 @@ class SimulationCore:
             raise InputError(f"leave.wear_weights has {len(leave.wear_weights)} entries; the model's "
                              f"{nb} behaviors need {nb + 1} (no response first)")
         self._wear_of = torch.tensor(leave.wear_weights or (0.0,) * (nb + 1), device=self.device)
+        self._wear_item = torch.zeros(n_items + 1, device=self.device)
+        """``[n_items + 1]`` the wear a consumption of each item adds (0 for item 0, "nothing")."""
+        if leave.wear_item_weights:
+            own = wear_item_vectors(model.item_embeddings().detach().float().to(self.device))
+            if own.shape[1] != len(leave.wear_item_weights):
+                raise InputError(f"leave.wear_item_weights has {len(leave.wear_item_weights)} entries; the "
+                                 f"user model's item vectors have {own.shape[1]} dimensions")
+            self._wear_item = own @ torch.tensor(leave.wear_item_weights, device=self.device)
         embeddings = (model.item_embeddings() if item_embeddings is None else item_embeddings)
         embeddings = embeddings.detach().float().to(self.device)
         if embeddings.shape[0] != n_items + 1:
@@ -522,7 +543,7 @@ class SimulationCore:
         # leave
         self.patience = torch.where(active, (self.patience + self._patience_gain[behavior]).clamp(0.0, 1.0),
                                     self.patience)
-        self.wear = torch.where(active, self.next_wear(self.wear, behavior), self.wear)
+        self.wear = torch.where(active, self.next_wear(self.wear, behavior, item), self.wear)
         end_prob = model.end_prob(self.user_state).float()
         check_finite("session-end probabilities", end_prob, active)
         leave_prob = self.leave_probability(end_prob, self.patience, event, self.since_event - 1, self.wear)
@@ -542,10 +563,11 @@ class SimulationCore:
                        torch.where(chose, out.behavior, 0), out.behavior_probs.float() * chose[:, None],
                        leave_prob, leave_prob, out.left & active)
 
-    def next_wear(self, wear: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
-        """``[N]`` the session wear after a step with response ``behavior`` (0: nothing chosen)."""
+    def next_wear(self, wear: torch.Tensor, behavior: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """``[N]`` the session wear after a step with response ``behavior`` to ``item`` (both 0: nothing
+        chosen)."""
         leave = self.config.leave
-        wear = leave.wear_decay * wear + self._wear_of[behavior]
+        wear = leave.wear_decay * wear + self._wear_of[behavior] + self._wear_item[item]
         return wear.clamp(*leave.wear_bounds) if leave.wear_bounds else wear
 
     def leave_probability(self, end_prob: torch.Tensor, patience: torch.Tensor, event: torch.Tensor,

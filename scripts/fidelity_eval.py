@@ -136,7 +136,7 @@ def choice_gap(data: Path, model: Path, n: int = 3000, k: int = 5) -> dict[str, 
     from recsim_env.factory import load_model
     from user_models.checkpoint import load_user_model
     from user_models.data.artifact import SequenceDataset
-    from user_models.protocol import History
+    from user_models.protocol import History, SlateResponder
 
     ds = SequenceDataset.load(data)
     learned = load_user_model(model, dataset=ds)
@@ -150,10 +150,10 @@ def choice_gap(data: Path, model: Path, n: int = 3000, k: int = 5) -> dict[str, 
               .filter(pl.col("slot").list.head(k).list.sum() == k * (k - 1) // 2,
                       pl.col("slot").list.len() >= k))  # the top k slots all shown
     slates = slates.sample(min(n, slates.height), seed=0)
-    seqs, offsets = ds.sequences, ds.sequences.offsets
-    assert seqs.timestamps is not None
+    seqs, offsets, times = ds.sequences, ds.sequences.offsets, ds.sequences.timestamps
+    assert times is not None and isinstance(world, SlateResponder)
     users, stamps = slates["user"].to_numpy(), slates["timestamp"].to_numpy()
-    before = np.array([np.searchsorted(seqs.timestamps[offsets[u]:offsets[u + 1]], t) for u, t in
+    before = np.array([np.searchsorted(times[offsets[u]:offsets[u + 1]], t) for u, t in
                        zip(users, stamps, strict=True)])
     keep = before > 0
     users, before = users[keep], before[keep]
@@ -167,7 +167,7 @@ def choice_gap(data: Path, model: Path, n: int = 3000, k: int = 5) -> dict[str, 
         for r, (u, b) in enumerate(zip(users, before, strict=True)):
             lo, hi = offsets[u] + b - lengths[r], offsets[u] + b
             items[r, :lengths[r]], behaviors[r, :lengths[r]] = seqs.items[lo:hi], seqs.behaviors[lo:hi]
-            gaps[r, 1:lengths[r]] = np.diff(seqs.timestamps[lo:hi])
+            gaps[r, 1:lengths[r]] = np.diff(times[lo:hi])
         return History(torch.as_tensor(items), torch.as_tensor(behaviors), torch.as_tensor(gaps),
                        torch.as_tensor(lengths), torch.as_tensor(users.astype(np.int64)))
 
@@ -191,12 +191,12 @@ def choice_gap(data: Path, model: Path, n: int = 3000, k: int = 5) -> dict[str, 
 
     memory = int(ds.meta.extra.get("cascade_config", {}).get("memory_size", 20))
     sample = table.filter(pl.col("user") < 400)
-    for window in (memory, 50):
-        f = impression_features(learned, ds, sample, (1.0,), history_len=window)
+    for recency in (memory, 50):
+        f = impression_features(learned, ds, sample, (1.0,), history_len=recency)
         hit = f.choice[:, None] == torch.arange(f.items.shape[1])[None, :]
-        out[f"repeat_share_{window}"] = float(f.repeated[f.shown].float().mean())
-        out[f"repeat_click_{window}"] = float(hit[f.repeated].float().mean()) if f.repeated.any() else 0.0
-        out[f"other_click_{window}"] = float(hit[f.shown & ~f.repeated].float().mean())
+        out[f"repeat_share_{recency}"] = float(f.repeated[f.shown].float().mean())
+        out[f"repeat_click_{recency}"] = float(hit[f.repeated].float().mean()) if f.repeated.any() else 0.0
+        out[f"other_click_{recency}"] = float(hit[f.shown & ~f.repeated].float().mean())
     out["memory"] = float(memory)
     out["repeat_weight"] = float(choice.repeat_weight)
     return out

@@ -1,6 +1,7 @@
 """The simulation core against hand-computed numbers, with the hand-written user (no training)."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from recsim_env.choice import choice_probabilities, choice_utilities, sample_categorical
 from recsim_env.config import ChoiceConfig, LeaveConfig, PopulationConfig, RewardConfig, SimConfig
+from recsim_env.core import wear_item_vectors
 from recsim_env.factory import build_core
 from recsim_env.testing import logged_dataset
 from user_models.errors import InputError
@@ -176,6 +178,19 @@ def test_session_wear_by_hand(user, dataset):
     assert (wear == -0.8).any()  # the clip was reached
     core.reset()
     assert (core.wear == 0).all()
+    # the consumed item's part: its standardised vector dotted with the item weights, added per step
+    d = user.item_embeddings().shape[1]
+    item_weights = tuple(float(x) for x in torch.linspace(-1.0, 1.0, d))
+    core = make_core(user, dataset, n=64, leave=replace(leave, wear_item_weights=item_weights))
+    per_item = wear_item_vectors(user.item_embeddings().float()) @ torch.tensor(item_weights)
+    assert per_item[0] == 0 and per_item[1:].std() > 0
+    wear = torch.zeros(64)
+    for _ in range(3):
+        record = core.step(slate)
+        wear = (0.5 * wear + torch.tensor(weights)[record.behavior] + per_item[record.item]).clamp(-0.8, 1.0)
+        torch.testing.assert_close(record.wear, wear)
+    with pytest.raises(InputError, match="wear_item_weights has 1 entries"):
+        make_core(user, dataset, leave=replace(leave, wear_item_weights=(0.1,)))
     with pytest.raises(InputError, match="wear_weights has 2 entries"):
         make_core(user, dataset, leave=LeaveConfig(wear_weights=(0.1, 0.2)))
     for bad in ({"wear_decay": 1.5}, {"wear_bounds": (1.0, -1.0)}, {"end_logit_scale": -1.0},

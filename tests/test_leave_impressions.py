@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from recsim_env.config import Calibration, LeaveConfig, SimConfig
+from recsim_env.core import wear_item_vectors
 from recsim_env.offline.calibrate import (
     IDLE_BOUNDS,
     OFFSET_BOUNDS,
@@ -78,28 +79,32 @@ def test_the_fit_recovers_the_offset_and_idle_hazard_that_ended_the_sessions() -
 
 
 def worn_steps(offset: float, scale: float, decay: float, weights: tuple[float, ...], hazard_scale: float,
-               n_sessions: int, seed: int) -> ImpressionSteps:
+               n_sessions: int, seed: int, item_wear: np.ndarray | None = None) -> ImpressionSteps:
     """Sessions stepped with the session-wear leave rule (written out here): responses none / 1 / 2
-    with probabilities 0.4 / 0.3 / 0.3, the end probability uniform in [0.02, 0.4]; user = session."""
+    with probabilities 0.4 / 0.3 / 0.3, the end probability uniform in [0.02, 0.4]; user = session.
+    With ``item_wear`` (``[n_items + 1]``) a response consumes a uniformly drawn item, which adds its
+    entry to the wear."""
     rng = np.random.default_rng(seed)
-    cols: dict[str, list] = {k: [] for k in ("e", "idle", "left", "clicked", "response", "step", "user")}
+    cols: dict[str, list] = {k: [] for k in ("e", "idle", "left", "clicked", "response", "step", "user",
+                                             "item")}
     for session in range(n_sessions):
         wear, run, t = 0.0, 0, 0
         while True:
             e = rng.uniform(0.02, 0.4)
             b = int(rng.choice(3, p=[0.4, 0.3, 0.3]))
+            item = int(rng.integers(1, len(item_wear))) if item_wear is not None and b else 0
             run = 0 if b else run + 1
-            wear = decay * wear + weights[b]
+            wear = decay * wear + weights[b] + (item_wear[item] if item else 0.0)
             h = hazard_scale / (1 + np.exp(-(scale * np.log(e / (1 - e)) + offset + wear)))
             gone = rng.random() < h or t == 199
-            for key, value in zip(cols, (e, float(run), gone, b > 0, b, t, session), strict=True):
+            for key, value in zip(cols, (e, float(run), gone, b > 0, b, t, session, item), strict=True):
                 cols[key].append(value)
             t += 1
             if gone:
                 break
     return ImpressionSteps(np.array(cols["e"]), np.array(cols["idle"]), np.array(cols["left"]),
                            np.array(cols["clicked"]), n_sessions, {}, np.array(cols["response"]),
-                           np.array(cols["step"]), np.array(cols["user"]))
+                           np.array(cols["step"]), np.array(cols["user"]), 0, np.array(cols["item"]))
 
 
 def test_session_wear_and_its_hazard_by_hand() -> None:
@@ -153,6 +158,38 @@ def test_the_fit_recovers_the_session_wear_that_ended_the_sessions() -> None:
     assert flat.heldout["with_wear"] > flat.heldout["without_wear"] - 2e-3
 
 
+def test_the_fit_recovers_what_the_consumed_items_add_to_the_wear() -> None:
+    # 40 items; a tenth are "bait" whose consumption raises the leave odds 3-fold, the rest spread a
+    # little around 0; the item vectors hold the bait flag in one of 4 dimensions, noise in the others
+    rng = np.random.default_rng(5)
+    bait = rng.random(41) < 0.1
+    bait[0] = False
+    truth = np.where(bait, 1.1, rng.normal(0.0, 0.15, 41))
+    truth[0] = 0.0
+    raw = torch.as_tensor(np.c_[bait.astype(float) + rng.normal(0, 0.05, 41), rng.normal(0, 1, (41, 3))])
+    vectors = wear_item_vectors(raw)
+    assert vectors[0].abs().sum() == 0 and vectors[1:].mean(0).abs().max() < 1e-6
+    steps = worn_steps(0.3, 0.7, 0.6, (0.4, 0.1, -0.5), 0.6, 6000, seed=2, item_wear=truth)
+    fit = fit_leave(steps, 0.6, OFFSET_BOUNDS, IDLE_BOUNDS, wear=True, item_vectors=vectors)
+    fitted = (vectors.double() @ torch.tensor(fit.wear_item_weights, dtype=torch.float64)).numpy()
+    # what the bait adds over an ordinary item, and where the spread is: bait items' wear is up
+    gap = fitted[1:][bait[1:]].mean() - fitted[1:][~bait[1:]].mean()
+    assert gap == pytest.approx(1.1, abs=0.3)
+    assert np.corrcoef(fitted[1:], truth[1:])[0, 1] > 0.8
+    assert fit.item_wear_spread > 0.2
+    # held out: the item part predicts better than the wear by response alone, which beats no wear
+    held = fit.heldout
+    assert held["with_wear"] < held["response_wear"] < held["without_wear"]
+    assert "consumed item's part" in describe(fit.to_json())
+    # no item effect in the data: the prior keeps the item part small
+    plain = fit_leave(worn_steps(0.3, 0.7, 0.6, (0.4, 0.1, -0.5), 0.6, 3000, seed=3,
+                                 item_wear=np.zeros(41)), 0.6, OFFSET_BOUNDS, IDLE_BOUNDS, wear=True,
+                      item_vectors=vectors)
+    assert plain.item_wear_spread < 0.15
+    with pytest.raises(InputError, match="no clicked items"):
+        session_wear(replace(steps, item=None), torch.zeros(3), torch.tensor(0.5), torch.zeros(41))
+
+
 @pytest.fixture(scope="module")
 def data() -> SequenceDataset:
     return cyclic_dataset(n_users=6, n_items=10, length=12)
@@ -196,6 +233,7 @@ def test_steps_are_read_off_the_table(model, data) -> None:
     assert steps.clicked.tolist() == [False, False, True, False, False]
     assert steps.response.tolist() == [0, 0, 1, 0, 0]  # a click with no behavior logged: the first
     assert steps.step.tolist() == [0, 1, 2, 0, 0] and steps.user.tolist() == [0, 0, 0, 0, 1]
+    assert steps.item.tolist() == [0, 0, 1, 0, 0]  # the clicked slot's item
     # the state after the consumptions up to each step: 0, 0, 1 (its own click), 1; user 1: 4 earlier
     expected = end_probs_after(model, ds, np.array([0, 0, 0, 0, 1]), np.array([0, 0, 1, 1, 4]))
     np.testing.assert_allclose(steps.end_prob, expected)
@@ -236,13 +274,20 @@ def test_calibration_fits_the_leave_on_the_impressions_when_it_can(model, data, 
         assert len(cal.report["rounds"]) == 1  # simulated once, for the report; nothing searched
         steps = impression_steps(model, ds)
         scale = cal.report["hazard_scale"]
-        fit = fit_leave(steps, scale, OFFSET_BOUNDS, IDLE_BOUNDS, wear=True)
+        vectors = wear_item_vectors(model.item_embeddings().detach().float())
+        fit = fit_leave(steps, scale, OFFSET_BOUNDS, IDLE_BOUNDS, wear=True, item_vectors=vectors)
         assert cal.end_logit_offset == pytest.approx(fit.end_logit_offset)
+        assert cal.wear_item_weights == pytest.approx(fit.wear_item_weights)
+        assert len(cal.wear_item_weights) == model.item_embeddings().shape[1]
         assert cal.idle_hazard == 0.0
         assert cal.wear_weights == pytest.approx(fit.wear_weights) and len(cal.wear_weights) == 3
         assert (cal.end_logit_scale, cal.wear_decay) == pytest.approx((fit.end_logit_scale, fit.wear_decay))
         assert cal.wear_bounds == pytest.approx(fit.wear_bounds)
         assert cal.apply(SimConfig()).leave.wear_weights == cal.wear_weights
+        assert cal.apply(SimConfig()).leave.wear_item_weights == cal.wear_item_weights
+        by_response = calibrate(model, ds, SimConfig(slate_size=3), replace(settings, item_wear=False),
+                                progress=False)
+        assert by_response.wear_item_weights == () and len(by_response.wear_weights) == 3
         back = Calibration.load(cal.save(tmp_path / "cal.json"))  # the report holds NaN: compare the rest
         assert replace(back, report={}) == replace(cal, report={})
         assert "session wear per response" in format_report(cal)

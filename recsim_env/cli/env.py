@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                 "impressions, patience off), fit only the end-logit offset and the idle "
                                 "hazard, without the session wear (how each response moves leaving; see "
                                 "docs/concepts.md); default: fit the wear")
+    calibrate.add_argument("--no-item-wear", action="store_true",
+                           help="fit the session wear by response only, without the consumed item's part "
+                                "(wear_item_weights); default: fit both")
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
     calibrate.set_defaults(func=cmd_calibrate)
 
@@ -127,7 +130,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     settings = CalibrationSettings(n_users=args.n_users, n_examples=args.examples, rounds=args.rounds,
                                    logging_policy=args.logging_policy,
                                    target_consumption_rate=args.consumption_rate, seed=args.seed,
-                                   session_wear=not args.no_session_wear)
+                                   session_wear=not args.no_session_wear, item_wear=not args.no_item_wear)
     calibration = calibrate(model, dataset, SimConfig(slate_size=args.slate_size), settings)
     calibration.save(args.out)
     text = format_report(calibration)

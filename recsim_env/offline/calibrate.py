@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 
 from recsim_env.choice import catalogue_logits, learned_choice_of
 from recsim_env.config import Calibration, SimConfig
-from recsim_env.core import SimulationCore
+from recsim_env.core import SimulationCore, wear_item_vectors
 from recsim_env.factory import build_core, check_compatible, resolve_from_data
 from recsim_env.offline.leave_impressions import LeaveFit, fit_leave, impression_steps
 from recsim_env.offline.leave_impressions import describe as describe_leave
@@ -99,6 +99,8 @@ class CalibrationSettings:
         seed: Seed of every random draw of the calibration.
         session_wear: When the leave is fitted on impression steps, fit the session wear with it
             (:mod:`recsim_env.offline.leave_impressions`); consumption logs never fit it.
+        item_wear: With the session wear, fit the consumed item's part of it too
+            (``wear_item_weights``).
     """
 
     n_users: int = 512
@@ -110,6 +112,7 @@ class CalibrationSettings:
     target_consumption_rate: float | None = None
     seed: int = 0
     session_wear: bool = True
+    item_wear: bool = True
 
 
 def logging_slates(core: SimulationCore, policy: LoggingPolicy, generator: torch.Generator,
@@ -307,12 +310,15 @@ def calibrate(
             # The impressions show every step and where sessions ended: the leave hazard is fitted on
             # them by maximum likelihood, and the simulated sessions only report how well it does.
             assert base.leave.hazard_scale is not None  # resolved from the data
+            items = (wear_item_vectors(model.item_embeddings().detach().float().cpu())
+                     if settings.session_wear and settings.item_wear else None)
             leave_fit = fit_leave(impression_steps(model, dataset), base.leave.hazard_scale, OFFSET_BOUNDS,
-                                  IDLE_BOUNDS, wear=settings.session_wear)
+                                  IDLE_BOUNDS, wear=settings.session_wear, item_vectors=items)
             z, g, phases = leave_fit.end_logit_offset, leave_fit.idle_hazard, ()
             if leave_fit.wear_weights:
                 wear = {"end_logit_scale": leave_fit.end_logit_scale, "wear_weights": leave_fit.wear_weights,
-                        "wear_decay": leave_fit.wear_decay, "wear_bounds": leave_fit.wear_bounds}
+                        "wear_decay": leave_fit.wear_decay, "wear_bounds": leave_fit.wear_bounds,
+                        "wear_item_weights": leave_fit.wear_item_weights}
             errors_at(c, z, g)
             bar.update(settings.rounds - 1)
     for which, share in phases:

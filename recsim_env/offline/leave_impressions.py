@@ -68,6 +68,7 @@ class ImpressionSteps:
         user: the dataset's user index of each step.
         n_responses: how many responses the model knows (no response plus its behaviors; 0: the
             largest logged response plus one).
+        item: the clicked item (0 where this impression was not clicked).
     """
 
     end_prob: np.ndarray
@@ -80,6 +81,7 @@ class ImpressionSteps:
     step: np.ndarray | None = None
     user: np.ndarray | None = None
     n_responses: int = 0
+    item: np.ndarray | None = None
 
     def subset(self, keep: np.ndarray) -> ImpressionSteps:
         """The steps where ``keep`` is set; ``keep`` must hold whole sessions."""
@@ -89,7 +91,7 @@ class ImpressionSteps:
         first = self.step == 0 if self.step is not None else np.r_[True, self.left[:-1]]
         return ImpressionSteps(self.end_prob[keep], self.idle[keep], self.left[keep], self.clicked[keep],
                                int((first & keep).sum()), dict(self.dropped), take(self.response),
-                               take(self.step), take(self.user), self.n_responses)
+                               take(self.step), take(self.user), self.n_responses, take(self.item))
 
 
 def impression_steps(model: Any, dataset: Any) -> ImpressionSteps:
@@ -104,7 +106,8 @@ def impression_steps(model: Any, dataset: Any) -> ImpressionSteps:
     slates = (table.group_by("impression")
               .agg(pl.col("user").first(), pl.col("timestamp").first(), pl.col("session").first(),
                    (pl.col("clicked").max() > 0).alias("clicked"),
-                   pl.col("behavior").filter(pl.col("clicked") > 0).max().alias("behavior")))
+                   pl.col("behavior").filter(pl.col("clicked") > 0).max().alias("behavior"),
+                   pl.col("item").filter(pl.col("clicked") > 0).first().alias("clicked_item")))
     untimed = int(slates["timestamp"].is_null().sum())
     slates = slates.filter(pl.col("timestamp").is_not_null()).sort(["user", "timestamp", "impression"])
     if slates.height == 0:
@@ -129,8 +132,9 @@ def impression_steps(model: Any, dataset: Any) -> ImpressionSteps:
     logged = slates["behavior"].fill_null(0).to_numpy().astype(np.int64)
     response = np.where(clicked, np.maximum(logged, 1), 0)
     step = index - np.maximum.accumulate(np.where(starts, index, 0))
+    item = np.where(clicked, slates["clicked_item"].fill_null(0).to_numpy().astype(np.int64), 0)
     return ImpressionSteps(end_prob, idle, left, clicked, int(starts.sum()), {"no timestamp": untimed},
-                           response, step, user, len(model.behaviors) + 1)
+                           response, step, user, len(model.behaviors) + 1, item)
 
 
 SCALE_BOUNDS = (0.0, 5.0)
@@ -141,6 +145,8 @@ DECAY_BOUNDS = (0.0, 1.0)
 """Search range of the wear's decay (0: only this step's response counts; 1: the whole session alike)."""
 WEAR_BLOCK = 64
 """Steps per block of :func:`session_wear`'s matrix products."""
+ITEM_WEIGHT_BOUNDS = (-10.0, 10.0)
+"""Search range of each item-wear weight (the standard-normal prior keeps them near a unit size)."""
 HELDOUT_EVERY = 5
 """The held-out comparison scores every 5th user (by dataset index), fitted on the others."""
 
@@ -153,14 +159,18 @@ class LeaveFit:
         end_logit_offset, idle_hazard: the fit.
         end_logit_scale, wear_weights, wear_decay, wear_bounds: the session wear's fit (``wear_weights``
             empty: fitted without it); ``wear_bounds`` is the range the logged sessions' wear reached.
+        wear_item_weights: the consumed item's part of the wear (empty: fitted without it), on
+            :func:`~recsim_env.core.wear_item_vectors`; ``item_wear_spread`` is the standard deviation of
+            the wear it adds across the catalogue.
         nll, nll_at_zero: mean negative log-likelihood per step at the fit and at its start.
         steps, sessions: what it was fitted on.
         expected_leaves: the fitted hazard's summed leave probabilities over the logged steps, against
             the ``sessions`` that ended there (calibration in the large).
         at_bound: the parameters that ended at a bound of their range, with what that means.
         heldout: mean negative log-likelihood per step on every :data:`HELDOUT_EVERY`-th user, fitted
-            on the others, with the wear (``with_wear``) and without it (``without_wear``); empty when
-            the wear was not fitted.
+            on the others, with the wear (``with_wear``), without it (``without_wear``) and, when the
+            items' part was fitted, with the wear by response only (``response_wear``); empty when the
+            wear was not fitted.
     """
 
     end_logit_offset: float
@@ -175,20 +185,28 @@ class LeaveFit:
     wear_weights: tuple[float, ...] = ()
     wear_decay: float = 1.0
     wear_bounds: tuple[float, ...] = ()
+    wear_item_weights: tuple[float, ...] = ()
+    item_wear_spread: float = 0.0
     heldout: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def session_wear(steps: ImpressionSteps, weights: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
+def session_wear(steps: ImpressionSteps, weights: torch.Tensor, decay: torch.Tensor,
+                 item_wear: torch.Tensor | None = None) -> torch.Tensor:
     """``[I]`` float64 the session wear after each step (see the module docstring), differentiable in
-    ``weights`` and ``decay``: ``w_t = sum over the session's steps u <= t of decay ** (t - u) *
-    weights[b_u]``, as matrix products over blocks of :data:`WEAR_BLOCK` steps with the wear carried
-    from block to block."""
+    ``weights``, ``decay`` and ``item_wear``: ``w_t = sum over the session's steps u <= t of
+    decay ** (t - u) * (weights[b_u] + item_wear[i_u])`` (``item_wear``: ``[n_items + 1]``, the wear a
+    consumed item adds, 0 at item 0; None: none), as matrix products over blocks of
+    :data:`WEAR_BLOCK` steps with the wear carried from block to block."""
     if steps.response is None or steps.step is None:
         raise InputError("these impression steps carry no responses: read them with impression_steps")
     contribution = weights.to(torch.float64)[torch.as_tensor(steps.response)]
+    if item_wear is not None:
+        if steps.item is None:
+            raise InputError("these impression steps carry no clicked items: read them with impression_steps")
+        contribution = contribution + item_wear.to(torch.float64)[torch.as_tensor(steps.item)]
     if len(contribution) == 0:
         return contribution
     step = torch.as_tensor(steps.step)
@@ -223,11 +241,16 @@ def leave_probability(steps: ImpressionSteps, hazard_scale: float, offset: torch
 
 
 def fit_leave(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[float, float],
-              idle_bounds: tuple[float, float], wear: bool = False) -> LeaveFit:
+              idle_bounds: tuple[float, float], wear: bool = False,
+              item_vectors: torch.Tensor | None = None) -> LeaveFit:
     """Maximum likelihood of the leave parameters on ``steps``, L-BFGS-B inside the bounds: without
     ``wear`` ``(end_logit_offset, idle_hazard)`` from (0, 0) clipped into the bounds; with it
     ``(end_logit_offset, end_logit_scale, wear_decay, wear_weights)`` from (0, 1, 0.5, 0), the idle
-    hazard off, and the held-out comparison with and without the wear."""
+    hazard off, and the held-out comparison with and without the wear. With ``item_vectors``
+    (``[n_items + 1, d]``, :func:`~recsim_env.core.wear_item_vectors`) the wear also fits the consumed
+    item's part, ``wear_item_weights`` from 0 under a standard-normal prior (maximum a posteriori:
+    ``d`` weights on a few thousand leaves would otherwise fit noise), and the held-out comparison
+    adds the wear by response only."""
     if not 0.0 < hazard_scale <= 1.0:
         raise InputError(f"hazard_scale must be in (0, 1], got {hazard_scale}")
     if not wear:
@@ -238,12 +261,15 @@ def fit_leave(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[
     heldout: dict[str, float] = {}
     if held.any() and (~held).any():
         train, test = steps.subset(~held), steps.subset(held)
-        with_wear = _fit_wear(train, hazard_scale, offset_bounds)
+        with_wear = _fit_wear(train, hazard_scale, offset_bounds, item_vectors)
         without = _fit_offset_and_idle(train, hazard_scale, offset_bounds, idle_bounds)
-        heldout = {"with_wear": _nll_of(test, hazard_scale, with_wear),
+        heldout = {"with_wear": _nll_of(test, hazard_scale, with_wear, item_vectors),
                    "without_wear": _nll_of(test, hazard_scale, without), "users_heldout": float(
                        len(np.unique(steps.user[held]))), "steps_heldout": float(len(test.left))}
-    return replace(_fit_wear(steps, hazard_scale, offset_bounds), heldout=heldout)
+        if item_vectors is not None:
+            by_response = _fit_wear(train, hazard_scale, offset_bounds)
+            heldout["response_wear"] = _nll_of(test, hazard_scale, by_response)
+    return replace(_fit_wear(steps, hazard_scale, offset_bounds, item_vectors), heldout=heldout)
 
 
 def _nll(p: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
@@ -251,19 +277,29 @@ def _nll(p: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
     return -(left * torch.log(p) + (1 - left) * torch.log1p(-p)).mean()
 
 
-def _fit_probability(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit) -> torch.Tensor:
+def _item_wear(item_vectors: torch.Tensor | None, weights: tuple[float, ...]) -> torch.Tensor | None:
+    """``[n_items + 1]`` the wear each consumed item adds, or None without an item part."""
+    if item_vectors is None or not weights:
+        return None
+    return item_vectors.to(torch.float64) @ torch.tensor(weights, dtype=torch.float64)
+
+
+def _fit_probability(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit,
+                     item_vectors: torch.Tensor | None = None) -> torch.Tensor:
     """``[I]`` the leave probability of ``fit`` at each of ``steps`` (the wear unclipped, as fitted)."""
     with torch.no_grad():
-        wear = (session_wear(steps, torch.tensor(fit.wear_weights), torch.tensor(fit.wear_decay))
+        wear = (session_wear(steps, torch.tensor(fit.wear_weights), torch.tensor(fit.wear_decay),
+                             _item_wear(item_vectors, fit.wear_item_weights))
                 if fit.wear_weights else 0.0)
         return leave_probability(steps, hazard_scale, torch.tensor(fit.end_logit_offset),
                                  torch.tensor(fit.idle_hazard), fit.end_logit_scale, wear)
 
 
-def _nll_of(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit) -> float:
+def _nll_of(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit,
+            item_vectors: torch.Tensor | None = None) -> float:
     """Mean negative log-likelihood per step of ``fit`` on ``steps``."""
     left = torch.as_tensor(steps.left, dtype=torch.float64)
-    return float(_nll(_fit_probability(steps, hazard_scale, fit), left))
+    return float(_nll(_fit_probability(steps, hazard_scale, fit, item_vectors), left))
 
 
 def _minimise(loss_of: Any, start: np.ndarray, bounds: list[tuple[float, float]]) -> tuple[np.ndarray, float]:
@@ -298,34 +334,46 @@ def _fit_offset_and_idle(steps: ImpressionSteps, hazard_scale: float, offset_bou
     return _scored(steps, hazard_scale, fit)
 
 
-def _fit_wear(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[float, float]) -> LeaveFit:
+def _fit_wear(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[float, float],
+              item_vectors: torch.Tensor | None = None) -> LeaveFit:
     assert steps.response is not None
     left = torch.as_tensor(steps.left, dtype=torch.float64)
     n_responses = max(steps.n_responses, int(steps.response.max()) + 1 if len(steps.response) else 1)
+    vectors = None if item_vectors is None else item_vectors.to(torch.float64)
+    n_item = 0 if vectors is None else vectors.shape[1]
+    split = 3 + n_responses
 
     def loss(q: torch.Tensor) -> torch.Tensor:
-        wear = session_wear(steps, q[3:], q[2])
-        return _nll(leave_probability(steps, hazard_scale, q[0], torch.tensor(0.0), q[1], wear), left)
+        item_wear = None if vectors is None else vectors @ q[split:]
+        wear = session_wear(steps, q[3:split], q[2], item_wear)
+        nll = _nll(leave_probability(steps, hazard_scale, q[0], torch.tensor(0.0), q[1], wear), left)
+        return nll + 0.5 * (q[split:] ** 2).sum() / max(len(left), 1)  # the prior, per step
 
-    bounds = [offset_bounds, SCALE_BOUNDS, DECAY_BOUNDS] + [WEAR_WEIGHT_BOUNDS] * n_responses
+    bounds = ([offset_bounds, SCALE_BOUNDS, DECAY_BOUNDS] + [WEAR_WEIGHT_BOUNDS] * n_responses
+              + [ITEM_WEIGHT_BOUNDS] * n_item)
     low, high = zip(*bounds, strict=True)
-    start = np.clip(np.r_[0.0, 1.0, 0.5, np.zeros(n_responses)], low, high)
+    start = np.clip(np.r_[0.0, 1.0, 0.5, np.zeros(n_responses + n_item)], low, high)
     x, at_start = _minimise(loss, start, bounds)
-    offset, scale, decay, weights = float(x[0]), float(x[1]), float(x[2]), tuple(float(w) for w in x[3:])
+    offset, scale, decay = float(x[0]), float(x[1]), float(x[2])
+    weights = tuple(float(w) for w in x[3:split])
+    item_weights = tuple(float(w) for w in x[split:])
+    item_wear = _item_wear(vectors, item_weights)
     with torch.no_grad():
-        wear = session_wear(steps, torch.tensor(weights), torch.tensor(decay))
+        wear = session_wear(steps, torch.tensor(weights), torch.tensor(decay), item_wear)
     fit = LeaveFit(end_logit_offset=offset, idle_hazard=0.0, nll=0.0, nll_at_zero=at_start,
                    steps=len(steps.left), sessions=steps.n_sessions, expected_leaves=0.0,
                    at_bound=_wear_at_bound(offset, scale, decay, weights, offset_bounds,
                                            np.bincount(steps.response, minlength=n_responses)),
                    end_logit_scale=scale, wear_weights=weights, wear_decay=decay,
-                   wear_bounds=(float(wear.min()), float(wear.max())))
-    return _scored(steps, hazard_scale, fit)
+                   wear_bounds=(float(wear.min()), float(wear.max())), wear_item_weights=item_weights,
+                   item_wear_spread=float(item_wear[1:].std()) if item_wear is not None else 0.0)
+    return _scored(steps, hazard_scale, fit, vectors)
 
 
-def _scored(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit) -> LeaveFit:
+def _scored(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit,
+            item_vectors: torch.Tensor | None = None) -> LeaveFit:
     """``fit`` with its negative log-likelihood and expected leaves on ``steps``."""
-    p = _fit_probability(steps, hazard_scale, fit)
+    p = _fit_probability(steps, hazard_scale, fit, item_vectors)
     left = torch.as_tensor(steps.left, dtype=torch.float64)
     return replace(fit, nll=float(_nll(p, left)), expected_leaves=float(p.sum()))
 
@@ -374,9 +422,15 @@ def describe(fit: Mapping[str, Any]) -> str:
         low, high = fit["wear_bounds"]
         how = (f", end-logit scale {fit['end_logit_scale']:.3f}, session wear per response (none first) "
                f"[{weights}] with decay {fit['wear_decay']:.3f}, range [{low:.2f}, {high:.2f}]")
+        if fit.get("wear_item_weights"):
+            how += (f", plus the consumed item's part (spread {fit['item_wear_spread']:.2f} across the "
+                    "catalogue)")
         if fit.get("heldout"):
-            how += (f"; held-out NLL per step {fit['heldout']['with_wear']:.4f} with the wear, "
-                    f"{fit['heldout']['without_wear']:.4f} without")
+            held = fit["heldout"]
+            how += f"; held-out NLL per step {held['with_wear']:.4f} with the wear"
+            if "response_wear" in held:
+                how += f", {held['response_wear']:.4f} with the wear by response only"
+            how += f", {held['without_wear']:.4f} without"
     else:
         how = f", idle hazard {fit['idle_hazard']:.3f}"
     at_bound = fit.get("at_bound") or {}
