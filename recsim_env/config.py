@@ -134,14 +134,18 @@ class LeaveConfig:
     moves the wear too, by ``wear_item_weights . x_i``, with ``x_i`` the user model's own vector of the
     item standardised over the catalogue (:func:`~recsim_env.core.wear_item_vectors`): the same kind of
     response to two items (a glance at a tempting bait, a glance at a good match) can leave a user in
-    a different mood, as item quality moves satisfaction.
+    a different mood, as item quality moves satisfaction. With the wear comes a **base hazard**
+    ``base_hazard``, a per-step leave probability that nothing in the session moves (the phone rings,
+    the bus arrives): a logistic hazard alone goes to 0 as the wear falls, so without it a policy that
+    keeps the wear low would keep users almost for ever, which no log shows.
 
     **Patience** (optional, off by default: consumption logs do not identify it). Patience ``p`` in
     [0, 1] starts at ``initial_patience`` and changes each step by ``-no_choice_drain * drain_scale``
     when nothing was chosen, and by ``high_value_refill * v - low_value_drain * drain_scale * (1 - v)``
     after a response of engagement value ``v = (b - 1) / (n_behaviors - 1)`` (1 with one behavior);
     it adds the impatience hazard ``(1 - p) ** sharpness``. The step's leave probability is
-    ``1 - (1 - h) * (1 - idle) * (1 - (1 - p) ** sharpness)``. ``RecSim-LongTerm-v0`` turns patience on.
+    ``1 - (1 - base_hazard) * (1 - h) * (1 - idle) * (1 - (1 - p) ** sharpness)``.
+    ``RecSim-LongTerm-v0`` turns patience on.
 
     Attributes:
         end_hazard: ``per_step`` (default) or ``after_event``, see above.
@@ -157,6 +161,7 @@ class LeaveConfig:
         wear_bounds: ``(low, high)`` the wear is clipped to (empty: unbounded).
         wear_item_weights: Wear added per consumed item along its standardised vector (one weight per
             dimension of the user model's item vectors; empty: the item plays no part).
+        base_hazard: Per-step leave probability independent of the session, in [0, 1) (0: off).
         initial_patience: Patience of a new user.
         no_choice_drain: Patience lost on a step where nothing was chosen (0: off).
         low_value_drain: Patience lost on a response of the lowest engagement (0: off).
@@ -176,6 +181,7 @@ class LeaveConfig:
     wear_decay: float = 1.0
     wear_bounds: tuple[float, ...] = ()
     wear_item_weights: tuple[float, ...] = ()
+    base_hazard: float = 0.0
     initial_patience: float = 1.0
     no_choice_drain: float = 0.0
     low_value_drain: float = 0.0
@@ -196,6 +202,7 @@ class LeaveConfig:
                f"{self.wear_weights}")
         _check(all(math.isfinite(w) for w in self.wear_item_weights), f"wear_item_weights must be finite, "
                f"got {self.wear_item_weights}")
+        _check(0.0 <= self.base_hazard < 1.0, f"base_hazard must be in [0, 1), got {self.base_hazard}")
         _check(0.0 <= self.wear_decay <= 1.0, f"wear_decay must be in [0, 1], got {self.wear_decay}")
         _check(len(self.wear_bounds) == 0 or (len(self.wear_bounds) == 2
                                               and self.wear_bounds[0] <= self.wear_bounds[1]),
@@ -346,9 +353,9 @@ class Calibration:
         end_logit_offset: Offset of the learned session-end logit (see :class:`LeaveConfig`).
         drain_scale: Strength of patience drains (see :class:`LeaveConfig`).
         idle_hazard: Rate of the idle hazard (see :class:`LeaveConfig`).
-        end_logit_scale, wear_weights, wear_decay, wear_bounds, wear_item_weights: The session wear and
-            the end logit's scale (see :class:`LeaveConfig`), fitted on impression logs; the defaults
-            leave them off.
+        end_logit_scale, wear_weights, wear_decay, wear_bounds, wear_item_weights, base_hazard: The
+            session wear, the base hazard and the end logit's scale (see :class:`LeaveConfig`), fitted
+            on impression logs; the defaults leave them off.
         dataset_fingerprint: Fingerprint of the dataset the calibration was fitted on.
         report: Logged targets and simulated statistics before and after (free-form, for people).
     """
@@ -363,6 +370,7 @@ class Calibration:
     wear_decay: float = 1.0
     wear_bounds: tuple[float, ...] = ()
     wear_item_weights: tuple[float, ...] = ()
+    base_hazard: float = 0.0
     dataset_fingerprint: str = ""
     report: dict[str, Any] = field(default_factory=dict)
     format_version: int = CALIBRATION_FORMAT_VERSION
@@ -375,7 +383,8 @@ class Calibration:
             leave=replace(config.leave, end_logit_offset=self.end_logit_offset, drain_scale=self.drain_scale,
                           idle_hazard=self.idle_hazard, end_logit_scale=self.end_logit_scale,
                           wear_weights=self.wear_weights, wear_decay=self.wear_decay,
-                          wear_bounds=self.wear_bounds, wear_item_weights=self.wear_item_weights),
+                          wear_bounds=self.wear_bounds, wear_item_weights=self.wear_item_weights,
+                          base_hazard=self.base_hazard),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -419,6 +428,7 @@ class Calibration:
                 wear_decay=float(data.get("wear_decay", 1.0)),
                 wear_bounds=tuple(float(w) for w in data.get("wear_bounds", ())),
                 wear_item_weights=tuple(float(w) for w in data.get("wear_item_weights", ())),
+                base_hazard=float(data.get("base_hazard", 0.0)),
                 dataset_fingerprint=str(data.get("dataset_fingerprint", "")),
                 report=dict(data.get("report", {})),
             )

@@ -589,7 +589,7 @@ class SimulationCore:
             learned = learned * event
         impatience = (1.0 - patience).clamp(0.0, 1.0) ** leave.sharpness
         stay_idle = torch.exp(-leave.idle_hazard * idle.clamp(min=0.0))
-        return 1.0 - (1.0 - learned) * stay_idle * (1.0 - impatience)
+        return 1.0 - (1.0 - leave.base_hazard) * (1.0 - learned) * stay_idle * (1.0 - impatience)
 
     # --- helpers shared by the env views -----------------------------------------------------------
     def dedupe(self, slate: torch.Tensor) -> torch.Tensor:

@@ -189,12 +189,20 @@ def test_session_wear_by_hand(user, dataset):
         record = core.step(slate)
         wear = (0.5 * wear + torch.tensor(weights)[record.behavior] + per_item[record.item]).clamp(-0.8, 1.0)
         torch.testing.assert_close(record.wear, wear)
+    # the base hazard: a leave probability each step that the wear does not move
+    core = make_core(user, dataset, n=64, leave=replace(leave, base_hazard=0.2))
+    wear = torch.zeros(64)
+    for _ in range(3):
+        record = core.step(slate)
+        wear = (0.5 * wear + torch.tensor(weights)[record.behavior]).clamp(-0.8, 1.0)
+        logit = 0.5 * math.log(0.05 / 0.95) + math.log(3.0) + wear
+        torch.testing.assert_close(record.leave_prob, 1 - 0.8 * (1 - 0.4 * torch.sigmoid(logit)))
     with pytest.raises(InputError, match="wear_item_weights has 1 entries"):
         make_core(user, dataset, leave=replace(leave, wear_item_weights=(0.1,)))
     with pytest.raises(InputError, match="wear_weights has 2 entries"):
         make_core(user, dataset, leave=LeaveConfig(wear_weights=(0.1, 0.2)))
     for bad in ({"wear_decay": 1.5}, {"wear_bounds": (1.0, -1.0)}, {"end_logit_scale": -1.0},
-                {"wear_weights": (0.0, math.inf, 0.0)}):
+                {"wear_weights": (0.0, math.inf, 0.0)}, {"base_hazard": 1.0}, {"base_hazard": -0.1}):
         with pytest.raises(InputError, match=next(iter(bad))):
             LeaveConfig(**bad)
 

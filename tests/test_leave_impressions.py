@@ -79,11 +79,12 @@ def test_the_fit_recovers_the_offset_and_idle_hazard_that_ended_the_sessions() -
 
 
 def worn_steps(offset: float, scale: float, decay: float, weights: tuple[float, ...], hazard_scale: float,
-               n_sessions: int, seed: int, item_wear: np.ndarray | None = None) -> ImpressionSteps:
+               n_sessions: int, seed: int, item_wear: np.ndarray | None = None,
+               base: float = 0.0) -> ImpressionSteps:
     """Sessions stepped with the session-wear leave rule (written out here): responses none / 1 / 2
     with probabilities 0.4 / 0.3 / 0.3, the end probability uniform in [0.02, 0.4]; user = session.
     With ``item_wear`` (``[n_items + 1]``) a response consumes a uniformly drawn item, which adds its
-    entry to the wear."""
+    entry to the wear. ``base``: the base hazard, a leave probability each step that nothing moves."""
     rng = np.random.default_rng(seed)
     cols: dict[str, list] = {k: [] for k in ("e", "idle", "left", "clicked", "response", "step", "user",
                                              "item")}
@@ -96,7 +97,7 @@ def worn_steps(offset: float, scale: float, decay: float, weights: tuple[float, 
             run = 0 if b else run + 1
             wear = decay * wear + weights[b] + (item_wear[item] if item else 0.0)
             h = hazard_scale / (1 + np.exp(-(scale * np.log(e / (1 - e)) + offset + wear)))
-            gone = rng.random() < h or t == 199
+            gone = rng.random() < 1 - (1 - base) * (1 - h) or t == 199
             for key, value in zip(cols, (e, float(run), gone, b > 0, b, t, session, item), strict=True):
                 cols[key].append(value)
             t += 1
@@ -119,6 +120,8 @@ def test_session_wear_and_its_hazard_by_hand() -> None:
     e = np.array([0.2, 0.3, 0.4, 0.5])
     expected = 0.5 / (1 + np.exp(-(0.7 * np.log(e / (1 - e)) + 0.3 + wear.numpy())))
     np.testing.assert_allclose(p.numpy(), expected)
+    with_base = leave_probability(steps, 0.5, torch.tensor(0.3), torch.tensor(0.0), 0.7, wear, 0.1)
+    np.testing.assert_allclose(with_base.numpy(), 1 - 0.9 * (1 - expected))
     # sessions longer than one block of the matrix products: the same recursion, written out
     long = worn_steps(0.0, 1.0, 0.9, (0.05, 0.0, -0.02), 0.02, 40, seed=3)
     assert long.step.max() > 64
@@ -156,6 +159,26 @@ def test_the_fit_recovers_the_session_wear_that_ended_the_sessions() -> None:
                      IDLE_BOUNDS, wear=True)
     assert np.abs(flat.wear_weights).max() < 0.35
     assert flat.heldout["with_wear"] > flat.heldout["without_wear"] - 2e-3
+
+
+def test_the_fit_recovers_a_base_hazard_the_wear_cannot_lower() -> None:
+    # engaged users (deep responses lower the wear) still leave 3% of steps whatever the wear says:
+    # a logistic hazard alone would put their leaving near 0 at the wear's low end
+    truth = {"offset": -1.0, "scale": 0.5, "decay": 0.8, "weights": (0.6, -0.4, -0.9)}
+    steps = worn_steps(**truth, hazard_scale=0.6, n_sessions=4000, seed=3, base=0.03)
+    fit = fit_leave(steps, 0.6, OFFSET_BOUNDS, IDLE_BOUNDS, wear=True)
+    assert fit.base_hazard == pytest.approx(0.03, abs=0.01)
+    assert "base_hazard" not in fit.at_bound and "base hazard 0.0" in describe(fit.to_json())
+    # where the wear is lowest the fitted hazard matches the logged leave rate
+    wear = session_wear(steps, torch.tensor(fit.wear_weights), torch.tensor(fit.wear_decay))
+    p = leave_probability(steps, 0.6, torch.tensor(fit.end_logit_offset), torch.tensor(0.0),
+                          fit.end_logit_scale, wear, fit.base_hazard).numpy()
+    lowest = wear.numpy() <= np.quantile(wear.numpy(), 0.1)
+    assert p[lowest].mean() == pytest.approx(steps.left[lowest].mean(), rel=0.2)
+    # without a base hazard in the sessions the fit puts (almost) none, and says it is no bound reached
+    none = fit_leave(worn_steps(**truth, hazard_scale=0.6, n_sessions=4000, seed=4), 0.6, OFFSET_BOUNDS,
+                     IDLE_BOUNDS, wear=True)
+    assert none.base_hazard < 0.006 and "base_hazard" not in none.at_bound
 
 
 def test_the_fit_recovers_what_the_consumed_items_add_to_the_wear() -> None:
@@ -285,6 +308,8 @@ def test_calibration_fits_the_leave_on_the_impressions_when_it_can(model, data, 
         assert cal.wear_bounds == pytest.approx(fit.wear_bounds)
         assert cal.apply(SimConfig()).leave.wear_weights == cal.wear_weights
         assert cal.apply(SimConfig()).leave.wear_item_weights == cal.wear_item_weights
+        assert cal.base_hazard == pytest.approx(fit.base_hazard)
+        assert cal.apply(SimConfig()).leave.base_hazard == cal.base_hazard
         by_response = calibrate(model, ds, SimConfig(slate_size=3), replace(settings, item_wear=False),
                                 progress=False)
         assert by_response.wear_item_weights == () and len(by_response.wear_weights) == 3

@@ -318,7 +318,8 @@ def calibrate(
             if leave_fit.wear_weights:
                 wear = {"end_logit_scale": leave_fit.end_logit_scale, "wear_weights": leave_fit.wear_weights,
                         "wear_decay": leave_fit.wear_decay, "wear_bounds": leave_fit.wear_bounds,
-                        "wear_item_weights": leave_fit.wear_item_weights}
+                        "wear_item_weights": leave_fit.wear_item_weights,
+                        "base_hazard": leave_fit.base_hazard}
             errors_at(c, z, g)
             bar.update(settings.rounds - 1)
     for which, share in phases:

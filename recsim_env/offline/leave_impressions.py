@@ -17,10 +17,11 @@ including how unclicked slates wear them out, which time gaps in consumption log
 **With the session wear** (the default of the calibration) the impressions also say how each response
 moves leaving. The hazard becomes
 
-``P(leave at step t) = s * sigmoid(a * logit(e_t) + end_logit_offset + w_t)``,
+``P(leave at step t) = 1 - (1 - h_0) * (1 - s * sigmoid(a * logit(e_t) + end_logit_offset + w_t))``,
 ``w_t = wear_decay * w_{t-1} + wear_weights[b_t]`` (``w_{-1} = 0`` at the session's start),
 
-``b_t`` the step's response (0: no click, else the click's behavior), ``a`` the ``end_logit_scale``:
+``b_t`` the step's response (0: no click, else the click's behavior), ``a`` the ``end_logit_scale``,
+``h_0`` the ``base_hazard``:
 a per-session state that ignored slates and shallow clicks raise and deep engagement lowers, as
 satisfaction or patience would, with weights, decay and scale fitted by maximum likelihood (the idle
 hazard is then off: the no-click weight, carried by the decay, takes its place). Why: the end head is
@@ -28,7 +29,11 @@ trained on consumptions, which show neither the unanswered slates nor how a slat
 user's wish to stay; the wear lowers the held-out negative log-likelihood per step from 0.341 to 0.308
 on the organic world's impressions and from 0.255 to 0.233 on the cascade world's (``LeaveFit.heldout``,
 BENCHMARKS.md ``fidelity_eval``), and it is what lets a good policy keep users longer than a bad one.
-The wear's range is clipped, in the simulator, to what the logged sessions reached.
+The wear's range is clipped, in the simulator, to what the logged sessions reached. The base hazard
+is the leaving that no response moves: a logistic hazard alone falls to 0 as the wear falls, yet on the
+cascade world's impressions the tenth of steps with the lowest wear still end 1.25% of the time where
+the wear alone predicts 0.17%; without it a policy that keeps the wear low keeps simulated users for
+41 steps where the world's leave after 27.
 
 A session is the impression table's ``session`` column, or, where it is null, a run of a user's
 impressions without a gap of ``session_gap_seconds``. The last impression of the log (the user's last
@@ -143,6 +148,8 @@ WEAR_WEIGHT_BOUNDS = (-3.0, 3.0)
 """Search range of each response's wear weight (a step moves the leave odds at most 20-fold)."""
 DECAY_BOUNDS = (0.0, 1.0)
 """Search range of the wear's decay (0: only this step's response counts; 1: the whole session alike)."""
+BASE_HAZARD_BOUNDS = (0.0, 0.5)
+"""Search range of the base hazard (per-step leave probability that no response moves)."""
 WEAR_BLOCK = 64
 """Steps per block of :func:`session_wear`'s matrix products."""
 ITEM_WEIGHT_BOUNDS = (-10.0, 10.0)
@@ -159,6 +166,7 @@ class LeaveFit:
         end_logit_offset, idle_hazard: the fit.
         end_logit_scale, wear_weights, wear_decay, wear_bounds: the session wear's fit (``wear_weights``
             empty: fitted without it); ``wear_bounds`` is the range the logged sessions' wear reached.
+        base_hazard: the per-step leave probability no response moves (0 without the wear).
         wear_item_weights: the consumed item's part of the wear (empty: fitted without it), on
             :func:`~recsim_env.core.wear_item_vectors`; ``item_wear_spread`` is the standard deviation of
             the wear it adds across the catalogue.
@@ -187,6 +195,7 @@ class LeaveFit:
     wear_bounds: tuple[float, ...] = ()
     wear_item_weights: tuple[float, ...] = ()
     item_wear_spread: float = 0.0
+    base_hazard: float = 0.0
     heldout: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -231,13 +240,14 @@ def session_wear(steps: ImpressionSteps, weights: torch.Tensor, decay: torch.Ten
 
 def leave_probability(steps: ImpressionSteps, hazard_scale: float, offset: torch.Tensor,
                       idle_hazard: torch.Tensor, scale: torch.Tensor | float = 1.0,
-                      wear: torch.Tensor | float = 0.0) -> torch.Tensor:
+                      wear: torch.Tensor | float = 0.0, base: torch.Tensor | float = 0.0) -> torch.Tensor:
     """``[I]`` the simulator's per-step leave probability at each impression step (patience off), with
-    the end logit's ``scale`` and the session ``wear`` (``[I]``, from :func:`session_wear`)."""
+    the end logit's ``scale``, the session ``wear`` (``[I]``, from :func:`session_wear`) and the
+    ``base`` hazard."""
     e = torch.as_tensor(steps.end_prob, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
     learned = hazard_scale * torch.sigmoid(scale * (torch.log(e) - torch.log1p(-e)) + offset + wear)
     stay_idle = torch.exp(-idle_hazard * torch.as_tensor(steps.idle, dtype=torch.float64))
-    return 1.0 - (1.0 - learned) * stay_idle
+    return 1.0 - (1.0 - base) * (1.0 - learned) * stay_idle
 
 
 def fit_leave(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[float, float],
@@ -245,12 +255,12 @@ def fit_leave(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[
               item_vectors: torch.Tensor | None = None) -> LeaveFit:
     """Maximum likelihood of the leave parameters on ``steps``, L-BFGS-B inside the bounds: without
     ``wear`` ``(end_logit_offset, idle_hazard)`` from (0, 0) clipped into the bounds; with it
-    ``(end_logit_offset, end_logit_scale, wear_decay, wear_weights)`` from (0, 1, 0.5, 0), the idle
-    hazard off, and the held-out comparison with and without the wear. With ``item_vectors``
-    (``[n_items + 1, d]``, :func:`~recsim_env.core.wear_item_vectors`) the wear also fits the consumed
-    item's part, ``wear_item_weights`` from 0 under a standard-normal prior (maximum a posteriori:
-    ``d`` weights on a few thousand leaves would otherwise fit noise), and the held-out comparison
-    adds the wear by response only."""
+    ``(end_logit_offset, end_logit_scale, wear_decay, base_hazard, wear_weights)`` from
+    (0, 1, 0.5, 0.001, 0), the idle hazard off, and the held-out comparison with and without the
+    wear. With ``item_vectors`` (``[n_items + 1, d]``, :func:`~recsim_env.core.wear_item_vectors`)
+    the wear also fits the consumed item's part, ``wear_item_weights`` from 0 under a standard-normal
+    prior (maximum a posteriori: ``d`` weights on a few thousand leaves would otherwise fit noise),
+    and the held-out comparison adds the wear by response only."""
     if not 0.0 < hazard_scale <= 1.0:
         raise InputError(f"hazard_scale must be in (0, 1], got {hazard_scale}")
     if not wear:
@@ -292,7 +302,7 @@ def _fit_probability(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit,
                              _item_wear(item_vectors, fit.wear_item_weights))
                 if fit.wear_weights else 0.0)
         return leave_probability(steps, hazard_scale, torch.tensor(fit.end_logit_offset),
-                                 torch.tensor(fit.idle_hazard), fit.end_logit_scale, wear)
+                                 torch.tensor(fit.idle_hazard), fit.end_logit_scale, wear, fit.base_hazard)
 
 
 def _nll_of(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit,
@@ -341,32 +351,33 @@ def _fit_wear(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[
     n_responses = max(steps.n_responses, int(steps.response.max()) + 1 if len(steps.response) else 1)
     vectors = None if item_vectors is None else item_vectors.to(torch.float64)
     n_item = 0 if vectors is None else vectors.shape[1]
-    split = 3 + n_responses
+    split = 4 + n_responses
 
     def loss(q: torch.Tensor) -> torch.Tensor:
         item_wear = None if vectors is None else vectors @ q[split:]
-        wear = session_wear(steps, q[3:split], q[2], item_wear)
-        nll = _nll(leave_probability(steps, hazard_scale, q[0], torch.tensor(0.0), q[1], wear), left)
+        wear = session_wear(steps, q[4:split], q[2], item_wear)
+        nll = _nll(leave_probability(steps, hazard_scale, q[0], torch.tensor(0.0), q[1], wear, q[3]), left)
         return nll + 0.5 * (q[split:] ** 2).sum() / max(len(left), 1)  # the prior, per step
 
-    bounds = ([offset_bounds, SCALE_BOUNDS, DECAY_BOUNDS] + [WEAR_WEIGHT_BOUNDS] * n_responses
-              + [ITEM_WEIGHT_BOUNDS] * n_item)
+    bounds = ([offset_bounds, SCALE_BOUNDS, DECAY_BOUNDS, BASE_HAZARD_BOUNDS]
+              + [WEAR_WEIGHT_BOUNDS] * n_responses + [ITEM_WEIGHT_BOUNDS] * n_item)
     low, high = zip(*bounds, strict=True)
-    start = np.clip(np.r_[0.0, 1.0, 0.5, np.zeros(n_responses + n_item)], low, high)
+    start = np.clip(np.r_[0.0, 1.0, 0.5, 1e-3, np.zeros(n_responses + n_item)], low, high)
     x, at_start = _minimise(loss, start, bounds)
-    offset, scale, decay = float(x[0]), float(x[1]), float(x[2])
-    weights = tuple(float(w) for w in x[3:split])
+    offset, scale, decay, base = float(x[0]), float(x[1]), float(x[2]), float(x[3])
+    weights = tuple(float(w) for w in x[4:split])
     item_weights = tuple(float(w) for w in x[split:])
     item_wear = _item_wear(vectors, item_weights)
     with torch.no_grad():
         wear = session_wear(steps, torch.tensor(weights), torch.tensor(decay), item_wear)
     fit = LeaveFit(end_logit_offset=offset, idle_hazard=0.0, nll=0.0, nll_at_zero=at_start,
                    steps=len(steps.left), sessions=steps.n_sessions, expected_leaves=0.0,
-                   at_bound=_wear_at_bound(offset, scale, decay, weights, offset_bounds,
+                   at_bound=_wear_at_bound(offset, scale, decay, base, weights, offset_bounds,
                                            np.bincount(steps.response, minlength=n_responses)),
                    end_logit_scale=scale, wear_weights=weights, wear_decay=decay,
                    wear_bounds=(float(wear.min()), float(wear.max())), wear_item_weights=item_weights,
-                   item_wear_spread=float(item_wear[1:].std()) if item_wear is not None else 0.0)
+                   item_wear_spread=float(item_wear[1:].std()) if item_wear is not None else 0.0,
+                   base_hazard=base)
     return _scored(steps, hazard_scale, fit, vectors)
 
 
@@ -399,7 +410,7 @@ def _offset_check(offset: float, bounds: tuple[float, float], what: str) -> Chec
     return {"end_logit_offset": (offset, bounds, note, note)}
 
 
-def _wear_at_bound(offset: float, scale: float, decay: float, weights: tuple[float, ...],
+def _wear_at_bound(offset: float, scale: float, decay: float, base: float, weights: tuple[float, ...],
                    offset_bounds: tuple[float, float], logged: np.ndarray) -> dict[str, str]:
     checks: Checks = {
         **_offset_check(offset, offset_bounds, "the learned end head and the wear"),
@@ -412,7 +423,9 @@ def _wear_at_bound(offset: float, scale: float, decay: float, weights: tuple[flo
                    for b, w in enumerate(weights) if logged[b] > 0})
     never = {f"wear_weights[{b}]": "0: this response never occurs in the impressions"
              for b in range(len(weights)) if logged[b] == 0}
-    return {**_at_bounds(checks), **never}
+    # a base hazard of 0 is an answer (no leaving beyond what the wear explains), not a bound reached
+    top = {"base_hazard": f"at its bound {base:g}"} if base >= BASE_HAZARD_BOUNDS[1] - 1e-3 else {}
+    return {**_at_bounds(checks), **top, **never}
 
 
 def describe(fit: Mapping[str, Any]) -> str:
@@ -421,7 +434,8 @@ def describe(fit: Mapping[str, Any]) -> str:
         weights = ", ".join(f"{w:+.2f}" for w in fit["wear_weights"])
         low, high = fit["wear_bounds"]
         how = (f", end-logit scale {fit['end_logit_scale']:.3f}, session wear per response (none first) "
-               f"[{weights}] with decay {fit['wear_decay']:.3f}, range [{low:.2f}, {high:.2f}]")
+               f"[{weights}] with decay {fit['wear_decay']:.3f}, range [{low:.2f}, {high:.2f}], base "
+               f"hazard {fit.get('base_hazard', 0.0):.4f}")
         if fit.get("wear_item_weights"):
             how += (f", plus the consumed item's part (spread {fit['item_wear_spread']:.2f} across the "
                     "catalogue)")
