@@ -260,7 +260,9 @@ def fit_leave(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[
     wear. With ``item_vectors`` (``[n_items + 1, d]``, :func:`~recsim_env.core.wear_item_vectors`)
     the wear also fits the consumed item's part, ``wear_item_weights`` from 0 under a standard-normal
     prior (maximum a posteriori: ``d`` weights on a few thousand leaves would otherwise fit noise),
-    and the held-out comparison adds the wear by response only."""
+    and the held-out comparison adds the wear by response only; the items' part is kept only when it
+    lowers the held-out NLL (it has ``d`` weights, and on some logs they fit the training users'
+    noise)."""
     if not 0.0 < hazard_scale <= 1.0:
         raise InputError(f"hazard_scale must be in (0, 1], got {hazard_scale}")
     if not wear:
@@ -279,6 +281,8 @@ def fit_leave(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[
         if item_vectors is not None:
             by_response = _fit_wear(train, hazard_scale, offset_bounds)
             heldout["response_wear"] = _nll_of(test, hazard_scale, by_response)
+            if heldout["response_wear"] < heldout["with_wear"]:
+                item_vectors = None  # the items' part fits noise: it scores worse on unseen users
     return replace(_fit_wear(steps, hazard_scale, offset_bounds, item_vectors), heldout=heldout)
 
 
@@ -444,6 +448,8 @@ def describe(fit: Mapping[str, Any]) -> str:
             how += f"; held-out NLL per step {held['with_wear']:.4f} with the wear"
             if "response_wear" in held:
                 how += f", {held['response_wear']:.4f} with the wear by response only"
+                if not fit.get("wear_item_weights"):
+                    how += " (so the consumed item's part is left out)"
             how += f", {held['without_wear']:.4f} without"
     else:
         how = f", idle hazard {fit['idle_hazard']:.3f}"
