@@ -303,10 +303,7 @@ class TorchPPO:
                 rollout_masks[t] = masks
                 action, log_prob, value_ = self.act(obs, masks)
                 step = env.step_tensors(self.env_actions(action), validate=False)
-                reward = step.reward.float()
-                with torch.no_grad():  # a truncated episode goes on: bootstrap from its last state
-                    final_value = self.policy.value(self.policy.encoder(step.final_obs))
-                reward = reward + self.gamma * final_value * step.truncated
+                reward = step.reward.float() + self.gamma * self._truncated_value(step)
                 actions[t], log_probs[t], values[t] = action, log_prob, value_
                 rewards[t], terminated[t] = reward, (step.terminated | step.truncated).float()
                 obs = step.obs
@@ -319,6 +316,21 @@ class TorchPPO:
             if on_update is not None and not on_update(self, stats):
                 break
         return self
+
+    @torch.no_grad()
+    def _truncated_value(self, step: TensorStepResult) -> torch.Tensor:
+        """``[N]`` the value of the final state of the rows whose episode was truncated (0 elsewhere).
+
+        A truncated episode goes on, so its reward is bootstrapped from its last state, as SB3 does.
+        Only those rows (a time limit: a few per step) go through the networks; the count is one host
+        read, as the env's own reset of the finished rows has.
+        """
+        rows = step.truncated.nonzero().squeeze(1)
+        values = torch.zeros(len(step.truncated), device=self.device)
+        if len(rows):
+            final_obs = {key: value[rows] for key, value in step.final_obs.items()}
+            values[rows] = self.policy.value(self.policy.encoder(final_obs))
+        return values
 
     def _gae(self, rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
              next_value: torch.Tensor) -> torch.Tensor:

@@ -97,8 +97,7 @@ def rollout_alone(agent_dir: Path, model: Any, dataset: Any, env_config: Any, n:
             start = time.perf_counter()  # after one warm-up step
         action, _, _ = agent.act(obs, env.action_masks_tensor())
         step = env.step_tensors(agent.env_actions(action), validate=False)
-        with torch.no_grad():
-            agent.policy.value(agent.policy.encoder(step.final_obs))
+        agent._truncated_value(step)  # the rollout's time-limit bootstrap, as TorchPPO.learn computes it
         obs = step.obs
     _sync(env_config.device)
     return n * steps / (time.perf_counter() - start)
