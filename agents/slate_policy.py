@@ -152,22 +152,28 @@ class CandidateScorer(nn.Module):
         layer, activation = self.hidden[0], self.hidden[1]
         assert isinstance(layer, nn.Linear)
         u, d = user.shape[1], candidates.shape[2]
-        w_user, w_items, w_position = layer.weight.split([u, 2 * d, self.position.shape[1]], dim=1)
+        weight: torch.Tensor = layer.weight
+        bias: torch.Tensor = layer.bias
+        out_weight: torch.Tensor = self.out.weight
+        out_bias: torch.Tensor = self.out.bias
+        sigmoid = isinstance(activation, nn.Tanh)
+        if sigmoid:
+            # tanh(z) = 2 sigmoid(2z) - 1: the same function, but torch's CPU sigmoid (and its backward)
+            # costs a sixth of its tanh on the [B * C, hidden] layer. The factors go into the (small)
+            # weights, not onto that layer, so they cost no pass over it, forward or backward.
+            weight, bias = 2.0 * weight, 2.0 * bias
+            out_weight, out_bias = 2.0 * out_weight, out_bias - out_weight.sum(dim=1)
+        w_user, w_items, w_position = weight.split([u, 2 * d, self.position.shape[1]], dim=1)
         interaction = self.user_to_item(user).unsqueeze(1) * candidates
-        per_row = nn.functional.linear(user, w_user, layer.bias).unsqueeze(1)
+        per_row = nn.functional.linear(user, w_user, bias).unsqueeze(1)
         per_slot = nn.functional.linear(self.position, w_position).unsqueeze(0)
         # The [B * C, hidden] layer is the biggest tensor of a PPO update: one broadcast add for the row and
         # slot parts, the candidates' part added inside the matrix product (addmm), not two more passes.
         n, c = candidates.shape[:2]
-        bias = (per_row + per_slot).flatten(0, 1)
-        inputs = torch.cat([candidates, interaction], dim=2).flatten(0, 1)
-        if not isinstance(activation, nn.Tanh):
-            return self.out(activation(torch.addmm(bias, inputs, w_items.t()))).view(n, c)
-        # tanh(z) = 2 sigmoid(2z) - 1, the factors folded into the product (alpha, beta) and the output
-        # layer: the same function, but torch's CPU sigmoid (and its backward) costs a third of its tanh.
-        gate = torch.sigmoid(torch.addmm(bias, inputs, w_items.t(), beta=2.0, alpha=2.0))
-        out_weight, out_bias = self.out.weight, self.out.bias
-        return nn.functional.linear(gate, 2.0 * out_weight, out_bias - out_weight.sum(dim=1)).view(n, c)
+        hidden = torch.addmm((per_row + per_slot).flatten(0, 1),
+                             torch.cat([candidates, interaction], dim=2).flatten(0, 1), w_items.t())
+        hidden = torch.sigmoid(hidden) if sigmoid else activation(hidden)
+        return nn.functional.linear(hidden, out_weight, out_bias).view(n, c)
 
 
 class SlateRankingPolicy(MaskableMultiInputActorCriticPolicy):
