@@ -322,9 +322,11 @@ class TorchPPO:
         """``[N]`` the value of the final state of the rows whose episode was truncated (0 elsewhere).
 
         A truncated episode goes on, so its reward is bootstrapped from its last state, as SB3 does.
-        Only those rows (a time limit: a few per step) go through the networks; the count is one host
-        read, as the env's own reset of the finished rows has.
+        On the CPU only those rows (a time limit: a few per step) go through the networks; counting them
+        reads the host, which an accelerator would wait for, so there every row goes through, masked.
         """
+        if self.device.type != "cpu":
+            return self.policy.value(self.policy.encoder(step.final_obs)) * step.truncated
         rows = step.truncated.nonzero().squeeze(1)
         values = torch.zeros(len(step.truncated), device=self.device)
         if len(rows):
