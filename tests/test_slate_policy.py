@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.slate_policy import PlackettLuceDistribution
+from agents.slate_policy import CandidateScorer, PlackettLuceDistribution
 from tests.test_agents_training import _random_baseline, _train
 
 SCORES = torch.tensor([[0.5, -1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
@@ -76,3 +76,27 @@ def test_slate_policy_needs_maskable_ppo_in_the_candidates_mode() -> None:
 
     with pytest.raises(InputError, match="SlateRankingPolicy needs algo maskable_ppo"):
         load_train_config("ppo", overrides={"policy": "SlateRankingPolicy"})
+
+
+class _Split:
+    """Features laid out as [user (6) | 4 candidates x 3]: what CandidateScorer reads."""
+
+    user_dim, item_dim, n_candidates = 6, 3, 4
+
+    def split(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return features[:, :6], features[:, 6:].reshape(len(features), 4, 3)
+
+
+def test_candidate_scorer_is_the_plain_network_of_its_documented_input() -> None:
+    # the scorer computes its hidden layer by parts (and tanh as 2 sigmoid(2z) - 1) for speed; the
+    # scores must be those of out(tanh(W [user, candidate, user_to_item(user) * candidate, position]))
+    torch.manual_seed(0)
+    scorer = CandidateScorer(_Split(), hidden=5, position_dim=2)
+    features = torch.randn(7, 6 + 4 * 3)
+    user, candidates = _Split().split(features)
+    inputs = torch.cat([user.unsqueeze(1).expand(-1, 4, -1), candidates,
+                        scorer.user_to_item(user).unsqueeze(1) * candidates,
+                        scorer.position.unsqueeze(0).expand(7, -1, -1)], dim=2)
+    expected = scorer.out(torch.tanh(scorer.hidden[0](inputs))).squeeze(2)
+    assert scorer(features).shape == (7, 4)
+    torch.testing.assert_close(scorer(features), expected, atol=1e-6, rtol=1e-5)
