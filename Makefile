@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The whole pipeline on the synthetic world (about 15 minutes on 2 cores); report in $(DEMO_OUT)/report.md.
+# The whole pipeline on the synthetic world (about 10 minutes on 2 idle cores); report in $(DEMO_OUT)/report.md.
 # Quicker: make demo DEMO_ARGS=--quick. MovieLens: DEMO_ARGS="--dataset ml-100k --data-dir PATH".
 demo: install
 	$(VENV)/bin/recsim demo --out $(DEMO_OUT) --overwrite $(DEMO_ARGS)
