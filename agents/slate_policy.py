@@ -149,20 +149,14 @@ class CandidateScorer(nn.Module):
         # The hidden layer of cat([user, candidate, interaction, position]), computed by parts: the user's
         # part once per row and the position's once per slot, not once per candidate (the same function
         # and parameters; about half the multiply-adds of the candidate scores).
-        layer, activation = self.hidden[0], self.hidden[1]
+        layer = self.hidden[0]
         assert isinstance(layer, nn.Linear)
         u, d = user.shape[1], candidates.shape[2]
-        weight: torch.Tensor = layer.weight
-        bias: torch.Tensor = layer.bias
-        out_weight: torch.Tensor = self.out.weight
-        out_bias: torch.Tensor = self.out.bias
-        sigmoid = isinstance(activation, nn.Tanh)
-        if sigmoid:
-            # tanh(z) = 2 sigmoid(2z) - 1: the same function, but torch's CPU sigmoid (and its backward)
-            # costs a sixth of its tanh on the [B * C, hidden] layer. The factors go into the (small)
-            # weights, not onto that layer, so they cost no pass over it, forward or backward.
-            weight, bias = 2.0 * weight, 2.0 * bias
-            out_weight, out_bias = 2.0 * out_weight, out_bias - out_weight.sum(dim=1)
+        # tanh(z) = 2 sigmoid(2z) - 1: the same function (the hidden layer's nn.Tanh), but torch's CPU
+        # sigmoid (and its backward) costs a sixth of its tanh on the [B * C, hidden] layer. The factors go
+        # into the (small) weights, not onto that layer, so they cost no pass over it, forward or backward.
+        weight, bias = 2.0 * layer.weight, 2.0 * layer.bias
+        out_weight, out_bias = 2.0 * self.out.weight, self.out.bias - self.out.weight.sum(dim=1)
         w_user, w_items, w_position = weight.split([u, 2 * d, self.position.shape[1]], dim=1)
         interaction = self.user_to_item(user).unsqueeze(1) * candidates
         per_row = nn.functional.linear(user, w_user, bias).unsqueeze(1)
@@ -170,9 +164,9 @@ class CandidateScorer(nn.Module):
         # The [B * C, hidden] layer is the biggest tensor of a PPO update: one broadcast add for the row and
         # slot parts, the candidates' part added inside the matrix product (addmm), not two more passes.
         n, c = candidates.shape[:2]
-        hidden = torch.addmm((per_row + per_slot).flatten(0, 1),
-                             torch.cat([candidates, interaction], dim=2).flatten(0, 1), w_items.t())
-        hidden = torch.sigmoid(hidden) if sigmoid else activation(hidden)
+        hidden = torch.sigmoid(torch.addmm((per_row + per_slot).flatten(0, 1),
+                                           torch.cat([candidates, interaction], dim=2).flatten(0, 1),
+                                           w_items.t()))
         return nn.functional.linear(hidden, out_weight, out_bias).view(n, c)
 
 
