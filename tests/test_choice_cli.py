@@ -9,7 +9,7 @@ import pytest
 from recsim_env.cli import main
 from recsim_env.config import EnvConfig
 from recsim_env.factory import build_env_core
-from user_models.checkpoint import CHOICE_CONFIG
+from user_models.checkpoint import CHOICE_CONFIG, load_learned_choice
 from user_models.data.artifact import SequenceDataset
 
 pytestmark = pytest.mark.slow
@@ -100,3 +100,22 @@ def test_scored_on_another_logging_policys_impressions(trained, tmp_path, capsys
     slates_dropped = sum(v for k, v in result["dropped"].items() if k.startswith("impressions") or
                          k in ("no timestamp", "before the first consumption"))
     assert result["learned choice"]["impressions"] + slates_dropped == b_raw
+
+
+def test_the_form_is_fitted_as_asked_and_auto_keeps_the_one_better_on_unseen_users(trained, capsys) -> None:
+    data, model = trained
+    assert main(["user-model", "fit-choice", "--model", str(model), "--data", str(data), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["form"] == "mnl" and set(report["form_trials"]) == {"mnl"}
+    assert "learned, cascade form" in report["held_out"]
+    assert main(["user-model", "fit-choice", "--model", str(model), "--data", str(data), "--form", "auto",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    trials = report["form_trials"]
+    assert set(trials) == {"mnl", "cascade"} and report["form"] == min(trials, key=trials.get)
+    assert load_learned_choice(model).form == report["form"]
+    assert main(["user-model", "fit-choice", "--model", str(model), "--data", str(data), "--form",
+                 "cascade", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["form"] == "cascade"
+    core, _ = build_env_core(model, data, EnvConfig())
+    assert core.learned_choice is not None and core.learned_choice.form == "cascade"

@@ -36,10 +36,10 @@ from user_models.transformer import TransformerConfig, UserTransformer
 
 
 def choice_of(n_items: int, position: list[float], no_choice: float, pref: float = 1.0, repeat: float = 0.0,
-              item_bias: list[float] | None = None) -> LearnedChoice:
+              item_bias: list[float] | None = None, form: str = "mnl") -> LearnedChoice:
     bias = torch.zeros(n_items + 1) if item_bias is None else torch.tensor([0.0, *item_bias])
     return LearnedChoice(torch.tensor(pref), torch.tensor(repeat), bias, torch.tensor(position),
-                         torch.tensor(no_choice))
+                         torch.tensor(no_choice), form)
 
 
 def test_probabilities_by_hand() -> None:
@@ -57,6 +57,26 @@ def test_probabilities_by_hand() -> None:
     third = c.probabilities(u, shown_all)[0, 2]
     e3 = [math.exp(0.5), math.exp(-4.5), math.exp(2.2 - 1.0), math.exp(0.5)]
     assert float(third) == pytest.approx(e3[2] / sum(e3), rel=1e-5)
+
+
+def test_cascade_probabilities_by_hand() -> None:
+    c = choice_of(3, [0.0, -1.0], no_choice=0.5, pref=2.0, form="cascade")
+    u = torch.tensor([[1.0, 0.5, 3.0, 2.0]])  # slot 2 empty: the scan passes it by
+    shown = torch.tensor([[True, True, False, True]])
+    p = c.probabilities(u, shown)
+    a = [1 / (1 + math.exp(-(x - 0.5))) for x in (1.0, 0.5 - 1.0, None, 2.0 - 1.0) if x is not None]
+    expected = [a[0], (1 - a[0]) * a[1], 0.0, (1 - a[0]) * (1 - a[1]) * a[2],
+                (1 - a[0]) * (1 - a[1]) * (1 - a[2])]
+    torch.testing.assert_close(p, torch.tensor([expected]))
+    # unlike the logit, a slot's chance does not depend on what is shown below it
+    longer = c.probabilities(torch.tensor([[1.0, 0.5, 3.0, 2.0, 4.0]]), torch.ones(1, 5, dtype=torch.bool))
+    logit = choice_of(3, [0.0, -1.0], no_choice=0.5, pref=2.0).probabilities(
+        torch.tensor([[1.0, 0.5, 3.0, 2.0, 4.0]]), torch.ones(1, 5, dtype=torch.bool))
+    assert float(longer[0, 0]) == pytest.approx(a[0], rel=1e-6)
+    assert float(logit[0, 0]) < float(choice_of(3, [0.0, -1.0], no_choice=0.5).probabilities(
+        torch.tensor([[1.0]]), torch.ones(1, 1, dtype=torch.bool))[0, 0])
+    with pytest.raises(InputError, match="form"):
+        choice_of(3, [0.0], no_choice=0.0, form="probit")
 
 
 def synthetic_features(truth: LearnedChoice, n: int, k: int, seed: int) -> ImpressionFeatures:
@@ -85,6 +105,20 @@ def test_the_fit_recovers_the_parameters_that_made_the_choices() -> None:
     plain = fit_learned_choice(features, 5, item_bias=False)
     assert torch.equal(plain.item_bias, torch.zeros(6))
     assert impression_nll(plain, features) > impression_nll(fitted, features)
+
+
+@pytest.mark.parametrize("form", ["mnl", "cascade"])
+def test_each_form_is_recovered_and_scores_best_on_its_own_choices(form: str) -> None:
+    truth = choice_of(5, [0.0, -0.7, -1.5, -2.0, -2.4], no_choice=1.0, pref=1.5, form=form)
+    features = synthetic_features(truth, 20_000, 5, seed=1)
+    fitted = fit_learned_choice(features, 5, item_bias=False, form=form)
+    assert fitted.form == form
+    assert float(fitted.pref_weight) == pytest.approx(1.5, abs=0.1)
+    torch.testing.assert_close(fitted.position_bias, truth.position_bias, atol=0.15, rtol=0)
+    assert float(fitted.no_choice) == pytest.approx(1.0, abs=0.15)
+    other = fit_learned_choice(features, 5, item_bias=False, form="cascade" if form == "mnl" else "mnl")
+    unseen = synthetic_features(truth, 20_000, 5, seed=2)
+    assert impression_nll(fitted, unseen) < impression_nll(other, unseen) - 0.005
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +189,18 @@ def test_saved_with_the_checkpoint_and_old_checkpoints_load_without_it(model, da
     assert loaded is not None
     for name, t in choice.tensors().items():
         torch.testing.assert_close(loaded.tensors()[name], t)
+    assert loaded.form == "mnl"
+    save_learned_choice(choice_of(data.n_items, [0.0], no_choice=0.3, form="cascade"), root)
+    assert load_user_model(root, dataset=data).learned_choice.form == "cascade"
+    meta = json.loads((root / CHOICE_CONFIG).read_text())
+    meta["form"] = "probit"
+    (root / CHOICE_CONFIG).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="choice form 'probit'"):
+        load_learned_choice(root)
+    meta["format_version"] = 1  # a file written before forms: a logit
+    del meta["form"]
+    (root / CHOICE_CONFIG).write_text(json.dumps(meta))
+    assert load_learned_choice(root).form == "mnl"
     meta = json.loads((root / CHOICE_CONFIG).read_text())
     meta["format_version"] = 99
     (root / CHOICE_CONFIG).write_text(json.dumps(meta))

@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from user_models.choice_model import LearnedChoice
+from user_models.choice_model import CHOICE_FORMS, LearnedChoice
 from user_models.data.artifact import SequenceDataset, file_sha256
 from user_models.errors import CheckpointError
 from user_models.transformer import TransformerConfig, UserTransformer
@@ -36,8 +36,10 @@ FORMAT_VERSION = 1
 """Bumped whenever the layout or the meaning of a checkpoint file changes; loading another fails."""
 
 WEIGHTS, VOCAB, CONFIG = "model.safetensors", "vocab.json", "config.json"
-CHOICE_FORMAT_VERSION = 1
-"""Bumped whenever the layout or the meaning of ``choice.json``/``choice.safetensors`` changes."""
+CHOICE_FORMAT_VERSION = 2
+"""Bumped whenever the layout or the meaning of ``choice.json``/``choice.safetensors`` changes (2: the
+choice's ``form``; a version-1 file is a multinomial logit and still loads)."""
+CHOICE_READABLE_VERSIONS = (1, CHOICE_FORMAT_VERSION)
 CHOICE_WEIGHTS, CHOICE_CONFIG = "choice.safetensors", "choice.json"
 
 
@@ -238,7 +240,7 @@ def save_learned_choice(choice: LearnedChoice, checkpoint: str | os.PathLike[str
     save_tensors(root / CHOICE_WEIGHTS, choice.tensors())
     write_json(root / CHOICE_CONFIG, {
         "format_version": CHOICE_FORMAT_VERSION, "kind": "learned_choice", "n_items": choice.n_items,
-        "n_slots": choice.n_slots,
+        "n_slots": choice.n_slots, "form": choice.form,
         "sha256": {CHOICE_WEIGHTS: file_sha256(root / CHOICE_WEIGHTS), WEIGHTS: file_sha256(root / WEIGHTS)},
         "checkpoint_config": CONFIG, "report": choice.report,
     })
@@ -260,10 +262,10 @@ def load_learned_choice(checkpoint: str | os.PathLike[str], device: torch.device
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: invalid JSON ({str(exc).splitlines()[0]})") from None
-    if not isinstance(meta, dict) or meta.get("format_version") != CHOICE_FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format_version") not in CHOICE_READABLE_VERSIONS:
         version = meta.get("format_version") if isinstance(meta, dict) else None
-        raise CheckpointError(f"{path}: choice format version {version!r}, this recsim-env reads version "
-                              f"{CHOICE_FORMAT_VERSION}; run `recsim user-model fit-choice` again")
+        raise CheckpointError(f"{path}: choice format version {version!r}, this recsim-env reads versions "
+                              f"{CHOICE_READABLE_VERSIONS}; run `recsim user-model fit-choice` again")
     raw_hashes = meta.get("sha256")
     hashes: dict[str, Any] = raw_hashes if isinstance(raw_hashes, dict) else {}
     weights = root / CHOICE_WEIGHTS
@@ -287,5 +289,8 @@ def load_learned_choice(checkpoint: str | os.PathLike[str], device: torch.device
         raise CheckpointError(f"{weights}: tensor shapes do not fit {CHOICE_CONFIG}")
     if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
         raise CheckpointError(f"{weights}: holds NaN or infinite values")
-    return LearnedChoice.from_tensors({n: tensors[n].float().to(device) for n in names},
+    form = meta.get("form", "mnl")
+    if form not in CHOICE_FORMS:
+        raise CheckpointError(f"{path}: choice form {form!r} is not one of {CHOICE_FORMS}")
+    return LearnedChoice.from_tensors({n: tensors[n].float().to(device) for n in names}, form,
                                       dict(meta.get("report", {})))

@@ -7,7 +7,12 @@ on top of the user model's normalised preferences (the design of the simulator's
 :mod:`recsim_env.choice`, with its hand-set parts made free parameters):
 
 ``u(slot s, item j) = pref_weight * log_lift_j + repeat_weight * [j repeated] + item_bias_j +
-position_bias_s`` and ``P(slot s) = exp(u_s) / (sum_t exp(u_t) + exp(no_choice))``,
+position_bias_s`` and, in one of two forms,
+
+- ``form="mnl"``, a multinomial logit: ``P(slot s) = exp(u_s) / (sum_t exp(u_t) + exp(no_choice))``;
+- ``form="cascade"``, the cascade click model of web search (Craswell et al., 2008): the user scans the
+  slate top-down and takes slot ``s`` with probability ``a_s = sigmoid(u_s - no_choice)`` if nothing above
+  was taken, so ``P(slot s) = a_s prod_{t < s} (1 - a_t)`` and ``P(no choice) = prod_t (1 - a_t)``,
 
 where ``log_lift_j = log(n_items * softmax(logits)_j)`` is the item's share of the user model's
 next-item distribution over the whole catalogue (temperature 1: ``pref_weight`` plays the inverse
@@ -20,8 +25,16 @@ Why a layer over the preferences rather than a new head on the Transformer's sta
 simulator's choice semantics (one normalised utility per item, whatever the user model), needs no
 retraining of the Transformer, has a few hundred parameters to fit from a few thousand slates, and its
 baseline (the calibrated multinomial logit) is the special case ``item_bias = 0``, ``position_bias =
-s log(position_decay)``, ``repeat_weight = 0``. ``recsim user-model eval-choice`` measures it against that
-baseline on held-out users' impressions (log-likelihood, AUC of click vs no click, reliability).
+s log(position_decay)``, ``repeat_weight = 0`` of the ``mnl`` form. Why two forms: they differ in what
+a slate's other items do to a slot. In the logit every shown item competes with every other; in the
+cascade only the items above a slot matter, and a slot's pull does not shrink as the slate grows. A logit
+fitted on one logger's slates of 10 learns steep position terms that stand in for "the good items above
+were not taken", and carries them to slates the logger never showed (random ones, a greedy ranking, 5
+slots). ``recsim user-model fit-choice --form`` picks one (default ``mnl``; ``auto``: the one with the
+higher log-likelihood on fit users held out of the fit; see
+:class:`~recsim_env.offline.choice_eval.ChoiceFitSettings` for why that is not the default).
+``recsim user-model eval-choice`` measures it against that baseline on held-out users' impressions
+(log-likelihood, AUC of click vs no click, reliability).
 
 Saved next to the user-model checkpoint as ``choice.safetensors`` and ``choice.json`` (format version,
 the sha256 of the ``model.safetensors`` it was fitted on, and the fit report;
@@ -39,10 +52,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
+import torch.nn.functional as F
 
 from user_models.data.artifact import IMPRESSIONS_SCHEMA
 from user_models.errors import DatasetError, InputError
 from user_models.protocol import History
+
+CHOICE_FORMS = ("mnl", "cascade")
+"""The learned choice's forms: multinomial logit, cascade (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +72,9 @@ class LearnedChoice:
         item_bias: ``[n_items + 1]`` per-item utility correction (index 0: padding, 0).
         position_bias: ``[n_slots]`` utility of being shown in slot ``s`` (slot 0: 0). Slates longer than
             ``n_slots`` reuse the last slot's bias (the logs never showed those slots).
-        no_choice: ``[]`` utility of choosing nothing.
+        no_choice: ``[]`` utility of choosing nothing (``cascade``: the threshold a slot's utility is
+            measured against).
+        form: ``"mnl"`` (multinomial logit) or ``"cascade"`` (top-down scan); see the module docstring.
         report: how it was fitted (free-form, for people).
     """
 
@@ -64,7 +83,12 @@ class LearnedChoice:
     item_bias: torch.Tensor
     position_bias: torch.Tensor
     no_choice: torch.Tensor
+    form: str = "mnl"
     report: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.form not in CHOICE_FORMS:
+            raise InputError(f"learned choice form must be one of {CHOICE_FORMS}, got {self.form!r}")
 
     @property
     def n_items(self) -> int:
@@ -79,14 +103,15 @@ class LearnedChoice:
         return self.item_bias.device
 
     @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor], report: dict[str, Any] | None = None
-                     ) -> LearnedChoice:
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], form: str = "mnl",
+                     report: dict[str, Any] | None = None) -> LearnedChoice:
         """The choice of :meth:`tensors`' names (what ``choice.safetensors`` holds)."""
         return cls(tensors["pref_weight"], tensors["repeat_weight"], tensors["item_bias"],
-                   tensors["position_bias"], tensors["no_choice"], dict(report or {}))
+                   tensors["position_bias"], tensors["no_choice"], form, dict(report or {}))
 
     def to(self, device: torch.device | str) -> LearnedChoice:
-        return LearnedChoice.from_tensors({k: t.to(device) for k, t in self.tensors().items()}, self.report)
+        return LearnedChoice.from_tensors({k: t.to(device) for k, t in self.tensors().items()}, self.form,
+                                          self.report)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"pref_weight": self.pref_weight, "repeat_weight": self.repeat_weight,
@@ -109,7 +134,12 @@ class LearnedChoice:
         column is "no choice"."""
         u = (utility + self.slot_bias(utility.shape[1])[None, :]).masked_fill(~shown, float("-inf"))
         none = self.no_choice.expand(u.shape[0], 1).to(u.dtype)
-        return torch.softmax(torch.cat([u, none], dim=1), dim=1)
+        if self.form == "mnl":
+            return torch.softmax(torch.cat([u, none], dim=1), dim=1)
+        margin = u - none  # -inf on empty slots: never taken, and the scan passes them by
+        passed = torch.cumsum(F.logsigmoid(-margin), dim=1)  # log P(slots 0..s all passed by)
+        before = torch.cat([torch.zeros_like(passed[:, :1]), passed[:, :-1]], dim=1)
+        return torch.cat([torch.exp(F.logsigmoid(margin) + before), torch.exp(passed[:, -1:])], dim=1)
 
 
 # --- impressions as model inputs ---------------------------------------------------------------------
@@ -361,8 +391,8 @@ def impression_nll(choice: LearnedChoice, features: ImpressionFeatures) -> float
 
 
 def fit_learned_choice(features: ImpressionFeatures, n_items: int, item_l2: float = 0.5,
-                       item_bias: bool = True, iterations: int = 200) -> LearnedChoice:
-    """Maximum-likelihood fit (L-BFGS, full batch) of the choice on ``features``.
+                       item_bias: bool = True, iterations: int = 200, form: str = "mnl") -> LearnedChoice:
+    """Maximum-likelihood fit (L-BFGS, full batch) of the choice of ``form`` on ``features``.
 
     The loss is the mean NLL per impression plus ``item_l2 * sum(item_bias ** 2) / I`` (a Gaussian prior
     of variance ``1 / (2 item_l2)`` on each item bias: items seldom shown keep the user model's view);
@@ -383,7 +413,7 @@ def fit_learned_choice(features: ImpressionFeatures, n_items: int, item_l2: floa
     def build() -> LearnedChoice:
         return LearnedChoice(params["pref_weight"], params["repeat_weight"], params["item_bias"] * mask,
                              torch.cat([torch.zeros(1, device=dev), params["position_free"]]),
-                             params["no_choice"])
+                             params["no_choice"], form)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -395,4 +425,4 @@ def fit_learned_choice(features: ImpressionFeatures, n_items: int, item_l2: floa
 
     optimizer.step(closure)
     fitted = build()
-    return LearnedChoice.from_tensors({k: t.detach().clone() for k, t in fitted.tensors().items()})
+    return LearnedChoice.from_tensors({k: t.detach().clone() for k, t in fitted.tensors().items()}, form)

@@ -22,6 +22,7 @@ import math
 from dataclasses import fields, replace
 from typing import Any
 
+from user_models.choice_model import CHOICE_FORMS
 from user_models.errors import InputError
 
 
@@ -99,6 +100,10 @@ def _register_choice(sub: argparse._SubParsersAction) -> None:
                      help="share of users whose impressions are held out for the report")
     fit.add_argument("--seed", type=int, default=0, help="seed of the user split")
     fit.add_argument("--history-len", type=int, default=50, help="window of the repeat flag (the env's)")
+    fit.add_argument("--form", choices=("auto", *CHOICE_FORMS), default="mnl",
+                     help="the choice's form: mnl (default; a multinomial logit: every shown item competes), "
+                     "cascade (a top-down scan that takes the first item good enough), or auto: the one with "
+                     "the higher log-likelihood on fit users held out of the fit")
     fit.add_argument("--plot", default=None, help="reliability PNG of the held-out comparison (default: "
                      "none)")
     fit.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -132,14 +137,15 @@ def _fit_choice(args: argparse.Namespace) -> int:
     dataset = SequenceDataset.load(args.data)
     model = load_user_model(args.model, resolve_device(args.device), dataset)
     calibration = Calibration.load(args.calibration) if args.calibration else None
-    settings = ChoiceFitSettings(holdout=args.holdout, seed=args.seed, history_len=args.history_len)
+    settings = ChoiceFitSettings(holdout=args.holdout, seed=args.seed, history_len=args.history_len,
+                                 form=args.form)
     choice, scores = fit_choice(model, dataset, settings, calibration, args.plot)
     path = save_learned_choice(choice, args.model)
     if args.json:
         print(json.dumps(choice.report, indent=2))
         return 0
     report = choice.report
-    print(f"learned choice fitted on {report['fit_impressions']} impressions "
+    print(f"learned choice ({report['form']} form) fitted on {report['fit_impressions']} impressions "
           f"(item L2 {report['item_l2']:g}); "
           f"dropped: {report['dropped']}; saved: {path}")
     print(choice_table(scores))
