@@ -368,14 +368,21 @@ def _last_json(log: Path) -> dict[str, Any]:
 
 
 # --- the report ------------------------------------------------------------------------------------------
+def _first_pick(row: dict[str, Any], side: str) -> str:
+    """A policy's first-slate pick rate on one side (``world`` or ``learned``); ``-`` in reports written
+    before it was measured."""
+    value = row.get(f"{side}_first_pick")
+    return "-" if value is None or value != value else f"{value:.2f}"
+
+
 def world_section(run: dict[str, Any]) -> list[str]:
     truth = run["fidelity"]["ground_truth_fidelity"]
     cal = run["calibration"]
     agent_label = run["agent_label"]
     lines = [f"### {run['name']}", "",
              "| policy | world return [95% CI] | simulator return [95% CI] | relative error | "
-             "length world / sim | length KS | consumption world / sim |",
-             "|---|---|---|---|---|---|---|"]
+             "length world / sim | length KS | consumption world / sim | first-slate pick world / sim |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in truth["returns"]:
         name = f"MaskablePPO ({agent_label}, trained in the simulator)" if r["policy"] == agent_label \
             else r["policy"]
@@ -383,7 +390,8 @@ def world_section(run: dict[str, Any]) -> list[str]:
             f"| {name} | {r['world']:.3f} [{r['world_low']:.3f}, {r['world_high']:.3f}] | {r['learned']:.3f} "
             f"[{r['learned_low']:.3f}, {r['learned_high']:.3f}] | {r['relative_error']:+.1%} | "
             f"{r['world_length']:.1f} / {r['learned_length']:.1f} | {r['length_ks']:.2f} | "
-            f"{r['world_consumption']:.2f} / {r['learned_consumption']:.2f} |")
+            f"{r['world_consumption']:.2f} / {r['learned_consumption']:.2f} | "
+            f"{_first_pick(r, 'world')} / {_first_pick(r, 'learned')} |")
     pick = truth["random_pick_rate"]
     agent = next(r for r in truth["returns"] if r["policy"] == agent_label)
     baselines = [r for r in truth["returns"] if r["policy"] in BASELINES and r["policy"] != "oracle"]
@@ -475,8 +483,9 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
               "consumption logs for the simulator's slates of 5; the impressions show slates of "
               f"{choice.get('n_slots', 10)}.", "",
               "| policy | world return | simulator, calibrated choice | error | simulator, learned choice | "
-              "error | consumption world / calibrated / learned | length world / calibrated / learned |",
-              "|---|---|---|---|---|---|---|---|"]
+              "error | consumption world / calibrated / learned | first-slate pick world / calibrated / "
+              "learned | length world / calibrated / learned |",
+              "|---|---|---|---|---|---|---|---|---|"]
     learned = {r["policy"]: r for r in after["returns"]}
     for r in before["returns"]:
         a = learned.get(r["policy"])
@@ -484,8 +493,9 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
             lines.append(f"| {r['policy']} | {r['world']:.3f} | {r['learned']:.3f} | "
                          f"{r['relative_error']:+.1%} | {a['learned']:.3f} | {a['relative_error']:+.1%} | "
                          f"{r['world_consumption']:.2f} / {r['learned_consumption']:.2f} / "
-                         f"{a['learned_consumption']:.2f} | {r['world_length']:.1f} / "
-                         f"{r['learned_length']:.1f} / {a['learned_length']:.1f} |")
+                         f"{a['learned_consumption']:.2f} | {_first_pick(r, 'world')} / "
+                         f"{_first_pick(r, 'learned')} / {_first_pick(a, 'learned')} | "
+                         f"{r['world_length']:.1f} / {r['learned_length']:.1f} / {a['learned_length']:.1f} |")
     calibrated = {r["policy"] for r in before["returns"]}
     for a in after["returns"]:
         if a["policy"] not in calibrated:
@@ -493,7 +503,8 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
                     if a["policy"] == IMPRESSIONS_AGENT else a["policy"])
             lines.append(f"| {name} | {a['world']:.3f} | - | - | {a['learned']:.3f} | "
                          f"{a['relative_error']:+.1%} | {a['world_consumption']:.2f} / - / "
-                         f"{a['learned_consumption']:.2f} | {a['world_length']:.1f} / - / "
+                         f"{a['learned_consumption']:.2f} | {_first_pick(a, 'world')} / - / "
+                         f"{_first_pick(a, 'learned')} | {a['world_length']:.1f} / - / "
                          f"{a['learned_length']:.1f} |")
     t = IMPRESSION_TARGETS
     worst = max(abs(r["relative_error"]) for r in after["returns"])

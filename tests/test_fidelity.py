@@ -10,8 +10,11 @@ from recsim_env.config import EnvConfig
 from recsim_env.factory import world_config
 from recsim_env.offline.benchmark import BenchmarkConfig
 from recsim_env.offline.fidelity import (
+    GroundTruthFidelity,
+    PolicyReturn,
     Sessions,
     data_fidelity,
+    explain_miss,
     fidelity_markdown,
     ground_truth_fidelity,
     held_out_sessions,
@@ -76,3 +79,26 @@ def test_world_against_itself_is_a_perfect_match(tmp_path):
     assert [r.world for r in result.returns] == [r.learned for r in result.returns]
     assert result.max_relative_error == 0.0 and result.meets_targets
     assert len({r.world for r in result.returns}) == 3 and result.kendall_tau == pytest.approx(1.0)
+    first = [r.world_first_pick for r in result.returns]
+    assert first == [r.learned_first_pick for r in result.returns] and all(0 <= x <= 1 for x in first)
+    assert max(first) > 0  # someone takes something from the first slate
+
+
+def policy_return(policy: str, world: float, learned: float, consumption: tuple[float, float],
+                  first_pick: tuple[float, float]) -> PolicyReturn:
+    return PolicyReturn(policy, world, world - 1, world + 1, learned, learned - 1, learned + 1, 20.0, 30.0,
+                        *consumption, 0.2, *first_pick)
+
+
+def test_a_miss_is_explained_with_how_much_the_first_slate_already_shows():
+    returns = [policy_return("greedy", 10.0, 15.0, (0.65, 0.78), (0.75, 0.81)),
+               policy_return("random", 5.0, 5.5, (0.50, 0.52), (0.55, 0.50))]
+    result = GroundTruthFidelity(returns, 1.0, 0.5, 0.3, 0.3)
+    text = explain_miss(result)
+    assert "`greedy` by 50%" in text and "0.75 -> 0.81" in text
+    assert "46% of the consumption gap is there before the session's dynamics" in text
+    table = fidelity_markdown(None, result, {})
+    assert "| 0.75 / 0.81 |" in table and "| 0.55 / 0.50 |" in table
+    flipped = GroundTruthFidelity([policy_return("greedy", 10.0, 15.0, (0.65, 0.78), (0.80, 0.75))],
+                                  1.0, 0.5, 0.5, 0.5)
+    assert "the choice errs the other way there" in explain_miss(flipped)

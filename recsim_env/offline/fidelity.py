@@ -322,6 +322,11 @@ class PolicyReturn:
     learned_consumption: float
     length_ks: float = float("nan")
     """Two-sample Kolmogorov-Smirnov statistic of the session lengths (steps), world vs simulator."""
+    world_first_pick: float = float("nan")
+    learned_first_pick: float = float("nan")
+    """Share of users who take an item of the first slate, in the world and in the simulator: the same
+    logged users, in the state the logs left them, shown what the policy shows there. It measures the
+    choice alone; how far the consumption rates drift apart after it is the session's dynamics."""
 
     @property
     def relative_error(self) -> float:
@@ -375,9 +380,9 @@ class GroundTruthFidelity:
 
 def _policy_stats(
     sim: Simulator, config: BenchmarkConfig, greedy_model: Path, progress: bool, desc: str
-) -> dict[str, tuple[float, float, float, float, float, np.ndarray]]:
-    """Per policy: mean return with its interval, mean session length (steps), consumption rate, and
-    every session's length."""
+) -> dict[str, tuple[float, float, float, float, float, np.ndarray, float]]:
+    """Per policy: mean return with its interval, mean session length (steps), consumption rate, every
+    session's length, and the share of users who took an item of their first slate."""
     runs = collect_runs(sim, config, greedy_model=greedy_model, progress=progress, desc=desc)
     rng = np.random.default_rng(config.base_seed)
     out = {}
@@ -387,7 +392,8 @@ def _policy_stats(
         ci = bootstrap_mean_ci(returns, rng, n_resamples=config.n_resamples)
         lengths = np.array([ep.length for ep in episodes], dtype=np.float64)
         consumption = float(np.mean([consumption_rate(ep.chosen) for ep in episodes]))
-        out[label] = (ci.estimate, ci.low, ci.high, float(lengths.mean()), consumption, lengths)
+        first_pick = float(np.mean([run.steps["item"][0] > 0 for run in policy_runs]))
+        out[label] = (ci.estimate, ci.low, ci.high, float(lengths.mean()), consumption, lengths, first_pick)
     return out
 
 
@@ -419,7 +425,7 @@ def ground_truth_fidelity(
     sim = _policy_stats(learned, config, greedy, progress, "learned simulator")
     returns = [
         PolicyReturn(p, *truth[p][:3], *sim[p][:3], truth[p][3], sim[p][3], truth[p][4], sim[p][4],
-                     float(sps.ks_2samp(truth[p][5], sim[p][5]).statistic))
+                     float(sps.ks_2samp(truth[p][5], sim[p][5]).statistic), truth[p][6], sim[p][6])
         for p in truth
     ]
     tau = float(sps.kendalltau([r.world for r in returns], [r.learned for r in returns]).statistic)
@@ -574,15 +580,17 @@ def fidelity_markdown(
             "## Ground-truth fidelity: the synthetic world vs the simulator learned from its logs",
             "",
             "| policy | return in world [95% CI] | return in learned simulator [95% CI] | relative error "
-            "| length world / learned | length KS | consumption world / learned |",
-            "|---|---|---|---|---|---|---|",
+            "| length world / learned | length KS | consumption world / learned "
+            "| first-slate pick world / learned |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in t.returns:
             lines.append(
                 f"| {r.policy} | {r.world:.3f} [{r.world_low:.3f}, {r.world_high:.3f}] | {r.learned:.3f} "
                 f"[{r.learned_low:.3f}, {r.learned_high:.3f}] | {r.relative_error:+.1%} | "
                 f"{r.world_length:.1f} / {r.learned_length:.1f} | {r.length_ks:.2f} | "
-                f"{r.world_consumption:.2f} / {r.learned_consumption:.2f} |"
+                f"{r.world_consumption:.2f} / {r.learned_consumption:.2f} | "
+                f"{r.world_first_pick:.2f} / {r.learned_first_pick:.2f} |"
             )
         pick = t.random_pick_rate
         pick_text = ("" if pick is None else f" Random-slate pick rate {pick[0]:.2f} in the world, "
@@ -622,6 +630,17 @@ def fidelity_markdown(
     return "\n".join(lines)
 
 
+def _first_slate_share(r: PolicyReturn) -> str:
+    """What the first slate says about a policy's consumption-rate gap: how much of it the choice alone
+    already shows, before the session's dynamics play a part."""
+    gap, first = r.learned_consumption - r.world_consumption, r.learned_first_pick - r.world_first_pick
+    if abs(gap) < 0.01:
+        return "the consumption rates agree"
+    if np.sign(first) != np.sign(gap):
+        return "the choice errs the other way there, so the gap builds up during the session"
+    return f"{first / gap:.0%} of the consumption gap is there before the session's dynamics play a part"
+
+
 def explain_miss(t: GroundTruthFidelity) -> str:
     """Why the targets were missed, read off the numbers (which policy, which direction, which mechanism)."""
     reasons = []
@@ -632,7 +651,9 @@ def explain_miss(t: GroundTruthFidelity) -> str:
             f"the learned simulator {direction}-estimates `{worst.policy}` by "
             f"{abs(worst.relative_error):.0%} (session length {worst.world_length:.1f} -> "
             f"{worst.learned_length:.1f} steps, consumption rate "
-            f"{worst.world_consumption:.2f} -> {worst.learned_consumption:.2f})"
+            f"{worst.world_consumption:.2f} -> {worst.learned_consumption:.2f}; on the first slate, the "
+            f"same users shown the same policy's slate, {worst.world_first_pick:.2f} -> "
+            f"{worst.learned_first_pick:.2f}: {_first_slate_share(worst)})"
         )
         signs = {np.sign(r.relative_error) for r in t.returns if abs(r.relative_error) > REL_ERROR_TARGET}
         if len(signs) == 1 and all(abs(r.relative_error) > REL_ERROR_TARGET for r in t.returns):
