@@ -19,7 +19,8 @@ from pathlib import Path
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 COLUMNS = "110"
-_BLOCK = re.compile(r"^## `(recsim[^`]*)`\n\n```text\n(.*?)```\n", flags=re.M | re.S)
+_BLOCK = re.compile(r"^## `(recsim[^`]*)`\n((?:(?!^## |```).)*)```text\n(.*?)```\n", flags=re.M | re.S)
+"""A command's section: its heading, the prose before its help block (kept as written), the block."""
 
 
 def command_help(command: str) -> str:
@@ -39,11 +40,11 @@ def regenerate(text: str) -> tuple[str, list[str]]:
     stale: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
-        command, old = match.group(1), match.group(2)
+        command, prose, old = match.group(1), match.group(2), match.group(3)
         new = command_help(command)
         if new != old:
             stale.append(command)
-        return f"## `{command}`\n\n```text\n{new}```\n"
+        return f"## `{command}`\n{prose}```text\n{new}```\n"
 
     return _BLOCK.sub(replace, text), stale
 
