@@ -129,3 +129,15 @@ def test_inactive_rows_are_untouched():
     torch.testing.assert_close(state.keys[:, 0], before[0][:, 0])
     torch.testing.assert_close(state.hidden[0], before[1][0])
     assert state.lengths.tolist() == [4, 5]  # row 1 was full: slid to 4 events, then appended one
+
+
+def test_one_query_attention_equals_scaled_dot_product_attention():
+    """The step's attention (two batched matrix products) is torch's attention with the same mask."""
+    gen = torch.Generator().manual_seed(4)
+    shapes = ((6, 2, 1, 8), (6, 2, 5, 8), (6, 2, 5, 8))
+    q, keys, values = (torch.randn(shape, generator=gen) for shape in shapes)
+    newest = torch.tensor([0, 1, 2, 3, 4, 4])
+    seen = (torch.arange(5)[None, :] <= newest[:, None])[:, None, None, :].expand(6, 2, 1, 5)
+    bias = torch.zeros(6, 2, 1, 5).masked_fill(~seen, float("-inf"))
+    expected = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=seen)
+    torch.testing.assert_close(user_models.transformer._attend_one(q, keys, values, bias), expected)
