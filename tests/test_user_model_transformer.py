@@ -141,3 +141,14 @@ def test_one_query_attention_equals_scaled_dot_product_attention():
     bias = torch.zeros(6, 2, 1, 5).masked_fill(~seen, float("-inf"))
     expected = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=seen)
     torch.testing.assert_close(user_models.transformer._attend_one(q, keys, values, bias), expected)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_logsumexp_rows_equals_torch_logsumexp(temperature):
+    """The base-2 reduction gives torch's logsumexp, -inf entries and rows of -inf included."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(7, 300, generator=gen) * 20
+    x[0, :5] = float("-inf")
+    x[1] = float("-inf")
+    expected = torch.logsumexp(x / temperature, dim=1, keepdim=True)
+    torch.testing.assert_close(user_models.transformer.logsumexp_rows(x, temperature), expected)
