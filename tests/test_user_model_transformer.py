@@ -152,3 +152,22 @@ def test_logsumexp_rows_equals_torch_logsumexp(temperature):
     x[1] = float("-inf")
     expected = torch.logsumexp(x / temperature, dim=1, keepdim=True)
     torch.testing.assert_close(user_models.transformer.logsumexp_rows(x, temperature), expected)
+
+
+def test_prefill_equals_the_full_forward():
+    """A prefill computes its last layer at each row's last event only; its state is the full forward's
+    (hidden state after the last event, keys and values at every event, zeros after)."""
+    model = make_model(max_len=8)
+    gen = torch.Generator().manual_seed(6)
+    history = to_history([random_events(gen, n) for n in (0, 1, 3, 8, 5, 8)])
+    state = model.encode(history)
+    hidden = model.forward(history)
+    last = (history.lengths - 1).clamp(min=0)
+    expected = torch.where((history.lengths > 0)[:, None], hidden[torch.arange(6), last], 0)
+    torch.testing.assert_close(state.hidden, expected)
+    buckets = gap_bucket(history.gaps, model.config.gap_buckets)
+    _, kv = model._encode_tokens(history.items, history.behaviors, buckets)
+    valid = (torch.arange(8)[None, :] < history.lengths[:, None])[:, None, :, None]
+    for layer, (k, v) in enumerate(kv):
+        torch.testing.assert_close(state.keys[layer], torch.where(valid, k, 0))
+        torch.testing.assert_close(state.values[layer], torch.where(valid, v, 0))
