@@ -171,3 +171,18 @@ def test_prefill_equals_the_full_forward():
     for layer, (k, v) in enumerate(kv):
         torch.testing.assert_close(state.keys[layer], torch.where(valid, k, 0))
         torch.testing.assert_close(state.values[layer], torch.where(valid, v, 0))
+
+
+def test_step_in_row_blocks_equals_one_block(monkeypatch):
+    """The step's MLP in row blocks (here of 3 rows, the last one short) gives the numbers of one block."""
+    model = make_model()
+    gen = torch.Generator().manual_seed(7)
+    events = [random_events(gen, n) for n in (0, 2, 8, 5, 1, 8, 3)]
+    items = torch.randint(1, N_ITEMS + 1, (7,), generator=gen)
+    behaviors = torch.randint(1, len(BEHAVIORS) + 1, (7,), generator=gen)
+    gaps, active = torch.full((7,), 60.0), torch.tensor([True, True, True, False, True, True, True])
+    whole = model.step(model.encode(to_history(events)), items, behaviors, gaps, active)
+    monkeypatch.setattr(user_models.transformer, "CPU_BLOCK_ELEMENTS", 3 * 4 * model.config.dim)
+    blocked = model.step(model.encode(to_history(events)), items, behaviors, gaps, active)
+    for name in ("keys", "values", "hidden"):
+        torch.testing.assert_close(getattr(blocked, name), getattr(whole, name))
