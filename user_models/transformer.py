@@ -31,10 +31,11 @@ from user_models.choice_model import LearnedChoice
 from user_models.protocol import History
 
 CPU_BLOCK_ELEMENTS = 1 << 19
-"""Logits per row block of :meth:`UserTransformer.item_logits_and_log_normaliser` on the CPU: 2 MiB of
-float32, about one core's L2 cache (the rows of a block are split between the threads). On the 2-core
-benchmark machine (N = 4096, 1,682 items) the choice took 27 ms a step at this size, 28-30 ms at half or
-twice it, 42 ms in one block and 82 ms with the [N, n_items] tensor of before."""
+"""Elements per row block on the CPU: the logits of :meth:`UserTransformer.item_logits_and_log_normaliser`
+and the MLP activations of a step (:meth:`UserTransformer._finish_rows`). 2 MiB of float32, about one
+core's L2 cache (the rows of a block are split between the threads). On the 2-core benchmark machine
+(N = 4096, 1,682 items) the choice took 27 ms a step at this size, 28-30 ms at half or twice it, 42 ms in
+one block and 82 ms with the [N, n_items] tensor of before."""
 
 
 @dataclass(frozen=True)
