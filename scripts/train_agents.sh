@@ -83,5 +83,5 @@ done
 
 if [[ ${#results[@]} -gt 0 ]]; then
     "$PYTHON" scripts/train_agents.py report "${results[@]}" \
-        --shown-command "MAX_MINUTES=$MAX_MINUTES EPISODES=$EPISODES INIT_ITEM_EMBEDDINGS=$INIT_ITEM_EMBEDDINGS bash scripts/train_agents.sh"
+        --shown-command "ALGO=$ALGO THREADS=$THREADS MAX_MINUTES=$MAX_MINUTES EPISODES=$EPISODES INIT_ITEM_EMBEDDINGS=$INIT_ITEM_EMBEDDINGS bash scripts/train_agents.sh"
 fi
