@@ -97,9 +97,10 @@ def fit_choice(model: Any, dataset: SequenceDataset, settings: ChoiceFitSettings
     if fit.n == 0:
         raise InputError(f"dataset {dataset.meta.name!r}: no impression left to fit on")
     inner = held_out_users(dataset.n_users, 0.25, settings.seed + 1)[fit.user]
+    forms = CHOICE_FORMS if settings.form == "auto" else (settings.form,)
     trials = {(form, l2): impression_nll(fit_learned_choice(fit.subset(~inner), dataset.n_items, l2,
                                                             form=form), fit.subset(inner))
-              for form in (CHOICE_FORMS if settings.form == "auto" else (settings.form,)) for l2 in L2_GRID}
+              for form in forms for l2 in L2_GRID}
     form, l2 = min(trials, key=lambda x: trials[x])
     choice = fit_learned_choice(fit, dataset.n_items, l2, form=form)
     test = features.subset(held[features.user])
@@ -116,8 +117,8 @@ def fit_choice(model: Any, dataset: SequenceDataset, settings: ChoiceFitSettings
               "settings": {"holdout": settings.holdout, "seed": settings.seed,
                            "history_len": settings.history_len, "form": settings.form},
               "fit_impressions": fit.n, "n_slots": choice.n_slots, "form": form, "item_l2": l2,
-              "form_trials": {f: min(v for (g, _), v in trials.items() if g == f) for f, _ in trials},
-              "item_l2_trials": {str(k): v for (f, k), v in trials.items() if f == form},
+              "form_trials": {f: min(trials[f, x] for x in L2_GRID) for f in forms},
+              "item_l2_trials": {str(x): trials[form, x] for x in L2_GRID},
               "dropped": dropped, "held_out": scores,
               "baseline": {"temperature": base.temperature, "no_choice_logit": base.no_choice_logit,
                            "position_decay": base.position_decay}}
