@@ -417,6 +417,7 @@ def world_section(run: dict[str, Any]) -> list[str]:
         + (f" within the last {w} consumptions" if (w := cal['report'].get('repeat_window')) else "") + "; "
         + (f"**at a bound**: {bounds}" if (bounds := _bounds(cal)) else
            "every fitted parameter strictly inside its bounds") + ".",
+        *([_leave_line(cal, {})] if "steps" in cal["report"].get("leave", {}) else []),
         _heads_line(run["heads"]),
         "- What the logs allow (the world's own behavior distribution and end probability on the same "
         "test examples, each logged user continued from their true state): " + _heads_text(run["ceilings"])
@@ -581,7 +582,7 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
 
 
 def _leave_line(cal: dict, bounds: dict) -> str:
-    """How the leave was fitted with the learned choice: on the impression steps, or by simulation."""
+    """How the leave was fitted: by maximum likelihood on the logged steps, or again by simulation."""
     from recsim_env.offline.leave_impressions import describe
 
     leave = cal.get("report", {}).get("leave", {})

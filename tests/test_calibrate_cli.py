@@ -1,13 +1,22 @@
 """Calibration against logs with known statistics, and the `recsim env` commands."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from recsim_env.cli import main
 from recsim_env.config import Calibration, SimConfig
+from recsim_env.core import wear_item_vectors
 from recsim_env.env import RecSimEnv
-from recsim_env.offline.calibrate import CalibrationSettings, calibrate, format_report
+from recsim_env.offline.calibrate import (
+    IDLE_BOUNDS,
+    OFFSET_BOUNDS,
+    CalibrationSettings,
+    calibrate,
+    format_report,
+)
+from recsim_env.offline.leave_impressions import consumption_steps, fit_leave
 from recsim_env.population import logged_stats
 from recsim_env.testing import logged_dataset
 from user_models.handwritten import clickbait_user
@@ -53,6 +62,31 @@ def test_calibration_moves_simulation_to_the_logs(user, dataset, tmp_path):
     assert back == cal
     env = RecSimEnv(user, dataset, calibration=tmp_path / "cal.json")
     assert env.core.config.choice.no_choice_logit == pytest.approx(cal.no_choice_logit)
+
+
+def test_consumption_logs_fit_the_leave_by_likelihood_on_the_rebuilt_steps(user, dataset):
+    settings = CalibrationSettings(n_users=32, n_examples=64, rounds=4, max_steps=100)
+    cal = calibrate(user, dataset, SimConfig(slate_size=3), settings, progress=False)
+    leave = cal.report["leave"]
+    assert leave["source"].startswith("consumption steps rebuilt from the time gaps")
+    # the very fit of the steps the gaps give, with the logged consumption rate for the unlogged tail
+    rate = cal.report["logged"]["consumption_rate"]
+    steps = consumption_steps(user, dataset, cal.report["step_seconds"], rate)
+    fit = fit_leave(steps, cal.report["hazard_scale"], OFFSET_BOUNDS, IDLE_BOUNDS, wear=True,
+                    item_vectors=wear_item_vectors(user.item_embeddings().float()))
+    assert leave["steps"] == len(steps.left) and leave["unlogged_pass"] == pytest.approx(1 - rate)
+    assert cal.wear_weights == pytest.approx(fit.wear_weights)
+    assert cal.wear_decay == pytest.approx(fit.wear_decay)
+    assert cal.end_logit_offset == pytest.approx(fit.end_logit_offset)
+    assert "steps rebuilt from the consumption gaps" in format_report(cal)
+    # only the no-choice logit is searched by simulation (plus the report's final run)
+    assert [r["end_logit_offset"] for r in cal.report["rounds"]] == pytest.approx(
+        [fit.end_logit_offset] * len(cal.report["rounds"]))
+    assert len({r["no_choice_logit"] for r in cal.report["rounds"]}) == len(cal.report["rounds"]) > 1
+    # --no-session-wear, or a consumption rate given instead of read off the timestamps: the search
+    for other in (replace(settings, session_wear=False), replace(settings, target_consumption_rate=0.5)):
+        searched = calibrate(user, dataset, SimConfig(slate_size=3), other, progress=False)
+        assert searched.report["leave"]["source"].startswith("simulated") and searched.wear_weights == ()
 
 
 @pytest.mark.slow

@@ -19,12 +19,15 @@ from recsim_env.offline.calibrate import (
     format_report,
 )
 from recsim_env.offline.leave_impressions import (
+    TAIL_STEPS,
     ImpressionSteps,
+    consumption_steps,
     describe,
     fit_leave,
     impression_steps,
     leave_probability,
     session_wear,
+    unlogged_tail,
 )
 from tests._user_model_data import cyclic_dataset
 from user_models.choice_model import LearnedChoice, end_probs_after
@@ -215,6 +218,81 @@ def test_the_fit_recovers_what_the_consumed_items_add_to_the_wear() -> None:
         session_wear(replace(steps, item=None), torch.zeros(3), torch.tensor(0.5), torch.zeros(41))
 
 
+def consumption_logged(steps: ImpressionSteps, rate: float) -> ImpressionSteps:
+    """What consumption logs show of ``steps`` (sessions that open with a consumption): each session up to
+    its last consumption, which becomes its last step; the slates passed over after it leave no trace."""
+    keep = np.zeros(len(steps.left), dtype=bool)
+    session = np.cumsum(steps.step == 0) - 1
+    for s in np.unique(session):
+        rows = np.flatnonzero(session == s)
+        last = rows[steps.clicked[rows]].max()
+        keep[rows[0]:last + 1] = True
+    left = np.zeros(len(steps.left), dtype=bool)
+    left[np.flatnonzero(keep)[np.r_[np.diff(session[keep]) != 0, True]]] = True
+    return replace(steps, left=left, unlogged_pass=1.0 - rate).subset(keep)
+
+
+def opening_with_a_consumption(rate: float, weights: tuple[float, ...], n_sessions: int,
+                               seed: int) -> ImpressionSteps:
+    """Session-wear sessions (as :func:`worn_steps`) whose first step is a consumption and whose later
+    steps are one with probability ``rate`` (responses 1 and 2 alike): what consumption logs see."""
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list] = {k: [] for k in ("e", "idle", "left", "clicked", "response", "step", "user")}
+    for session in range(n_sessions):
+        wear, run, t = 0.0, 0, 0
+        while True:
+            e = rng.uniform(0.02, 0.4)
+            b = int(rng.integers(1, 3)) if t == 0 or rng.random() < rate else 0
+            run = 0 if b else run + 1
+            wear = 0.8 * wear + weights[b]
+            h = 0.6 / (1 + np.exp(-(0.7 * np.log(e / (1 - e)) + 0.3 + wear)))
+            gone = rng.random() < h or t == 199
+            for key, value in zip(cols, (e, float(run), gone, b > 0, b, t, session), strict=True):
+                cols[key].append(value)
+            t += 1
+            if gone:
+                break
+    return ImpressionSteps(np.array(cols["e"]), np.array(cols["idle"]), np.array(cols["left"]),
+                           np.array(cols["clicked"]), n_sessions, {}, np.array(cols["response"]),
+                           np.array(cols["step"]), np.array(cols["user"]), 0)
+
+
+def test_the_unlogged_tail_by_hand() -> None:
+    # one session, last logged step with wear 0.4: the user leaves there, or after 1, 2, ... unlogged
+    # unanswered slates, each passed over with probability 0.3 and moving the wear by 0.5 * w + 1
+    steps = ImpressionSteps(np.array([0.2, 0.3]), np.zeros(2), np.array([False, True]), np.ones(2, bool), 1,
+                            unlogged_pass=0.3)
+    wear = torch.tensor([0.1, 0.4], dtype=torch.float64)
+    tail = unlogged_tail(steps, 0.5, torch.tensor(0.2), torch.tensor(0.0), 0.7, wear, 0.05, 1.0, 0.5)
+    logit, w, expected, reach = np.log(0.3 / 0.7), 0.4, 0.0, 1.0
+    for _ in range(TAIL_STEPS):
+        h = 1 - 0.95 * (1 - 0.5 / (1 + np.exp(-(0.7 * logit + 0.2 + w))))
+        expected, reach, w = expected + reach * h, reach * (1 - h) * 0.3, 0.5 * w + 1.0
+    assert tail.shape == (1,) and float(tail[0]) == pytest.approx(expected + reach)
+    assert expected > float(leave_probability(steps, 0.5, torch.tensor(0.2), torch.tensor(0.0), 0.7, wear,
+                                              0.05)[1])  # leaving later adds to leaving now
+    # every slate logged: the last step's own leave probability
+    logged = replace(steps, unlogged_pass=0.0)
+    offset, idle = torch.tensor(0.2), torch.tensor(0.0)
+    torch.testing.assert_close(unlogged_tail(logged, 0.5, offset, idle, 0.7, wear, 0.05),
+                               leave_probability(logged, 0.5, offset, idle, 0.7, wear, 0.05)[1:])
+
+
+def test_the_fit_on_consumption_logs_recovers_the_wear_of_the_slates_they_do_not_show() -> None:
+    truth = (0.6, 0.0, -0.6)  # a passed-over slate wears the user out, a deep response holds them
+    full = opening_with_a_consumption(0.5, truth, n_sessions=4000, seed=0)
+    logged = consumption_logged(full, rate=0.5)
+    assert len(logged.left) < len(full.left) and logged.n_sessions == full.n_sessions
+    fit = fit_leave(logged, 0.6, OFFSET_BOUNDS, IDLE_BOUNDS, wear=True)
+    np.testing.assert_allclose(np.diff(fit.wear_weights), np.diff(truth), atol=0.25)
+    assert fit.wear_decay == pytest.approx(0.8, abs=0.15)
+    assert fit.expected_leaves == pytest.approx(fit.sessions, rel=0.05)
+    # Reading the last consumption as the leave itself (as impression logs would) gets the passed-over
+    # slates backwards: they never end a session in what the logs show.
+    naive = fit_leave(replace(logged, unlogged_pass=0.0), 0.6, OFFSET_BOUNDS, IDLE_BOUNDS, wear=True)
+    assert naive.wear_weights[0] - naive.wear_weights[1] < fit.wear_weights[0] - fit.wear_weights[1] - 0.5
+
+
 @pytest.fixture(scope="module")
 def data() -> SequenceDataset:
     return cyclic_dataset(n_users=6, n_items=10, length=12)
@@ -335,3 +413,38 @@ def test_calibration_fits_the_leave_on_the_impressions_when_it_can(model, data, 
     # Without a learned choice the impressions are not used for the leave either.
     plain = calibrate(model, ds, SimConfig(slate_size=3), settings, progress=False)
     assert plain.report["leave"]["source"].startswith("simulated")
+
+
+def test_steps_are_rebuilt_from_the_consumption_gaps(model, data) -> None:
+    # user 0's third and fourth events come 180 s after the second (60 s steps): two slates passed over
+    shifted = data.interactions.with_columns(
+        pl.when((pl.col("user") == 0) & pl.col("position").is_in([2, 3])).then(pl.col("timestamp") + 120)
+        .otherwise(pl.col("timestamp")).alias("timestamp"))
+    ds = SequenceDataset.from_frames(shifted, data.items, data.users, data.meta)
+    steps = consumption_steps(model, ds, 60.0, 0.8)
+    # every user: sessions 0 and 1 (events 0-3, 4-7); session 2 holds the validation and test events
+    assert steps.n_sessions == 2 * data.n_users
+    assert steps.dropped == {"sessions holding validation or test events": data.n_users,
+                             "events of users not sampled": 0}
+    assert steps.unlogged_pass == pytest.approx(0.2)
+    first = slice(0, 10)  # user 0: 6 steps, then 4
+    assert steps.idle[first].tolist() == [0, 0, 1, 2, 0, 0, 0, 0, 0, 0]
+    assert steps.clicked[first].tolist() == [True, True, False, False] + [True] * 6
+    assert steps.left[first].tolist() == [False] * 5 + [True] + [False] * 3 + [True]
+    assert steps.step[first].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3]
+    behaviors = data.sequences.behaviors[:8]
+    assert steps.response[first].tolist() == [*behaviors[:2], 0, 0, *behaviors[2:8]]
+    assert steps.item[first].tolist() == [*data.sequences.items[:2], 0, 0, *data.sequences.items[2:8]]
+    counts = np.array([1, 2, 2, 2, 3, 4, 5, 6, 7, 8])  # consumptions up to each step, its own included
+    np.testing.assert_allclose(steps.end_prob[first],
+                               end_probs_after(model, ds, np.zeros(10, np.int64), counts))
+    assert len(steps.left) == 8 * data.n_users + 2
+    # at most 4 of the 6 users: every second one
+    sampled = consumption_steps(model, ds, 60.0, 0.8, max_users=4)
+    assert np.unique(sampled.user).tolist() == [0, 2, 4]
+    assert sampled.dropped["events of users not sampled"] == 3 * 12
+    np.testing.assert_array_equal(sampled.idle[:10], steps.idle[:10])
+    with pytest.raises(InputError, match="consumption rate"):
+        consumption_steps(model, ds, 60.0, 0.0)
+    with pytest.raises(InputError, match="positive step length"):
+        consumption_steps(model, ds, -1.0, 0.5)

@@ -360,9 +360,11 @@ def end_probs_after(model: Any, dataset: Any, users: np.ndarray, counts: np.ndar
     seqs = dataset.sequences
     pairs, inverse = np.unique(np.stack([users, counts], 1), axis=0, return_inverse=True)
     out = np.empty(len(pairs), dtype=np.float64)
+    # the consumptions the model reads: a Transformer's context length, else the whole history
+    context = int(getattr(getattr(model, "config", None), "max_len", 0) or max(int(seqs.lengths.max()), 1))
     for lo in range(0, len(pairs), batch_size):
         chunk = pairs[lo:lo + batch_size]
-        hist = context_histories(seqs, chunk[:, 0], chunk[:, 1], int(model.config.max_len))
+        hist = context_histories(seqs, chunk[:, 0], chunk[:, 1], context)
         with torch.no_grad():
             state = model.encode(hist.to(model.device))
             out[lo:lo + len(chunk)] = model.end_prob(state).double().cpu().numpy()

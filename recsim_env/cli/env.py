@@ -37,10 +37,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     calibrate.add_argument("--consumption-rate", type=float,
                            help="target events per step (default: reconstructed from the log's timestamps)")
     calibrate.add_argument("--no-session-wear", action="store_true",
-                           help="when the leave is fitted on impression steps (a choice learned from "
-                                "impressions, patience off), fit only the end-logit offset and the idle "
-                                "hazard, without the session wear (how each response moves leaving; see "
-                                "docs/concepts.md); default: fit the wear")
+                           help="do not fit the session wear (how each response moves leaving; see "
+                                "docs/concepts.md): on impression steps (a choice learned from impressions) "
+                                "fit only the end-logit offset and the idle hazard; on consumption logs "
+                                "match them to the logged sessions by simulation instead of the likelihood "
+                                "of the steps the time gaps give; default: fit the wear (patience off)")
     calibrate.add_argument("--no-item-wear", action="store_true",
                            help="fit the session wear by response only, without the consumed item's part "
                                 "(wear_item_weights); default: fit both")

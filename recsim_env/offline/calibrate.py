@@ -18,8 +18,20 @@ What the logs say, and which parameter answers to it:
    the impressions in the dataset (patience off) both by maximum likelihood on the impression steps
    themselves (:mod:`recsim_env.offline.leave_impressions`): every shown slate is a step and the
    session's last one is where the user left, so no simulation search is needed.
-3. **How many events a session holds** -> ``end_logit_offset`` (the learned end probability's offset in
-   the leave hazard; 0 when the end head is calibrated and the per-step hazard reproduces it). Only
+3. **How many events a session holds, and how each response moves leaving** -> the leave hazard. By
+   default (patience off, timestamps in the logs) by maximum likelihood on the steps rebuilt from the
+   time gaps as in (2) (:func:`~recsim_env.offline.leave_impressions.consumption_steps`): the consumed
+   events and the slates passed over between them, with the session wear of
+   :mod:`recsim_env.offline.leave_impressions` (how a response, the consumed item and a passed-over
+   slate move the wish to leave) and the end head's logit scaled and offset. What a consumption log
+   cannot show, the slates passed over after a session's last consumption, is summed over (each passed
+   over with probability 1 - the logged consumption rate), so a session's last event is not read as the
+   leave itself. Why: the end head alone, offset to the logged session length, makes sessions about as
+   long under every policy; with the wear a policy whose slates are taken, and taken deeply, keeps users
+   longer, as the logs show. ``session_wear=False`` (``--no-session-wear``), or logs without
+   timestamps, fall back to the simulated search: ``end_logit_offset`` (the learned end probability's
+   offset in the leave hazard; 0 when the end head is calibrated and the per-step hazard reproduces it)
+   and the idle hazard matched to the events per session and the long gaps. Only
    when patience is switched on (it is off by default: consumption logs do not identify it) and alone
    already ends sessions sooner than the logs does ``drain_scale`` move: then the offset sits at
    :data:`OFFSET_FLOOR` (the learned end is off) and the drains shrink until the logged session length
@@ -30,15 +42,15 @@ A fitted parameter that ends at a bound of its search range was not identified b
 mechanism cannot reproduce them): the report lists it under ``at_bound`` with the reason, and
 :func:`format_report` says so, instead of presenting the bound as a fit.
 
-(2) and (3) are fitted by simulating ``n_users`` users under the logging-like policy (slates drawn
-without replacement by training-split popularity, or from the user model's own next-item
-distribution) and measuring the simulated sessions *as the logs would show them*: only sessions with at
-least one consumption, their number of events, and events per step between the first and the last
-event. The consumption rate falls with the no-choice logit and the session length with the length
-parameter, so each is solved in turn by bracketed 1-D root finding (secant, then Illinois regula
-falsi) on the logit error of the rate and the log ratio of the lengths: rate, length, rate, length,
-sharing ``rounds`` simulations. The simulated point with the smallest total error is kept. Everything
-runs with fixed seeds, so a calibration is reproducible.
+(2), and (3) where the likelihood does not fit it, are fitted by simulating ``n_users`` users under the
+logging-like policy (slates drawn without replacement by training-split popularity, or from the user
+model's own next-item distribution) and measuring the simulated sessions *as the logs would show them*:
+only sessions with at least one consumption, their number of events, and events per step between the
+first and the last event. The consumption rate falls with the no-choice logit and the session length
+with the length parameter, so each is solved in turn by bracketed 1-D root finding (secant, then
+Illinois regula falsi) on the logit error of the rate and the log ratio of the lengths: rate, length,
+rate, length, sharing ``rounds`` simulations. The simulated point with the smallest total error is kept.
+Everything runs with fixed seeds, so a calibration is reproducible.
 """
 
 from __future__ import annotations
@@ -56,7 +68,7 @@ from recsim_env.choice import catalogue_logits, learned_choice_of
 from recsim_env.config import Calibration, SimConfig
 from recsim_env.core import SimulationCore, wear_item_vectors
 from recsim_env.factory import build_core, check_compatible, resolve_from_data
-from recsim_env.offline.leave_impressions import LeaveFit, fit_leave, impression_steps
+from recsim_env.offline.leave_impressions import LeaveFit, consumption_steps, fit_leave, impression_steps
 from recsim_env.offline.leave_impressions import describe as describe_leave
 from recsim_env.offline.rollout import PolicyRun, rollout
 from recsim_env.population import LONG_GAP_STEPS, SessionStats, logged_stats, median_session_gap
@@ -97,10 +109,15 @@ class CalibrationSettings:
         max_steps: Step cap of a simulated session (None: 20x the logged steps per session, >= 200).
         target_consumption_rate: Overrides the logged consumption rate (required without timestamps).
         seed: Seed of every random draw of the calibration.
-        session_wear: When the leave is fitted on impression steps, fit the session wear with it
-            (:mod:`recsim_env.offline.leave_impressions`); consumption logs never fit it.
+        session_wear: Fit the leave by maximum likelihood with the session wear
+            (:mod:`recsim_env.offline.leave_impressions`): on the impression steps when the choice is
+            learned from impressions, else on the steps rebuilt from the consumption logs' time gaps
+            (patience off, timestamps needed). False: the offset and the idle hazard only, on the
+            impression steps or by the simulated search.
         item_wear: With the session wear, fit the consumed item's part of it too
             (``wear_item_weights``).
+        leave_users: The most users whose rebuilt consumption steps the leave is fitted on (an evenly
+            spaced sample; each step costs a user-model prefill).
     """
 
     n_users: int = 512
@@ -113,6 +130,7 @@ class CalibrationSettings:
     seed: int = 0
     session_wear: bool = True
     item_wear: bool = True
+    leave_users: int = 500
 
 
 def logging_slates(core: SimulationCore, policy: LoggingPolicy, generator: torch.Generator,
@@ -304,22 +322,36 @@ def calibrate(
     # logit would be fitted to): only the leave parameters are left to fit.
     learned = learned_choice_of(model, base.choice) is not None
     leave_fit: LeaveFit | None = None
+    leave_source = "simulated sessions matched to the logged ones"
+    likelihood = not patience and base.leave.end_hazard == "per_step"
+    items = (wear_item_vectors(model.item_embeddings().detach().float().cpu())
+             if settings.session_wear and settings.item_wear else None)
+    assert base.leave.hazard_scale is not None  # resolved from the data
     if learned:
         phases = tuple((which, share) for which, share in phases if which != "c")
-        if dataset.impressions is not None and not patience and base.leave.end_hazard == "per_step":
+        if dataset.impressions is not None and likelihood:
             # The impressions show every step and where sessions ended: the leave hazard is fitted on
             # them by maximum likelihood, and the simulated sessions only report how well it does.
-            assert base.leave.hazard_scale is not None  # resolved from the data
-            items = (wear_item_vectors(model.item_embeddings().detach().float().cpu())
-                     if settings.session_wear and settings.item_wear else None)
             leave_fit = fit_leave(impression_steps(model, dataset), base.leave.hazard_scale, OFFSET_BOUNDS,
                                   IDLE_BOUNDS, wear=settings.session_wear, item_vectors=items)
-            z, g, phases = leave_fit.end_logit_offset, leave_fit.idle_hazard, ()
-            if leave_fit.wear_weights:
-                wear = {"end_logit_scale": leave_fit.end_logit_scale, "wear_weights": leave_fit.wear_weights,
-                        "wear_decay": leave_fit.wear_decay, "wear_bounds": leave_fit.wear_bounds,
-                        "wear_item_weights": leave_fit.wear_item_weights,
-                        "base_hazard": leave_fit.base_hazard}
+            leave_source = "impression steps (maximum likelihood)"
+            phases = ()
+    elif (settings.session_wear and likelihood and settings.target_consumption_rate is None
+          and dataset.meta.has_timestamps and step_seconds > 0):
+        # The steps rebuilt from the time gaps, with the slates passed over after a session's last
+        # consumption summed over: the session wear by maximum likelihood; the simulation fits c alone.
+        steps = consumption_steps(model, dataset, step_seconds, target.consumption_rate, settings.leave_users)
+        leave_fit = fit_leave(steps, base.leave.hazard_scale, OFFSET_BOUNDS, IDLE_BOUNDS, wear=True,
+                              item_vectors=items)
+        leave_source = "consumption steps rebuilt from the time gaps (maximum likelihood)"
+        phases = tuple((which, share) for which, share in phases if which == "c")
+    if leave_fit is not None:
+        z, g = leave_fit.end_logit_offset, leave_fit.idle_hazard
+        if leave_fit.wear_weights:
+            wear = {"end_logit_scale": leave_fit.end_logit_scale, "wear_weights": leave_fit.wear_weights,
+                    "wear_decay": leave_fit.wear_decay, "wear_bounds": leave_fit.wear_bounds,
+                    "wear_item_weights": leave_fit.wear_item_weights, "base_hazard": leave_fit.base_hazard}
+        if not phases:
             errors_at(c, z, g)
             bar.update(settings.rounds - 1)
     for which, share in phases:
@@ -353,8 +385,7 @@ def calibrate(
         "repeat_window": base.choice.repeat_window,
         "choice": "learned from impressions (temperature and no-choice logit unused)" if learned
         else "calibrated multinomial logit",
-        "leave": ({"source": "impression steps (maximum likelihood)", **leave_fit.to_json()}
-                  if leave_fit is not None else {"source": "simulated sessions matched to the logged ones"}),
+        "leave": {"source": leave_source, **(leave_fit.to_json() if leave_fit is not None else {})},
         "at_bound": bounds,
         "rounds": rounds,
     }

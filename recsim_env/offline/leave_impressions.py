@@ -43,6 +43,7 @@ cap) would bias the offset up, and the fit cannot tell them apart.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -74,6 +75,11 @@ class ImpressionSteps:
         n_responses: how many responses the model knows (no response plus its behaviors; 0: the
             largest logged response plus one).
         item: the clicked item (0 where this impression was not clicked).
+        unlogged_pass: the chance that a slate shown after a session's last logged step was passed over
+            without a trace in the logs. 0 for impression logs (every shown slate is logged, so the last
+            one is where the user left); for steps rebuilt from consumption logs
+            (:func:`consumption_steps`) 1 - the consumption rate: the user may have passed over slates
+            after their last consumption before leaving, and the likelihood sums over how many.
     """
 
     end_prob: np.ndarray
@@ -87,6 +93,7 @@ class ImpressionSteps:
     user: np.ndarray | None = None
     n_responses: int = 0
     item: np.ndarray | None = None
+    unlogged_pass: float = 0.0
 
     def subset(self, keep: np.ndarray) -> ImpressionSteps:
         """The steps where ``keep`` is set; ``keep`` must hold whole sessions."""
@@ -96,7 +103,8 @@ class ImpressionSteps:
         first = self.step == 0 if self.step is not None else np.r_[True, self.left[:-1]]
         return ImpressionSteps(self.end_prob[keep], self.idle[keep], self.left[keep], self.clicked[keep],
                                int((first & keep).sum()), dict(self.dropped), take(self.response),
-                               take(self.step), take(self.user), self.n_responses, take(self.item))
+                               take(self.step), take(self.user), self.n_responses, take(self.item),
+                               self.unlogged_pass)
 
 
 def impression_steps(model: Any, dataset: Any) -> ImpressionSteps:
@@ -142,6 +150,69 @@ def impression_steps(model: Any, dataset: Any) -> ImpressionSteps:
                            response, step, user, len(model.behaviors) + 1, item)
 
 
+def consumption_steps(model: Any, dataset: Any, step_seconds: float, consumption_rate: float,
+                      max_users: int | None = None) -> ImpressionSteps:
+    """The steps of ``dataset``'s training-split consumption sessions, rebuilt from their time gaps as the
+    calibration reads them (:func:`~recsim_env.population.logged_stats`), with ``model``'s end
+    probability at each.
+
+    An event ``g`` seconds after the previous one of its session took ``max(1, round(g /
+    step_seconds))`` steps: the last of them is the consumption (its behavior the response), the ones
+    before it slates passed over (response 0). A session starts at its first event (slates passed over
+    before it, and sessions without any consumption, leave no trace). After its last event the user may
+    have passed over more slates before leaving: ``unlogged_pass`` is ``1 - consumption_rate``, the
+    chance of each. Sessions holding one of a user's last two events (the validation and test split) are
+    left out: the split cuts them, so their last training event is not where the user left. ``max_users``:
+    only every ``ceil(n_users / max_users)``-th user's sessions (the rest counted in ``dropped``), since
+    every step costs one user-model prefill for its end probability and a few dozen parameters need no
+    more than some hundred users.
+
+    Raises:
+        InputError: the dataset has no timestamps, ``step_seconds`` is not positive, or
+            ``consumption_rate`` is outside (0, 1].
+    """
+    if not dataset.meta.has_timestamps or step_seconds <= 0:
+        raise InputError(f"dataset {dataset.meta.name!r}: steps cannot be rebuilt from time gaps without "
+                         f"timestamps and a positive step length (got {step_seconds} s)")
+    if not 0 < consumption_rate <= 1:
+        raise InputError(f"consumption rate must be in (0, 1], got {consumption_rate}")
+    inter = dataset.interactions
+    every = -(-dataset.n_users // max_users) if max_users else 1
+    skipped = int((inter["user"] % every != 0).sum())
+    inter = inter.filter(pl.col("user") % every == 0)
+    lengths = inter.group_by("user").agg(pl.len().alias("n"))
+    marked = inter.join(lengths, on="user").with_columns(
+        (pl.col("position") >= pl.col("n") - 2).any().over(["user", "session"]).alias("cut"))
+    cut_sessions = int(marked.filter(pl.col("cut")).select(pl.struct("user", "session").n_unique()).item())
+    events = marked.filter(~pl.col("cut")).sort(["user", "position"])
+    if events.height == 0:
+        raise InputError(f"dataset {dataset.meta.name!r}: no training session to fit the leave hazard on")
+    user = events["user"].to_numpy().astype(np.int64)
+    session = events["session"].to_numpy().astype(np.int64)
+    stamp = events["timestamp"].to_numpy().astype(np.int64)
+    first = np.r_[True, (user[1:] != user[:-1]) | (session[1:] != session[:-1])]
+    gap = np.r_[0, np.diff(stamp)].astype(np.float64)
+    taken = np.where(first, 1, np.maximum(1, np.rint(gap / step_seconds))).astype(np.int64)
+    event = np.repeat(np.arange(len(user)), taken)  # the event each step leads up to
+    index = np.arange(len(event))
+    consumed = np.zeros(len(event), dtype=bool)
+    consumed[np.cumsum(taken) - 1] = True
+    within = index - (np.cumsum(taken) - taken)[event]  # 0 .. taken - 1 along each event's steps
+    starts = consumed & first[event]
+    left = np.r_[starts[1:], True]
+    position = events["position"].to_numpy().astype(np.int64)[event]
+    end_prob = end_probs_after(model, dataset, user[event], position + consumed)
+    behavior = np.maximum(events["behavior"].to_numpy().astype(np.int64), 1)[event]
+    item = events["item"].to_numpy().astype(np.int64)[event]
+    return ImpressionSteps(end_prob, np.where(consumed, 0, within + 1).astype(np.float64), left, consumed,
+                           int(starts.sum()), {"sessions holding validation or test events": cut_sessions,
+                                               "events of users not sampled": skipped},
+                           np.where(consumed, behavior, 0),
+                           index - np.maximum.accumulate(np.where(starts, index, 0)),
+                           user[event], len(model.behaviors) + 1, np.where(consumed, item, 0),
+                           1.0 - consumption_rate)
+
+
 SCALE_BOUNDS = (0.0, 5.0)
 """Search range of the end logit's scale (0: the learned end head plays no part)."""
 WEAR_WEIGHT_BOUNDS = (-3.0, 3.0)
@@ -152,10 +223,13 @@ BASE_HAZARD_BOUNDS = (0.0, 0.5)
 """Search range of the base hazard (per-step leave probability that no response moves)."""
 WEAR_BLOCK = 64
 """Steps per block of :func:`session_wear`'s matrix products."""
+TAIL_STEPS = 64
+"""The most unlogged slates :func:`unlogged_tail` sums over after a session's last logged step."""
 ITEM_WEIGHT_BOUNDS = (-10.0, 10.0)
 """Search range of each item-wear weight (the standard-normal prior keeps them near a unit size)."""
 HELDOUT_EVERY = 5
-"""The held-out comparison scores every 5th user (by dataset index), fitted on the others."""
+"""The held-out comparison scores every 5th of the users the steps hold (in dataset order), fitted on the
+others."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +253,8 @@ class LeaveFit:
             on the others, with the wear (``with_wear``), without it (``without_wear``) and, when the
             items' part was fitted, with the wear by response only (``response_wear``); empty when the
             wear was not fitted.
+        unlogged_pass: the steps' :attr:`ImpressionSteps.unlogged_pass` (0: impression steps; else steps
+            rebuilt from consumption logs).
     """
 
     end_logit_offset: float
@@ -197,9 +273,12 @@ class LeaveFit:
     item_wear_spread: float = 0.0
     base_hazard: float = 0.0
     heldout: dict[str, float] = field(default_factory=dict)
+    unlogged_pass: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """The fields as JSON holds them (tuples as lists, so a saved report reads back equal)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in ((k, getattr(self, k)) for k in self.__dataclass_fields__)}
 
 
 def session_wear(steps: ImpressionSteps, weights: torch.Tensor, decay: torch.Tensor,
@@ -244,10 +323,59 @@ def leave_probability(steps: ImpressionSteps, hazard_scale: float, offset: torch
     """``[I]`` the simulator's per-step leave probability at each impression step (patience off), with
     the end logit's ``scale``, the session ``wear`` (``[I]``, from :func:`session_wear`) and the
     ``base`` hazard."""
+    return _hazard(_end_logit(steps), torch.as_tensor(steps.idle, dtype=torch.float64), hazard_scale,
+                   offset, idle_hazard, scale, wear, base)
+
+
+def unlogged_tail(steps: ImpressionSteps, hazard_scale: float, offset: torch.Tensor,
+                  idle_hazard: torch.Tensor, scale: torch.Tensor | float = 1.0,
+                  wear: torch.Tensor | float = 0.0, base: torch.Tensor | float = 0.0,
+                  none_weight: torch.Tensor | float = 0.0, decay: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """``[L]`` at each session's last logged step, the probability that the user left there or after
+    passing over ``k >= 1`` unlogged slates: ``sum_k q^k h_k prod_{j < k} (1 - h_j)`` with ``q`` the
+    steps' ``unlogged_pass`` and ``h_k`` the hazard after ``k`` more unanswered steps (the wear moving by
+    ``w <- decay * w + none_weight`` and the idle run growing by one each), summed until passing over
+    that many slates has a chance below 1e-9 (at most :data:`TAIL_STEPS` slates). With ``q = 0`` it is
+    the last step's own leave probability."""
+    return _tail(steps, hazard_scale, offset, idle_hazard, scale, wear, base, none_weight, decay)[0]
+
+
+def _tail(steps: ImpressionSteps, hazard_scale: float, offset: torch.Tensor, idle_hazard: torch.Tensor,
+          scale: torch.Tensor | float, wear: torch.Tensor | float, base: torch.Tensor | float,
+          none_weight: torch.Tensor | float, decay: torch.Tensor | float
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`unlogged_tail`, and ``[L]`` the hazards summed over the steps the user was there for, from
+    the last logged one on, in expectation given the logs (what :func:`_expected_leaves` counts)."""
+    last = torch.as_tensor(steps.left)
+    end_logit = _end_logit(steps)[last]
+    idle = torch.as_tensor(steps.idle, dtype=torch.float64)[last]
+    w = wear[last] if isinstance(wear, torch.Tensor) and wear.dim() > 0 else torch.as_tensor(wear)
+    q = steps.unlogged_pass
+    hazards, masses = [], []
+    reach = torch.ones_like(end_logit)  # P(the user is still there, k slates after the last logged one)
+    # the slates that matter: until the chance of passing over all of them falls below 1e-9
+    for _ in range(min(TAIL_STEPS, math.ceil(math.log(1e-9) / math.log(q))) if 0 < q < 1 else 1):
+        h = _hazard(end_logit, idle, hazard_scale, offset, idle_hazard, scale, w, base)
+        hazards.append(h)
+        masses.append(reach * h)
+        reach = reach * (1.0 - h) * q
+        w, idle = decay * w + none_weight, idle + 1.0
+    mass = torch.stack(masses)
+    total = mass.sum(0) + reach  # what is left: leaving later still, with no consumption seen
+    there = torch.flip(torch.cumsum(torch.flip(mass, [0]), 0), [0]) + reach  # P(there at k, logs as seen)
+    return total, (torch.stack(hazards) * there).sum(0) / total.clamp_min(1e-300)
+
+
+def _end_logit(steps: ImpressionSteps) -> torch.Tensor:
     e = torch.as_tensor(steps.end_prob, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
-    learned = hazard_scale * torch.sigmoid(scale * (torch.log(e) - torch.log1p(-e)) + offset + wear)
-    stay_idle = torch.exp(-idle_hazard * torch.as_tensor(steps.idle, dtype=torch.float64))
-    return 1.0 - (1.0 - base) * (1.0 - learned) * stay_idle
+    return torch.log(e) - torch.log1p(-e)
+
+
+def _hazard(end_logit: torch.Tensor, idle: torch.Tensor, hazard_scale: float, offset: torch.Tensor,
+            idle_hazard: torch.Tensor, scale: torch.Tensor | float, wear: torch.Tensor | float,
+            base: torch.Tensor | float) -> torch.Tensor:
+    learned = hazard_scale * torch.sigmoid(scale * end_logit + offset + wear)
+    return 1.0 - (1.0 - base) * (1.0 - learned) * torch.exp(-idle_hazard * idle)
 
 
 def fit_leave(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[float, float],
@@ -269,7 +397,7 @@ def fit_leave(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[
         return _fit_offset_and_idle(steps, hazard_scale, offset_bounds, idle_bounds)
     if steps.user is None:
         raise InputError("these impression steps carry no users: read them with impression_steps")
-    held = steps.user % HELDOUT_EVERY == 0
+    held = np.unique(steps.user, return_inverse=True)[1] % HELDOUT_EVERY == 0
     heldout: dict[str, float] = {}
     if held.any() and (~held).any():
         train, test = steps.subset(~held), steps.subset(held)
@@ -286,9 +414,39 @@ def fit_leave(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[
     return replace(_fit_wear(steps, hazard_scale, offset_bounds, item_vectors), heldout=heldout)
 
 
-def _nll(p: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+def _terms(steps: ImpressionSteps, hazard_scale: float, offset: torch.Tensor, idle_hazard: torch.Tensor,
+           scale: torch.Tensor | float = 1.0, wear: torch.Tensor | float = 0.0,
+           base: torch.Tensor | float = 0.0, none_weight: torch.Tensor | float = 0.0,
+           decay: torch.Tensor | float = 1.0
+           ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """``[I]`` the leave probability at each step and, where slates after a session's last logged step go
+    unlogged (``unlogged_pass > 0``), :func:`_tail` at those steps (else None)."""
+    p = leave_probability(steps, hazard_scale, offset, idle_hazard, scale, wear, base)
+    if steps.unlogged_pass <= 0:
+        return p, None
+    return p, _tail(steps, hazard_scale, offset, idle_hazard, scale, wear, base, none_weight, decay)
+
+
+def _nll(steps: ImpressionSteps, p: torch.Tensor,
+         tail: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Mean negative log-likelihood per step of staying or leaving as logged; a session's last logged
+    step scores the tail's probability (leaving there or after unlogged slates) where given."""
+    left = torch.as_tensor(steps.left)
     p = p.clamp(1e-12, 1 - 1e-12)
-    return -(left * torch.log(p) + (1 - left) * torch.log1p(-p)).mean()
+    log_p = torch.where(left, torch.log(p), torch.log1p(-p))
+    if tail is not None:
+        log_p = log_p.index_put((torch.nonzero(left)[:, 0],), torch.log(tail[0].clamp(1e-12, 1.0)))
+    return -log_p.mean()
+
+
+def _expected_leaves(steps: ImpressionSteps, p: torch.Tensor,
+                     tail: tuple[torch.Tensor, torch.Tensor] | None) -> float:
+    """The fitted hazard summed over the steps users were there for (calibration in the large: it
+    should come out near the number of sessions): the logged steps, and where slates after the last
+    one go unlogged, the unlogged ones in expectation given the logs."""
+    if tail is None:
+        return float(p.sum())
+    return float(p[~torch.as_tensor(steps.left)].sum() + tail[1].sum())
 
 
 def _item_wear(item_vectors: torch.Tensor | None, weights: tuple[float, ...]) -> torch.Tensor | None:
@@ -298,22 +456,23 @@ def _item_wear(item_vectors: torch.Tensor | None, weights: tuple[float, ...]) ->
     return item_vectors.to(torch.float64) @ torch.tensor(weights, dtype=torch.float64)
 
 
-def _fit_probability(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit,
-                     item_vectors: torch.Tensor | None = None) -> torch.Tensor:
-    """``[I]`` the leave probability of ``fit`` at each of ``steps`` (the wear unclipped, as fitted)."""
+def _fit_terms(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit,
+               item_vectors: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """:func:`_terms` of ``fit`` on ``steps`` (the wear unclipped, as fitted)."""
     with torch.no_grad():
         wear = (session_wear(steps, torch.tensor(fit.wear_weights), torch.tensor(fit.wear_decay),
                              _item_wear(item_vectors, fit.wear_item_weights))
                 if fit.wear_weights else 0.0)
-        return leave_probability(steps, hazard_scale, torch.tensor(fit.end_logit_offset),
-                                 torch.tensor(fit.idle_hazard), fit.end_logit_scale, wear, fit.base_hazard)
+        return _terms(steps, hazard_scale, torch.tensor(fit.end_logit_offset), torch.tensor(fit.idle_hazard),
+                      fit.end_logit_scale, wear, fit.base_hazard,
+                      fit.wear_weights[0] if fit.wear_weights else 0.0, fit.wear_decay)
 
 
 def _nll_of(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit,
             item_vectors: torch.Tensor | None = None) -> float:
     """Mean negative log-likelihood per step of ``fit`` on ``steps``."""
-    left = torch.as_tensor(steps.left, dtype=torch.float64)
-    return float(_nll(_fit_probability(steps, hazard_scale, fit, item_vectors), left))
+    return float(_nll(steps, *_fit_terms(steps, hazard_scale, fit, item_vectors)))
 
 
 def _minimise(loss_of: Any, start: np.ndarray, bounds: list[tuple[float, float]]) -> tuple[np.ndarray, float]:
@@ -331,11 +490,9 @@ def _minimise(loss_of: Any, start: np.ndarray, bounds: list[tuple[float, float]]
 
 def _fit_offset_and_idle(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[float, float],
                          idle_bounds: tuple[float, float]) -> LeaveFit:
-    left = torch.as_tensor(steps.left, dtype=torch.float64)
     bounds = [offset_bounds, idle_bounds]
     start = np.clip(np.zeros(2), [offset_bounds[0], idle_bounds[0]], [offset_bounds[1], idle_bounds[1]])
-    x, at_start = _minimise(lambda q: _nll(leave_probability(steps, hazard_scale, q[0], q[1]), left),
-                            start, bounds)
+    x, at_start = _minimise(lambda q: _nll(steps, *_terms(steps, hazard_scale, q[0], q[1])), start, bounds)
     offset, idle = (float(v) for v in x)
     fit = LeaveFit(end_logit_offset=offset, idle_hazard=idle, nll=0.0, nll_at_zero=at_start,
                    steps=len(steps.left), sessions=steps.n_sessions, expected_leaves=0.0,
@@ -351,7 +508,6 @@ def _fit_offset_and_idle(steps: ImpressionSteps, hazard_scale: float, offset_bou
 def _fit_wear(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[float, float],
               item_vectors: torch.Tensor | None = None) -> LeaveFit:
     assert steps.response is not None
-    left = torch.as_tensor(steps.left, dtype=torch.float64)
     n_responses = max(steps.n_responses, int(steps.response.max()) + 1 if len(steps.response) else 1)
     vectors = None if item_vectors is None else item_vectors.to(torch.float64)
     n_item = 0 if vectors is None else vectors.shape[1]
@@ -360,8 +516,8 @@ def _fit_wear(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[
     def loss(q: torch.Tensor) -> torch.Tensor:
         item_wear = None if vectors is None else vectors @ q[split:]
         wear = session_wear(steps, q[4:split], q[2], item_wear)
-        nll = _nll(leave_probability(steps, hazard_scale, q[0], torch.tensor(0.0), q[1], wear, q[3]), left)
-        return nll + 0.5 * (q[split:] ** 2).sum() / max(len(left), 1)  # the prior, per step
+        nll = _nll(steps, *_terms(steps, hazard_scale, q[0], torch.tensor(0.0), q[1], wear, q[3], q[4], q[2]))
+        return nll + 0.5 * (q[split:] ** 2).sum() / max(len(steps.left), 1)  # the prior, per step
 
     bounds = ([offset_bounds, SCALE_BOUNDS, DECAY_BOUNDS, BASE_HAZARD_BOUNDS]
               + [WEAR_WEIGHT_BOUNDS] * n_responses + [ITEM_WEIGHT_BOUNDS] * n_item)
@@ -388,9 +544,9 @@ def _fit_wear(steps: ImpressionSteps, hazard_scale: float, offset_bounds: tuple[
 def _scored(steps: ImpressionSteps, hazard_scale: float, fit: LeaveFit,
             item_vectors: torch.Tensor | None = None) -> LeaveFit:
     """``fit`` with its negative log-likelihood and expected leaves on ``steps``."""
-    p = _fit_probability(steps, hazard_scale, fit, item_vectors)
-    left = torch.as_tensor(steps.left, dtype=torch.float64)
-    return replace(fit, nll=float(_nll(p, left)), expected_leaves=float(p.sum()))
+    p, tail = _fit_terms(steps, hazard_scale, fit, item_vectors)
+    return replace(fit, nll=float(_nll(steps, p, tail)), expected_leaves=_expected_leaves(steps, p, tail),
+                   unlogged_pass=steps.unlogged_pass)
 
 
 Checks = dict[str, tuple[float, tuple[float, float], str, str]]
@@ -454,7 +610,10 @@ def describe(fit: Mapping[str, Any]) -> str:
     else:
         how = f", idle hazard {fit['idle_hazard']:.3f}"
     at_bound = fit.get("at_bound") or {}
-    return (f"Leave fitted on {fit['steps']} impression steps of {fit['sessions']} sessions: end-logit "
+    unlogged = fit.get("unlogged_pass", 0.0)
+    what = ("impression steps" if not unlogged else "steps rebuilt from the consumption gaps (a slate after "
+            f"a session's last consumption passed over unlogged with probability {unlogged:.2f})")
+    return (f"Leave fitted on {fit['steps']} {what} of {fit['sessions']} sessions: end-logit "
             f"offset {fit['end_logit_offset']:.3f}{how} (NLL per step {fit['nll']:.4f}, "
             f"{fit['nll_at_zero']:.4f} at the start; {fit['expected_leaves']:.0f} leaves expected, "
             f"{fit['sessions']} logged)" + (f"; not identified: {at_bound}" if at_bound else ""))
