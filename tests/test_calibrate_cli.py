@@ -7,7 +7,6 @@ import pytest
 
 from recsim_env.cli import main
 from recsim_env.config import Calibration, SimConfig
-from recsim_env.core import wear_item_vectors
 from recsim_env.env import RecSimEnv
 from recsim_env.offline.calibrate import (
     IDLE_BOUNDS,
@@ -65,15 +64,14 @@ def test_calibration_moves_simulation_to_the_logs(user, dataset, tmp_path):
 
 
 def test_consumption_logs_fit_the_leave_by_likelihood_on_the_rebuilt_steps(user, dataset):
-    settings = CalibrationSettings(n_users=32, n_examples=64, rounds=4, max_steps=100)
+    settings = CalibrationSettings(n_users=32, n_examples=64, rounds=4, max_steps=100, item_wear=False)
     cal = calibrate(user, dataset, SimConfig(slate_size=3), settings, progress=False)
     leave = cal.report["leave"]
     assert leave["source"].startswith("consumption steps rebuilt from the time gaps")
     # the very fit of the steps the gaps give, with the logged consumption rate for the unlogged tail
     rate = cal.report["logged"]["consumption_rate"]
     steps = consumption_steps(user, dataset, cal.report["step_seconds"], rate)
-    fit = fit_leave(steps, cal.report["hazard_scale"], OFFSET_BOUNDS, IDLE_BOUNDS, wear=True,
-                    item_vectors=wear_item_vectors(user.item_embeddings().float()))
+    fit = fit_leave(steps, cal.report["hazard_scale"], OFFSET_BOUNDS, IDLE_BOUNDS, wear=True)
     assert leave["steps"] == len(steps.left) and leave["unlogged_pass"] == pytest.approx(1 - rate)
     assert cal.wear_weights == pytest.approx(fit.wear_weights)
     assert cal.wear_decay == pytest.approx(fit.wear_decay)
