@@ -122,7 +122,7 @@ class LeaveConfig:
     time gaps (how often users stay through two or more idle steps between events); calibrated, 0 when
     the logs show no such effect.
 
-    **Session wear** (learned from impression logs; off without them). A per-session state ``w``
+    **Session wear** (learned by ``recsim env calibrate``; off by default). A per-session state ``w``
     starts at 0 and after each step becomes ``clip(wear_decay * w + wear_weights[b], *wear_bounds)``,
     ``b`` the step's response (0: nothing chosen, else the behavior id); it is added to the learned
     hazard's logit, which becomes ``end_logit_scale * logit(e) + end_logit_offset + w``. What users did
@@ -130,7 +130,9 @@ class LeaveConfig:
     satisfaction does: impression logs show every step and its response, so
     :mod:`recsim_env.offline.leave_impressions` fits the weights, the decay and the scale by maximum
     likelihood, and the bounds are the range the logged sessions reached (the wear never extrapolates
-    beyond it). Consumption logs do not show unanswered slates, so there it stays off. A consumed item
+    beyond it). Consumption logs do not show unanswered slates; there the steps are rebuilt from the
+    time gaps and the slates passed over after a session's last consumption are summed over
+    (:func:`~recsim_env.offline.leave_impressions.consumption_steps`). A consumed item
     moves the wear too, by ``wear_item_weights . x_i``, with ``x_i`` the user model's own vector of the
     item standardised over the catalogue (:func:`~recsim_env.core.wear_item_vectors`): the same kind of
     response to two items (a glance at a tempting bait, a glance at a good match) can leave a user in
