@@ -83,11 +83,13 @@ def test_the_fit_recovers_the_offset_and_idle_hazard_that_ended_the_sessions() -
 
 def worn_steps(offset: float, scale: float, decay: float, weights: tuple[float, ...], hazard_scale: float,
                n_sessions: int, seed: int, item_wear: np.ndarray | None = None,
-               base: float = 0.0) -> ImpressionSteps:
+               base: float = 0.0, consume_rate: float | None = None) -> ImpressionSteps:
     """Sessions stepped with the session-wear leave rule (written out here): responses none / 1 / 2
     with probabilities 0.4 / 0.3 / 0.3, the end probability uniform in [0.02, 0.4]; user = session.
     With ``item_wear`` (``[n_items + 1]``) a response consumes a uniformly drawn item, which adds its
-    entry to the wear. ``base``: the base hazard, a leave probability each step that nothing moves."""
+    entry to the wear. ``base``: the base hazard, a leave probability each step that nothing moves.
+    ``consume_rate``: instead, each session opens with a consumption and later steps are one with this
+    probability (responses 1 and 2 alike): sessions as consumption logs see them."""
     rng = np.random.default_rng(seed)
     cols: dict[str, list] = {k: [] for k in ("e", "idle", "left", "clicked", "response", "step", "user",
                                              "item")}
@@ -95,7 +97,10 @@ def worn_steps(offset: float, scale: float, decay: float, weights: tuple[float, 
         wear, run, t = 0.0, 0, 0
         while True:
             e = rng.uniform(0.02, 0.4)
-            b = int(rng.choice(3, p=[0.4, 0.3, 0.3]))
+            if consume_rate is None:
+                b = int(rng.choice(3, p=[0.4, 0.3, 0.3]))
+            else:
+                b = int(rng.integers(1, 3)) if t == 0 or rng.random() < consume_rate else 0
             item = int(rng.integers(1, len(item_wear))) if item_wear is not None and b else 0
             run = 0 if b else run + 1
             wear = decay * wear + weights[b] + (item_wear[item] if item else 0.0)
@@ -219,7 +224,8 @@ def test_the_fit_recovers_what_the_consumed_items_add_to_the_wear() -> None:
 
 
 def consumption_logged(steps: ImpressionSteps, rate: float) -> ImpressionSteps:
-    """What consumption logs show of ``steps`` (sessions that open with a consumption): each session up to
+    """What consumption logs show of ``steps`` (sessions that open with a consumption, as
+    ``worn_steps(..., consume_rate=rate)`` makes them): each session up to
     its last consumption, which becomes its last step; the slates passed over after it leave no trace."""
     keep = np.zeros(len(steps.left), dtype=bool)
     session = np.cumsum(steps.step == 0) - 1
@@ -230,31 +236,6 @@ def consumption_logged(steps: ImpressionSteps, rate: float) -> ImpressionSteps:
     left = np.zeros(len(steps.left), dtype=bool)
     left[np.flatnonzero(keep)[np.r_[np.diff(session[keep]) != 0, True]]] = True
     return replace(steps, left=left, unlogged_pass=1.0 - rate).subset(keep)
-
-
-def opening_with_a_consumption(rate: float, weights: tuple[float, ...], n_sessions: int,
-                               seed: int) -> ImpressionSteps:
-    """Session-wear sessions (as :func:`worn_steps`) whose first step is a consumption and whose later
-    steps are one with probability ``rate`` (responses 1 and 2 alike): what consumption logs see."""
-    rng = np.random.default_rng(seed)
-    cols: dict[str, list] = {k: [] for k in ("e", "idle", "left", "clicked", "response", "step", "user")}
-    for session in range(n_sessions):
-        wear, run, t = 0.0, 0, 0
-        while True:
-            e = rng.uniform(0.02, 0.4)
-            b = int(rng.integers(1, 3)) if t == 0 or rng.random() < rate else 0
-            run = 0 if b else run + 1
-            wear = 0.8 * wear + weights[b]
-            h = 0.6 / (1 + np.exp(-(0.7 * np.log(e / (1 - e)) + 0.3 + wear)))
-            gone = rng.random() < h or t == 199
-            for key, value in zip(cols, (e, float(run), gone, b > 0, b, t, session), strict=True):
-                cols[key].append(value)
-            t += 1
-            if gone:
-                break
-    return ImpressionSteps(np.array(cols["e"]), np.array(cols["idle"]), np.array(cols["left"]),
-                           np.array(cols["clicked"]), n_sessions, {}, np.array(cols["response"]),
-                           np.array(cols["step"]), np.array(cols["user"]), 0)
 
 
 def test_the_unlogged_tail_by_hand() -> None:
@@ -280,7 +261,7 @@ def test_the_unlogged_tail_by_hand() -> None:
 
 def test_the_fit_on_consumption_logs_recovers_the_wear_of_the_slates_they_do_not_show() -> None:
     truth = (0.6, 0.0, -0.6)  # a passed-over slate wears the user out, a deep response holds them
-    full = opening_with_a_consumption(0.5, truth, n_sessions=4000, seed=0)
+    full = worn_steps(0.3, 0.7, 0.8, truth, 0.6, n_sessions=4000, seed=0, consume_rate=0.5)
     logged = consumption_logged(full, rate=0.5)
     assert len(logged.left) < len(full.left) and logged.n_sessions == full.n_sessions
     fit = fit_leave(logged, 0.6, OFFSET_BOUNDS, IDLE_BOUNDS, wear=True)
