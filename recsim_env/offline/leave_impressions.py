@@ -35,6 +35,13 @@ cascade world's impressions the tenth of steps with the lowest wear still end 1.
 the wear alone predicts 0.17%; without it a policy that keeps the wear low keeps simulated users for
 41 steps where the world's leave after 27.
 
+**Consumption logs** give the same likelihood on steps rebuilt from their time gaps
+(:func:`consumption_steps`): the consumed events, and the slates passed over between them. What such a
+log cannot show is the slates passed over after a session's last consumption, so that step is scored
+by :func:`unlogged_tail`, the chance of leaving there or after any number of unlogged passed-over slates;
+reading the last consumption as the leave would teach the fit that passed-over slates never end a
+session.
+
 A session is the impression table's ``session`` column, or, where it is null, a run of a user's
 impressions without a gap of ``session_gap_seconds``. The last impression of the log (the user's last
 session) is taken as a real leave: sessions cut off by the end of the logging window (or a logger's step
