@@ -202,9 +202,10 @@ def consumption_steps(model: Any, dataset: Any, step_seconds: float, consumption
     taken = np.where(first, 1, np.maximum(1, np.rint(gap / step_seconds))).astype(np.int64)
     event = np.repeat(np.arange(len(user)), taken)  # the event each step leads up to
     index = np.arange(len(event))
+    ends = np.cumsum(taken)  # one past each event's own (consumption) step
     consumed = np.zeros(len(event), dtype=bool)
-    consumed[np.cumsum(taken) - 1] = True
-    within = index - (np.cumsum(taken) - taken)[event]  # 0 .. taken - 1 along each event's steps
+    consumed[ends - 1] = True
+    within = index - (ends - taken)[event]  # 0 .. taken - 1 along each event's steps
     starts = consumed & first[event]
     left = np.r_[starts[1:], True]
     position = events["position"].to_numpy().astype(np.int64)[event]
