@@ -15,7 +15,6 @@ import torch
 
 from recsim_env.choice import catalogue_logits, sample_categorical
 from recsim_env.config import REPEAT_MASK_BELOW, PopulationConfig, RepeatPolicy
-from recsim_env.gap_reading import read_gaps
 from user_models.data.artifact import SequenceDataset
 from user_models.errors import InputError
 from user_models.protocol import History, UserModel
@@ -229,13 +228,7 @@ LONG_GAP_STEPS = 3
 
 def logged_stats(dataset: SequenceDataset, step_seconds: float,
                  consumption_rate: float | None = None) -> SessionStats:
-    """Session statistics of the training split.
-
-    The steps between a session's events are read from their time gaps
-    (:func:`~recsim_env.gap_reading.read_gaps`: the dwell on what was consumed, then the slates passed
-    over); with a given ``consumption_rate``, or without timestamps or a positive ``step_seconds`` (the
-    simulator's step length), each event is taken as ``1 / consumption_rate`` steps instead.
-    """
+    """Session statistics of the training split (see the module docstring for the step reconstruction)."""
     inter = dataset.interactions
     lengths = inter.group_by("user").agg(pl.len().alias("n"))
     train = (inter.join(lengths, on="user").filter(pl.col("position") < pl.col("n") - 2)
@@ -244,9 +237,9 @@ def logged_stats(dataset: SequenceDataset, step_seconds: float,
         raise InputError(f"dataset {dataset.meta.name!r}: no training events to calibrate on")
     gap = pl.col("timestamp").diff().over(["user", "session"])
     if dataset.meta.has_timestamps and step_seconds > 0 and consumption_rate is None:
-        passed_over = pl.Series("passed_over", read_gaps(dataset).passed_over)
-        per_event = inter.select(pl.col("user"), pl.col("position"), (1 + passed_over).alias("steps"))
-        train = train.join(per_event, on=["user", "position"]).sort(["user", "position"])
+        steps_taken = (gap / step_seconds).round().clip(lower_bound=1)
+        step_count = pl.when(gap.is_null()).then(1).otherwise(steps_taken)
+        train = train.with_columns(step_count.alias("steps"))
     else:
         if consumption_rate is None:
             raise InputError(f"dataset {dataset.meta.name!r} has no usable timestamps (step length "

@@ -418,6 +418,7 @@ def world_section(run: dict[str, Any]) -> list[str]:
         + (f"**at a bound**: {bounds}" if (bounds := _bounds(cal)) else
            "every fitted parameter strictly inside its bounds") + ".",
         *([_leave_line(cal, {})] if "steps" in cal["report"].get("leave", {}) else []),
+        *([_gap_line(cal)] if cal["report"].get("gap_reading") else []),
         _heads_line(run["heads"]),
         "- What the logs allow (the world's own behavior distribution and end probability on the same "
         "test examples, each logged user continued from their true state): " + _heads_text(run["ceilings"])
@@ -592,6 +593,13 @@ def _leave_line(cal: dict, bounds: dict) -> str:
     return (f"- Leave fitted again by simulation: end-logit offset {cal['end_logit_offset']:.3f}, idle "
             f"hazard {cal.get('idle_hazard', 0.0):.3f}" + (f"; **at a bound**: {bounds}" if bounds else "")
             + ".")
+
+
+def _gap_line(cal: dict) -> str:
+    """The time gaps read in one unit (what the calibration uses) and as dwell plus passed-over slates."""
+    from recsim_env.gap_reading import describe
+
+    return f"- {describe(cal['report']['gap_reading'], tuple(cal['report'].get('behaviors', ())))}"
 
 
 def _met(ok: bool) -> str:

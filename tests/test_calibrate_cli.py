@@ -57,6 +57,11 @@ def test_calibration_moves_simulation_to_the_logs(user, dataset, tmp_path):
     assert error(after) < 0.5 * error(before)
     assert abs(after["consumption_rate"] - logged["consumption_rate"]) < 0.1
     assert "| events per session |" in format_report(cal)
+    # the dwell reading of the same gaps is reported beside the one-unit reading the calibration uses
+    gaps = cal.report["gap_reading"]
+    assert gaps["unit_consumption_rate"] == logged["consumption_rate"]
+    assert 0 < gaps["consumption_rate"] <= 1
+    assert "Steps from the time gaps, in one unit of 60 s" in format_report(cal)
     back = Calibration.load(cal.save(tmp_path / "cal.json"))
     assert back == cal
     env = RecSimEnv(user, dataset, calibration=tmp_path / "cal.json")

@@ -11,7 +11,11 @@ What the logs say, and which parameter answers to it:
    impressions, so a step is reconstructed from time: with ``delta`` the median positive within-session
    gap (the simulator's step length), an event ``g`` seconds after the previous one of its session took
    ``max(1, round(g / delta))`` steps. The logged *consumption rate* is events per step over the span
-   from a session's first to its last event. Without timestamps it must be given.
+   from a session's first to its last event. Without timestamps it must be given. The gaps alone do
+   not identify it: a deep behavior's long dwell reads as passed-over slates, and slates passed over
+   faster than the dwell's spread leave no trace. The report sets beside it the gaps read as dwell by
+   the previous behavior plus passed-over slates (:mod:`recsim_env.gap_reading`) and says where the two
+   readings disagree; pass the rate where it is known from elsewhere.
    When the user model carries a choice learned from impression logs (``recsim user-model
    fit-choice``), the impressions already say how often a shown slate is taken: the no-choice logit
    (and the temperature) are then not used and not fitted; only (3) and the idle hazard are, and with
@@ -68,6 +72,8 @@ from recsim_env.choice import catalogue_logits, learned_choice_of
 from recsim_env.config import Calibration, SimConfig
 from recsim_env.core import SimulationCore, wear_item_vectors
 from recsim_env.factory import build_core, check_compatible, resolve_from_data
+from recsim_env.gap_reading import compare_readings
+from recsim_env.gap_reading import describe as describe_gap_reading
 from recsim_env.offline.leave_impressions import LeaveFit, consumption_steps, fit_leave, impression_steps
 from recsim_env.offline.leave_impressions import describe as describe_leave
 from recsim_env.offline.rollout import PolicyRun, rollout
@@ -271,6 +277,8 @@ def calibrate(
     if not 0 < target.consumption_rate < 1:
         raise InputError(f"logged consumption rate {target.consumption_rate:.3f} is not in (0, 1); "
                          "pass a target consumption rate")
+    reads_gaps = (settings.target_consumption_rate is None and dataset.meta.has_timestamps
+                  and step_seconds > 0)
     max_steps = settings.max_steps or max(200, int(20 * target.steps_per_session))
     base = resolve_from_data(replace(config, max_steps=max_steps, candidates=None), dataset, step_seconds)
     patience = base.leave.patience_on
@@ -336,8 +344,7 @@ def calibrate(
                                   IDLE_BOUNDS, wear=settings.session_wear, item_vectors=items)
             leave_source = "impression steps (maximum likelihood)"
             phases = ()
-    elif (settings.session_wear and likelihood and settings.target_consumption_rate is None
-          and dataset.meta.has_timestamps and step_seconds > 0):
+    elif settings.session_wear and likelihood and reads_gaps:
         # The steps rebuilt from the time gaps, with the slates passed over after a session's last
         # consumption summed over: the session wear by maximum likelihood; the simulation fits c alone.
         steps = consumption_steps(model, dataset, step_seconds, target.consumption_rate, settings.leave_users)
@@ -367,12 +374,15 @@ def calibrate(
     bounds = leave_fit.at_bound if leave_fit is not None else at_bound(params, patience, gaps_known)
     after = run(params.apply(base), settings.seed + 1000)
     bar.close()
+    gap_reading = compare_readings(dataset, step_seconds, target.consumption_rate) if reads_gaps else None
     report = {
         "dataset": dataset.meta.name,
+        "behaviors": list(dataset.meta.behaviors),
         "logging_policy": settings.logging_policy,
         "step_seconds": step_seconds,
         "settings": asdict(settings),
         "logged": asdict(target),
+        "gap_reading": gap_reading,
         "before": {**_params(Calibration(base.choice.temperature, base.choice.no_choice_logit,
                                          base.leave.end_logit_offset, base.leave.drain_scale,
                                          idle_hazard=base.leave.idle_hazard)),
@@ -422,6 +432,8 @@ def format_report(calibration: Calibration) -> str:
         f"{before['temperature']:g}, {before['no_choice_logit']:g}, {before['end_logit_offset']:g}, "
         f"{before['drain_scale']:g}).",
     ]
+    if r.get("gap_reading"):
+        lines.append(describe_gap_reading(r["gap_reading"], r.get("behaviors", ())))
     leave = r.get("leave", {})
     if "steps" in leave:
         lines.append(f"{describe_leave(leave)} (maximum likelihood).")

@@ -60,7 +60,6 @@ import polars as pl
 import torch
 from scipy.optimize import minimize
 
-from recsim_env.gap_reading import read_gaps
 from user_models.choice_model import consumptions_before, end_probs_after
 from user_models.errors import InputError
 
@@ -164,10 +163,9 @@ def consumption_steps(model: Any, dataset: Any, step_seconds: float, consumption
     calibration reads them (:func:`~recsim_env.population.logged_stats`), with ``model``'s end
     probability at each.
 
-    An event took one step plus the slates passed over in the gap before it, as
-    :func:`~recsim_env.gap_reading.read_gaps` reads them (the dwell on the previous consumption taken
-    out): the last of its steps is the consumption (its behavior the response), the ones before it
-    slates passed over (response 0). A session starts at its first event (slates passed over
+    An event ``g`` seconds after the previous one of its session took ``max(1, round(g /
+    step_seconds))`` steps: the last of them is the consumption (its behavior the response), the ones
+    before it slates passed over (response 0). A session starts at its first event (slates passed over
     before it, and sessions without any consumption, leave no trace). After its last event the user may
     have passed over more slates before leaving: ``unlogged_pass`` is ``1 - consumption_rate``, the
     chance of each. Sessions holding one of a user's last two events (the validation and test split) are
@@ -185,8 +183,7 @@ def consumption_steps(model: Any, dataset: Any, step_seconds: float, consumption
                          f"timestamps and a positive step length (got {step_seconds} s)")
     if not 0 < consumption_rate <= 1:
         raise InputError(f"consumption rate must be in (0, 1], got {consumption_rate}")
-    inter = dataset.interactions.with_columns(
-        pl.Series("passed_over", read_gaps(dataset).passed_over))
+    inter = dataset.interactions
     every = -(-dataset.n_users // max_users) if max_users else 1
     skipped = int((inter["user"] % every != 0).sum())
     inter = inter.filter(pl.col("user") % every == 0)
@@ -199,8 +196,10 @@ def consumption_steps(model: Any, dataset: Any, step_seconds: float, consumption
         raise InputError(f"dataset {dataset.meta.name!r}: no training session to fit the leave hazard on")
     user = events["user"].to_numpy().astype(np.int64)
     session = events["session"].to_numpy().astype(np.int64)
+    stamp = events["timestamp"].to_numpy().astype(np.int64)
     first = np.r_[True, (user[1:] != user[:-1]) | (session[1:] != session[:-1])]
-    taken = np.where(first, 1, 1 + events["passed_over"].to_numpy().astype(np.int64))
+    gap = np.r_[0, np.diff(stamp)].astype(np.float64)
+    taken = np.where(first, 1, np.maximum(1, np.rint(gap / step_seconds))).astype(np.int64)
     event = np.repeat(np.arange(len(user)), taken)  # the event each step leads up to
     index = np.arange(len(event))
     ends = np.cumsum(taken)  # one past each event's own (consumption) step
