@@ -66,7 +66,8 @@ class GapReading:
         dwell_median_seconds: per behavior id ``1..n``, the median dwell after it (nan: no gap follows it).
         dwell_sigma: per behavior id, the dwell's log-standard deviation (nan: no gap follows it).
         identified: the gaps show passed-over slates (the browse time is at least the clock's resolution).
-        n_gaps: positive within-session gaps of the training split the mixture was fitted on.
+        n_gaps: positive within-session gaps of the training split (the mixture is fitted on at most
+            :data:`FIT_GAPS` of them, evenly spaced).
     """
 
     consumption_rate: float
@@ -77,7 +78,7 @@ class GapReading:
     n_gaps: int
 
     def to_json(self) -> dict[str, Any]:
-        """The fitted figures (not the per-row counts), for reports."""
+        """The fitted figures, for reports (None for a behavior no gap follows)."""
         return {"consumption_rate": self.consumption_rate, "browse_seconds": self.browse_seconds,
                 "dwell_median_seconds": _listed(self.dwell_median_seconds),
                 "dwell_sigma": _listed(self.dwell_sigma),
@@ -210,17 +211,16 @@ def _fit_mixture(gap: np.ndarray, previous: np.ndarray, n_behaviors: int
         assert t.grad is not None
         return float(value.detach()), t.grad.numpy().copy()
 
-    null = np.concatenate([mu0, np.log(np.clip(sd0, *SIGMA_BOUNDS)), [14.0, math.log(median)]])
-    best: tuple[float, np.ndarray] = (loss(null)[0], null)
-    for fraction in (0.1, 0.5, 1.0):
-        start = np.concatenate([mu0, np.log(np.clip(sd0, *SIGMA_BOUNDS)), [0.0, math.log(fraction * median)]])
-        result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
-        # the two extra parameters must pay for themselves (BIC): a small browse time with many slates
-        # passed over can mimic a slightly shifted, wider dwell, which the likelihood barely tells apart
-        if result.fun < best[0] - math.log(len(gap)) / len(gap):
-            best = (float(result.fun), result.x)
-    x = best[1]
-    mu, sigma = x[:n_behaviors], np.exp(x[n_behaviors:2 * n_behaviors])
-    if x is null:
-        return mu, sigma, 1.0, 0.0
-    return mu, sigma, float(1 / (1 + math.exp(-x[-2]))), float(math.exp(x[-1]))
+    log_sd0 = np.log(np.clip(sd0, *SIGMA_BOUNDS))
+    fits = [minimize(loss, np.concatenate([mu0, log_sd0, [0.0, math.log(fraction * median)]]), jac=True,
+                     method="L-BFGS-B", bounds=bounds) for fraction in (0.1, 0.5, 1.0)]
+    best = min(fits, key=lambda fit: float(fit.fun))
+    # dwell alone is the closed-form log-normal fit by behavior (p = 1); the two extra parameters must
+    # pay for themselves (BIC): a small browse time with many slates passed over can mimic a slightly
+    # shifted, wider dwell, which the likelihood barely tells apart
+    null = loss(np.concatenate([mu0, log_sd0, [bounds[-2][1], math.log(median)]]))[0]
+    if not best.fun < null - math.log(len(gap)) / len(gap):
+        return mu0, np.exp(log_sd0), 1.0, 0.0
+    x = best.x
+    return (x[:n_behaviors], np.exp(x[n_behaviors:2 * n_behaviors]), float(1 / (1 + math.exp(-x[-2]))),
+            float(math.exp(x[-1])))
