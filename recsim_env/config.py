@@ -281,6 +281,11 @@ class PopulationConfig:
                f"<= max, got [{self.min_prefix}, {self.max_prefix}]")
 
 
+Retrieval = Literal["auto", "exact", "sampled"]
+RETRIEVALS: tuple[str, ...] = ("auto", "exact", "sampled")
+"""How the candidates' popular and random parts are drawn (:class:`CandidateConfig`)."""
+
+
 @dataclass(frozen=True)
 class CandidateConfig:
     """The candidates the env retrieves each step in the ``candidates`` action mode.
@@ -289,17 +294,26 @@ class CandidateConfig:
     embeddings) to the mean of the user's recent *visible* history, a fraction ``popular`` sampled by
     training-split popularity, the rest uniformly at random. Retrieval uses only what a real
     recommender sees (the history and the catalogue), never the simulated user's hidden state.
+
+    ``retrieval`` is how the popular and random parts are drawn (:mod:`recsim_env.retrieval`): ``exact``
+    (Gumbel-top-k over the catalogue), ``sampled`` (a few dozen draws per row, the same distribution,
+    far fewer random numbers) or ``auto`` (sampled on catalogues of at least
+    :data:`~recsim_env.retrieval.SAMPLED_MIN_ITEMS` items and four times ``n_candidates`` plus the
+    history length; exact below). The two draw differently from the same seed.
     """
 
     n_candidates: int = 20
     nearest: float = 0.5
     popular: float = 0.25
+    retrieval: Retrieval = "auto"
 
     def __post_init__(self) -> None:
         _check(self.n_candidates >= 1, f"n_candidates must be >= 1, got {self.n_candidates}")
         _check(0 <= self.nearest and 0 <= self.popular and self.nearest + self.popular <= 1,
                f"candidate fractions must be >= 0 and sum to <= 1, got nearest={self.nearest}, "
                f"popular={self.popular}")
+        _check(self.retrieval in RETRIEVALS, f"candidate retrieval must be one of {RETRIEVALS}, got "
+               f"{self.retrieval!r}")
 
     def counts(self) -> tuple[int, int, int]:
         """Numbers of (nearest, popular, random) candidates."""

@@ -55,6 +55,7 @@ from recsim_env.choice import (
 from recsim_env.config import SimConfig
 from recsim_env.numerics import check_finite
 from recsim_env.population import DatasetPopulation, Population
+from recsim_env.retrieval import CandidateRetriever, resolve_retrieval
 from user_models.errors import InputError
 from user_models.protocol import History, SlateResponder, UserModel, UserState
 
@@ -183,7 +184,8 @@ class StepNoise:
     leave: torch.Tensor
     """``[N]`` uniforms of leaving."""
     candidates: tuple[torch.Tensor, ...]
-    """``[N, n_items + 1]`` uniforms per random part of candidate retrieval (popular, random)."""
+    """``[N, draws]`` uniforms per random part of candidate retrieval (popular, random; see
+    :meth:`~recsim_env.retrieval.CandidateRetriever.noise`)."""
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,13 @@ class SimulationCore:
         self._embeddings = embeddings
         self._unit_embeddings = torch.nn.functional.normalize(embeddings, dim=1)
         self._log_popularity = torch.log1p(popularity.float().to(self.device))
+        self._retriever: CandidateRetriever | None = None
+        if config.candidates is not None:
+            wanted = config.candidates
+            retrieval = resolve_retrieval(wanted.retrieval, n_items, wanted.n_candidates, config.history_len)
+            self._retriever = CandidateRetriever(wanted.counts(), self._log_popularity, embeddings, retrieval,
+                                                 exclude_history=config.choice.repeat != "allow",
+                                                 fallback_len=wanted.n_candidates + config.history_len)
         k_range = torch.arange(k, device=self.device)
         self._earlier_slot = k_range[None, :] < k_range[:, None]
         """``[k, k]``: slot ``j`` comes before slot ``i``."""
@@ -709,51 +718,22 @@ class SimulationCore:
         self.history_lengths = (self.history_lengths + chose.long()).clamp(max=self.config.history_len)
 
     def _candidate_noise(self, n: int) -> tuple[torch.Tensor, ...]:
-        """``[n, n_items + 1]`` uniforms for each random part of :meth:`_retrieve_candidates`."""
-        if self.config.candidates is None:
-            return ()
-        _, n_pop, n_rand = self.config.candidates.counts()
-        return tuple(torch.rand(n, self.n_items + 1, generator=self.generator, device=self.device)
-                     for count in (n_pop, n_rand) if count)
+        """The uniforms of each random part of :meth:`_retrieve_candidates` for ``n`` rows."""
+        return () if self._retriever is None else self._retriever.noise(n, self.generator)
 
     def _retrieve_candidates(self, rows: torch.Tensor | None = None,
                              noise: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
-        """``[N, C]`` distinct candidates: nearest to the visible history, popular, random.
+        """``[N, C]`` distinct candidates: nearest to the visible history, popular, random
+        (:class:`~recsim_env.retrieval.CandidateRetriever`).
 
-        Items already in the recent history are taken last unless the repeat policy is ``allow``. With
-        ``rows`` (row indices), only those rows' candidates (a reset retrieves for its new users only:
-        each retrieval scores the whole catalogue per row). ``noise``: :meth:`_candidate_noise` of the
-        rows, drawn here when None.
+        With ``rows`` (row indices), only those rows' candidates (a reset retrieves for its new users
+        only). ``noise``: :meth:`_candidate_noise` of the rows, drawn here when None.
         """
-        assert self.config.candidates is not None
-        n_near, n_pop, n_rand = self.config.candidates.counts()
+        assert self._retriever is not None
         history = self.history_items if rows is None else self.history_items[rows]
-        n = history.shape[0]
-        uniforms = list(self._candidate_noise(n) if noise is None else noise)
-        exclude = torch.zeros(n, self.n_items + 1, device=self.device)
-        exclude[:, 0] = float("-inf")
-        if self.config.choice.repeat != "allow":
-            exclude.scatter_(1, history, -1e29)
-            exclude[:, 0] = float("-inf")
-        parts = []
-        if n_near:
-            mask = (self.history_mask if rows is None else self.history_mask[rows]).float()
-            query = (self._embeddings[history] * mask[:, :, None]).sum(1)
-            query = query / mask.sum(1, keepdim=True).clamp(min=1.0)
-            scores = query @ self._embeddings.T + exclude
-            parts.append(scores.topk(n_near, dim=1).indices)
-        for count, log_weight in ((n_pop, self._log_popularity), (n_rand, None)):
-            if not count:
-                continue
-            taken = torch.cat(parts, dim=1) if parts else None
-            if taken is not None:
-                exclude = exclude.scatter(1, taken, -1e30)
-            uniform = uniforms.pop(0).clamp(min=1e-12)
-            keys = uniform.log_().neg_().log_().neg_().add_(exclude)  # Gumbel noise, in place
-            if log_weight is not None:
-                keys = keys.add_(log_weight)
-            parts.append(keys.topk(count, dim=1).indices)
-        return torch.cat(parts, dim=1)
+        mask = self.history_mask if rows is None else self.history_mask[rows]
+        return self._retriever.retrieve(history, mask, self._candidate_noise(len(history)) if noise is None
+                                        else noise)
 
 
 def _right_align(history: History, width: int) -> tuple[torch.Tensor, torch.Tensor]:
