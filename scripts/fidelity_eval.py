@@ -392,6 +392,7 @@ def world_section(run: dict[str, Any]) -> list[str]:
             f"{r['world_length']:.1f} / {r['learned_length']:.1f} | {r['length_ks']:.2f} | "
             f"{r['world_consumption']:.2f} / {r['learned_consumption']:.2f} | "
             f"{_first_pick(r, 'world')} / {_first_pick(r, 'learned')} |")
+    lines += group_lines(truth["returns"], agent_label)
     pick = truth["random_pick_rate"]
     agent = next(r for r in truth["returns"] if r["policy"] == agent_label)
     baselines = [r for r in truth["returns"] if r["policy"] in BASELINES and r["policy"] != "oracle"]
@@ -448,6 +449,35 @@ def world_section(run: dict[str, Any]) -> list[str]:
     lines += impressions_section(run)
     times = ", ".join(f"{k} {v:.0f} s" for k, v in run["times"].items())
     lines += [f"- Wall time: {times}.", ""]
+    return lines
+
+
+def group_lines(returns: list[dict[str, Any]], agent_label: str) -> list[str]:
+    """The world's hidden item groups (the cascade world's bait) per policy, world / simulator, and
+    where the largest return gap's group goes wrong: in the choice or in the leave."""
+    if not any(r.get("item_groups") for r in returns):
+        return []
+    lines = ["", "The world's hidden item groups (never seen by the simulator), world / simulator:", "",
+             "| policy | group | share of shown slots | share of consumptions | taken per share shown "
+             "| session ends after one | ... after another item |", "|---|---|---|---|---|---|---|"]
+    for r in returns:
+        name = "MaskablePPO" if r["policy"] == agent_label else r["policy"]
+        for g in r["item_groups"]:
+            lift = [g[f"{side}_consumed"] / g[f"{side}_shown"] if g[f"{side}_shown"] else float("nan")
+                    for side in ("world", "learned")]
+            lines.append(f"| {name} | {g['group']} | {g['world_shown']:.3f} / {g['learned_shown']:.3f} | "
+                         f"{g['world_consumed']:.3f} / {g['learned_consumed']:.3f} | {lift[0]:.2f} / "
+                         f"{lift[1]:.2f} | {g['world_leave_after']:.3f} / {g['learned_leave_after']:.3f} | "
+                         f"{g['world_leave_after_other']:.3f} / {g['learned_leave_after_other']:.3f} |")
+    worst = max(returns, key=lambda r: abs(r["relative_error"]))
+    for g in worst["item_groups"]:
+        lines += ["", f"- Measured cause of the largest gap (`{worst['policy']}`, "
+                  f"{worst['relative_error']:+.0%}): the world's users take its {g['group']} items "
+                  f"{g['world_consumed'] / g['world_shown']:.1f}x their share of the shown slots, the "
+                  f"simulated users {g['learned_consumed'] / g['learned_shown']:.1f}x; after a {g['group']} "
+                  f"item a session ends {g['world_leave_after']:.1%} of the time in the world and "
+                  f"{g['learned_leave_after']:.1%} in the simulator (after other items "
+                  f"{g['world_leave_after_other']:.1%} / {g['learned_leave_after_other']:.1%})."]
     return lines
 
 

@@ -111,3 +111,25 @@ def test_the_worlds_masks_can_follow_the_simulators_repeat_rule(cascade_data) ->
         hidden = {i for i in range(1, n + 1) if not masks[row, i]}
         assert hidden == {int(i) for i in recent[row] if i > 0}
     assert any(masks[row, 1:].sum() < n for row in range(8))  # something was consumed
+
+
+def test_ground_truth_fidelity_follows_the_worlds_bait_through_both_sides(cascade_data, tmp_path) -> None:
+    """The cascade world marks its bait items; the fidelity report counts them per policy in the world
+    and in the simulator (here the world on both sides: the same numbers)."""
+    from recsim_env.factory import load_dataset, load_model
+    from recsim_env.offline.benchmark import BenchmarkConfig
+    from recsim_env.offline.fidelity import ground_truth_fidelity, hidden_item_groups
+
+    dataset = load_dataset(cascade_data)
+    flags = hidden_item_groups(load_model("world", dataset))["bait"]
+    assert flags.shape == (dataset.n_items + 1,) and not flags[0] and 0 < flags[1:].mean() < 0.5
+    settings = world_config(slate_size=4, max_steps=30)
+    bench = BenchmarkConfig(policies=("random", "oracle"), episodes=16, seeds=1, n_resamples=50)
+    result = ground_truth_fidelity("world", cascade_data, bench, settings, settings, tmp_path, progress=False)
+    by_policy = {r.policy: r.item_groups for r in result.returns}
+    for groups in by_policy.values():
+        (g,) = groups
+        assert g.group == "bait" and (g.world_shown, g.world_consumed) == (g.learned_shown, g.learned_consumed)
+        assert 0 < g.world_shown < 1 and 0 <= g.world_leave_after <= 1
+    # The world's oracle (the most clickable slate) leans on bait: more of its slots, and of what is taken.
+    assert by_policy["oracle"][0].world_shown > by_policy["random"][0].world_shown

@@ -102,3 +102,36 @@ def test_a_miss_is_explained_with_how_much_the_first_slate_already_shows():
     flipped = GroundTruthFidelity([policy_return("greedy", 10.0, 15.0, (0.65, 0.78), (0.80, 0.75))],
                                   1.0, 0.5, 0.5, 0.5)
     assert "the choice errs the other way there" in explain_miss(flipped)
+
+
+def test_group_stats_count_shown_slots_consumptions_and_the_leave_after_them_by_hand():
+    from recsim_env.offline.fidelity import _group_stats
+    from recsim_env.offline.rollout import PolicyRun
+
+    flags = np.array([False, True, False, False, True])  # items 1 and 4 are in the group
+    steps = {  # 2 steps x 2 rows; row 1 is done after its first step
+        "active": np.array([[True, True], [True, False]]),
+        "slate": np.array([[[1, 2], [3, 4]], [[4, 0], [1, 1]]]),
+        "item": np.array([[1, 3], [4, 1]]),
+        "terminated": np.array([[False, True], [True, False]]),
+    }
+    run = PolicyRun("p", 0, steps, np.zeros(2))
+    shown, consumed, after, after_other = _group_stats([run], flags)
+    assert shown == pytest.approx(3 / 5)  # live slots 1, 2, 3, 4, 4
+    assert consumed == pytest.approx(2 / 3)  # items 1, 3, 4
+    assert (after, after_other) == (0.5, 1.0)  # after 1 stays, after 4 leaves; after 3 leaves
+
+
+def test_a_miss_names_the_hidden_group_and_whether_choice_or_leave_is_off():
+    from recsim_env.offline.fidelity import ItemGroupFidelity
+
+    bait = ItemGroupFidelity("bait", 0.20, 0.10, 0.44, 0.12, 0.13, 0.11, 0.05, 0.02)
+    row = PolicyReturn("oracle", 4.6, 4.1, 5.1, 12.7, 11.5, 13.9, 12.0, 34.3, 0.82, 0.66, 0.47, 0.86, 0.73,
+                       (bait,))
+    text = explain_miss(GroundTruthFidelity([row], 1.0, 1.79, 1.79, 1.79))
+    assert "hidden bait items fill 20% of the shown slots in the world and 10% in the simulator" in text
+    assert "make 44% vs 12% of the consumptions" in text
+    assert "2.2x their share of the slots in the world, 1.2x in the simulator" in text
+    assert "the gap is in the choice" in text
+    table = fidelity_markdown(None, GroundTruthFidelity([row], 1.0, 1.79, 1.79, 1.79), {})
+    assert "| oracle | bait | 0.200 / 0.100 | 0.440 / 0.120 | 0.130 / 0.110 | 0.050 / 0.020 |" in table

@@ -305,6 +305,28 @@ def data_fidelity(
 
 
 @dataclass(frozen=True)
+class ItemGroupFidelity:
+    """One of the world's hidden item groups (e.g. the cascade world's bait) under one policy, in the
+    world and in the learned simulator: how often the policy shows it, how often users consume it, and
+    how often a session ends right after consuming it. The simulator never sees the groups; they tell
+    whether it reacts to those items as the world does (an item-level cause of a return gap)."""
+
+    group: str
+    world_shown: float
+    learned_shown: float
+    """Share of the shown slots that hold an item of the group."""
+    world_consumed: float
+    learned_consumed: float
+    """Share of the consumptions that are of the group."""
+    world_leave_after: float
+    learned_leave_after: float
+    """Share of the steps with a consumption of the group at which the session ended."""
+    world_leave_after_other: float
+    learned_leave_after_other: float
+    """The same after a consumption of any other item."""
+
+
+@dataclass(frozen=True)
 class PolicyReturn:
     """One policy in the world and in the learned simulator: mean return (95% bootstrap interval), mean
     session length in steps and consumption rate (to tell *why* returns differ)."""
@@ -327,6 +349,8 @@ class PolicyReturn:
     """Share of users who take an item of the first slate, in the world and in the simulator: the same
     logged users, in the state the logs left them, shown what the policy shows there. It measures the
     choice alone; how far the consumption rates drift apart after it is the session's dynamics."""
+    item_groups: tuple[ItemGroupFidelity, ...] = ()
+    """The world's hidden item groups under this policy (empty when the world marks none)."""
 
     @property
     def relative_error(self) -> float:
@@ -379,10 +403,12 @@ class GroundTruthFidelity:
 
 
 def _policy_stats(
-    sim: Simulator, config: BenchmarkConfig, greedy_model: Path, progress: bool, desc: str
-) -> dict[str, tuple[float, float, float, float, float, np.ndarray, float]]:
+    sim: Simulator, config: BenchmarkConfig, greedy_model: Path, progress: bool, desc: str,
+    groups: dict[str, np.ndarray],
+) -> dict[str, tuple[float, float, float, float, float, np.ndarray, float, dict[str, tuple[float, ...]]]]:
     """Per policy: mean return with its interval, mean session length (steps), consumption rate, every
-    session's length, and the share of users who took an item of their first slate."""
+    session's length, the share of users who took an item of their first slate, and per item group
+    (``groups``: ``[n_items + 1]`` bool by name) :func:`_group_stats`."""
     runs = collect_runs(sim, config, greedy_model=greedy_model, progress=progress, desc=desc)
     rng = np.random.default_rng(config.base_seed)
     out = {}
@@ -393,8 +419,32 @@ def _policy_stats(
         lengths = np.array([ep.length for ep in episodes], dtype=np.float64)
         consumption = float(np.mean([consumption_rate(ep.chosen) for ep in episodes]))
         first_pick = float(np.mean([run.steps["item"][0] > 0 for run in policy_runs]))
-        out[label] = (ci.estimate, ci.low, ci.high, float(lengths.mean()), consumption, lengths, first_pick)
+        by_group = {name: _group_stats(policy_runs, flags) for name, flags in groups.items()}
+        out[label] = (ci.estimate, ci.low, ci.high, float(lengths.mean()), consumption, lengths, first_pick,
+                      by_group)
     return out
+
+
+def _group_stats(runs: list[PolicyRun], flags: np.ndarray) -> tuple[float, ...]:
+    """(share of shown slots in the group, share of consumptions in it, P(session ends | a consumption
+    in it), P(session ends | another consumption)) over every live step of ``runs``."""
+    shown, consumed, after, after_other = [], [], [], []
+    for run in runs:
+        live = run.steps["active"].astype(bool)
+        slates, items = run.steps["slate"][live], run.steps["item"][live]
+        ended = run.steps["terminated"][live]
+        shown.append(flags[slates[slates > 0]])
+        took = items > 0
+        in_group = flags[items] & took
+        consumed.append(in_group[took])
+        after.append(ended[in_group])
+        after_other.append(ended[took & ~in_group])
+
+    def mean(parts: list[np.ndarray]) -> float:
+        values = np.concatenate(parts)
+        return float(values.mean()) if len(values) else float("nan")
+
+    return mean(shown), mean(consumed), mean(after), mean(after_other)
 
 
 def ground_truth_fidelity(
@@ -421,17 +471,29 @@ def ground_truth_fidelity(
                             item_embeddings=learned.core.model.item_embeddings(),
                             mask_rule=learned.core.config.choice)
     greedy = work_dir / "greedy_recommender"
-    truth = _policy_stats(world, config, greedy, progress, "world")
-    sim = _policy_stats(learned, config, greedy, progress, "learned simulator")
+    groups = hidden_item_groups(world.core.model)
+    truth = _policy_stats(world, config, greedy, progress, "world", groups)
+    sim = _policy_stats(learned, config, greedy, progress, "learned simulator", groups)
     returns = [
         PolicyReturn(p, *truth[p][:3], *sim[p][:3], truth[p][3], sim[p][3], truth[p][4], sim[p][4],
-                     float(sps.ks_2samp(truth[p][5], sim[p][5]).statistic), truth[p][6], sim[p][6])
+                     float(sps.ks_2samp(truth[p][5], sim[p][5]).statistic), truth[p][6], sim[p][6],
+                     tuple(ItemGroupFidelity(g, *(v for pair in zip(truth[p][7][g], sim[p][7][g], strict=True)
+                                                  for v in pair)) for g in groups))
         for p in truth
     ]
     tau = float(sps.kendalltau([r.world for r in returns], [r.learned for r in returns]).statistic)
     errors = np.array([abs(r.relative_error) for r in returns])
     return GroundTruthFidelity(returns, tau, float(errors.max()), float(errors.mean()),
                                float(np.median(errors)))
+
+
+def hidden_item_groups(world_model: Any) -> dict[str, np.ndarray]:
+    """The world's hidden item groups (``[n_items + 1]`` bool per name, by the env's item ids), from its
+    ``hidden_item_groups()`` when it has one (the cascade world: its bait); empty otherwise."""
+    groups = getattr(world_model, "hidden_item_groups", None)
+    if groups is None:
+        return {}
+    return {name: flags.cpu().numpy().astype(bool) for name, flags in groups().items()}
 
 
 @dataclass(frozen=True)
@@ -592,6 +654,7 @@ def fidelity_markdown(
                 f"{r.world_consumption:.2f} / {r.learned_consumption:.2f} | "
                 f"{r.world_first_pick:.2f} / {r.learned_first_pick:.2f} |"
             )
+        lines += item_group_table(t)
         pick = t.random_pick_rate
         pick_text = ("" if pick is None else f" Random-slate pick rate {pick[0]:.2f} in the world, "
                      f"{pick[1]:.2f} in the simulator ({t.pick_rate_error:+.0%}; target within "
@@ -630,6 +693,22 @@ def fidelity_markdown(
     return "\n".join(lines)
 
 
+def item_group_table(t: GroundTruthFidelity) -> list[str]:
+    """The world's hidden item groups per policy, world / simulator (no lines when there are none)."""
+    if not any(r.item_groups for r in t.returns):
+        return []
+    lines = ["", "The world's hidden item groups (the simulator never sees them), world / simulator:", "",
+             "| policy | group | share of shown slots | share of consumptions | session ends after one "
+             "| ... after another item |", "|---|---|---|---|---|---|"]
+    for r in t.returns:
+        for g in r.item_groups:
+            lines.append(f"| {r.policy} | {g.group} | {g.world_shown:.3f} / {g.learned_shown:.3f} | "
+                         f"{g.world_consumed:.3f} / {g.learned_consumed:.3f} | {g.world_leave_after:.3f} / "
+                         f"{g.learned_leave_after:.3f} | {g.world_leave_after_other:.3f} / "
+                         f"{g.learned_leave_after_other:.3f} |")
+    return lines
+
+
 def _first_slate_share(r: PolicyReturn) -> str:
     """What the first slate says about a policy's consumption-rate gap: how much of it the choice alone
     already shows, before the session's dynamics play a part."""
@@ -639,6 +718,20 @@ def _first_slate_share(r: PolicyReturn) -> str:
     if np.sign(first) != np.sign(gap):
         return "the choice errs the other way there, so the gap builds up during the session"
     return f"{first / gap:.0%} of the consumption gap is there before the session's dynamics play a part"
+
+
+def _group_reading(g: ItemGroupFidelity) -> str:
+    """Which side of the simulator a hidden group's gap points at: the choice (users take the group's
+    items at another rate relative to how often they are shown) or the leave (sessions end after them
+    at another rate)."""
+    world = g.world_consumed / g.world_shown if g.world_shown > 0 else float("nan")
+    learned = g.learned_consumed / g.learned_shown if g.learned_shown > 0 else float("nan")
+    text = (f"users take them {world:.1f}x their share of the slots in the world, {learned:.1f}x in the "
+            "simulator")
+    leave = g.learned_leave_after / g.world_leave_after if g.world_leave_after > 0 else float("nan")
+    if abs(learned - world) > 0.25 * world and 0.67 <= leave <= 1.5:
+        text += ", while the leave after them is close: the gap is in the choice"
+    return text
 
 
 def explain_miss(t: GroundTruthFidelity) -> str:
@@ -655,6 +748,15 @@ def explain_miss(t: GroundTruthFidelity) -> str:
             f"same users shown the same policy's slate, {worst.world_first_pick:.2f} -> "
             f"{worst.learned_first_pick:.2f}: {_first_slate_share(worst)})"
         )
+        for g in worst.item_groups:
+            reasons.append(
+                f"under `{worst.policy}` the world's hidden {g.group} items fill {g.world_shown:.0%} of the "
+                f"shown slots in the world and {g.learned_shown:.0%} in the simulator, and make "
+                f"{g.world_consumed:.0%} vs {g.learned_consumed:.0%} of the consumptions (a session ends "
+                f"after one {g.world_leave_after:.0%} vs {g.learned_leave_after:.0%} of the time, after "
+                f"another item {g.world_leave_after_other:.0%} vs {g.learned_leave_after_other:.0%}): "
+                + _group_reading(g)
+            )
         signs = {np.sign(r.relative_error) for r in t.returns if abs(r.relative_error) > REL_ERROR_TARGET}
         if len(signs) == 1 and all(abs(r.relative_error) > REL_ERROR_TARGET for r in t.returns):
             reasons.append(

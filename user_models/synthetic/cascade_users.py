@@ -34,6 +34,11 @@ class CascadeUsers:
     def n_items(self) -> int:
         return self.world.n_items
 
+    def hidden_item_groups(self) -> dict[str, torch.Tensor]:
+        """``{"bait": [n_items + 1] bool}``: the world's hidden item type, which the fidelity report
+        follows through the world and the learned simulator (which never sees it)."""
+        return {"bait": self.world.item_bait}
+
     @property
     def behaviors(self) -> tuple[str, ...]:
         return self.world.behaviors
