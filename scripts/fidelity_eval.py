@@ -470,8 +470,9 @@ def group_lines(returns: list[dict[str, Any]], agent_label: str) -> list[str]:
                          f"{lift[1]:.2f} | {g['world_leave_after']:.3f} / {g['learned_leave_after']:.3f} | "
                          f"{g['world_leave_after_other']:.3f} / {g['learned_leave_after_other']:.3f} |")
     worst = max(returns, key=lambda r: abs(r["relative_error"]))
+    worst_name = "MaskablePPO" if worst["policy"] == agent_label else worst["policy"]
     for g in worst["item_groups"]:
-        lines += ["", f"- Measured cause of the largest gap (`{worst['policy']}`, "
+        lines += ["", f"- Measured cause of the largest gap (`{worst_name}`, "
                   f"{worst['relative_error']:+.0%}): the world's users take its {g['group']} items "
                   f"{g['world_consumed'] / g['world_shown']:.1f}x their share of the shown slots, the "
                   f"simulated users {g['learned_consumed'] / g['learned_shown']:.1f}x; after a {g['group']} "
