@@ -392,7 +392,7 @@ def world_section(run: dict[str, Any]) -> list[str]:
             f"{r['world_length']:.1f} / {r['learned_length']:.1f} | {r['length_ks']:.2f} | "
             f"{r['world_consumption']:.2f} / {r['learned_consumption']:.2f} | "
             f"{_first_pick(r, 'world')} / {_first_pick(r, 'learned')} |")
-    lines += group_lines(truth["returns"], agent_label)
+    lines += group_lines(truth["returns"], {agent_label: "MaskablePPO"})
     pick = truth["random_pick_rate"]
     agent = next(r for r in truth["returns"] if r["policy"] == agent_label)
     baselines = [r for r in truth["returns"] if r["policy"] in BASELINES and r["policy"] != "oracle"]
@@ -452,16 +452,18 @@ def world_section(run: dict[str, Any]) -> list[str]:
     return lines
 
 
-def group_lines(returns: list[dict[str, Any]], agent_label: str) -> list[str]:
-    """The world's hidden item groups (the cascade world's bait) per policy, world / simulator, and
-    where the largest return gap's group goes wrong: in the choice or in the leave."""
+def group_lines(returns: list[dict[str, Any]], names: dict[str, str], simulator: str = "simulator"
+                ) -> list[str]:
+    """The world's hidden item groups (the cascade world's bait) per policy, world / ``simulator``, and
+    where the largest return gap's group goes wrong: in the choice or in the leave. ``names``: display
+    names of policies (the agents' checkpoint labels)."""
     if not any(r.get("item_groups") for r in returns):
         return []
-    lines = ["", "The world's hidden item groups (never seen by the simulator), world / simulator:", "",
+    lines = ["", f"The world's hidden item groups (never seen by the simulator), world / {simulator}:", "",
              "| policy | group | share of shown slots | share of consumptions | taken per share shown "
              "| session ends after one | ... after another item |", "|---|---|---|---|---|---|---|"]
     for r in returns:
-        name = "MaskablePPO" if r["policy"] == agent_label else r["policy"]
+        name = names.get(r["policy"], r["policy"])
         for g in r["item_groups"]:
             lift = [g[f"{side}_consumed"] / g[f"{side}_shown"] if g[f"{side}_shown"] else float("nan")
                     for side in ("world", "learned")]
@@ -470,7 +472,7 @@ def group_lines(returns: list[dict[str, Any]], agent_label: str) -> list[str]:
                          f"{lift[1]:.2f} | {g['world_leave_after']:.3f} / {g['learned_leave_after']:.3f} | "
                          f"{g['world_leave_after_other']:.3f} / {g['learned_leave_after_other']:.3f} |")
     worst = max(returns, key=lambda r: abs(r["relative_error"]))
-    worst_name = "MaskablePPO" if worst["policy"] == agent_label else worst["policy"]
+    worst_name = names.get(worst["policy"], worst["policy"])
     for g in worst["item_groups"]:
         lines += ["", f"- Measured cause of the largest gap (`{worst_name}`, "
                   f"{worst['relative_error']:+.0%}): the world's users take its {g['group']} items "
@@ -539,6 +541,9 @@ def impressions_section(run: dict[str, Any]) -> list[str]:
                          f"{a['learned_consumption']:.2f} | {_first_pick(a, 'world')} / - / "
                          f"{_first_pick(a, 'learned')} | {a['world_length']:.1f} / - / "
                          f"{a['learned_length']:.1f} |")
+    lines += group_lines(after["returns"], {run["agent_label"]: "MaskablePPO (calibrated simulator)",
+                                            IMPRESSIONS_AGENT: "MaskablePPO (learned-choice simulator)"},
+                         "learned-choice simulator")
     t = IMPRESSION_TARGETS
     worst = max(abs(r["relative_error"]) for r in after["returns"])
     tau, pick, pick_error = after["kendall_tau"], after["random_pick_rate"], after["pick_rate_error"]
