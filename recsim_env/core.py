@@ -300,11 +300,11 @@ class SimulationCore:
         self._log_popularity = torch.log1p(popularity.float().to(self.device))
         self._retriever: CandidateRetriever | None = None
         if config.candidates is not None:
-            wanted = config.candidates
-            retrieval = resolve_retrieval(wanted.retrieval, n_items, wanted.n_candidates, config.history_len)
-            self._retriever = CandidateRetriever(wanted.counts(), self._log_popularity, embeddings, retrieval,
+            cands = config.candidates
+            retrieval = resolve_retrieval(cands.retrieval, n_items, cands.n_candidates, config.history_len)
+            self._retriever = CandidateRetriever(cands.counts(), self._log_popularity, embeddings, retrieval,
                                                  exclude_history=config.choice.repeat != "allow",
-                                                 fallback_len=wanted.n_candidates + config.history_len)
+                                                 fallback_len=cands.n_candidates + config.history_len)
         k_range = torch.arange(k, device=self.device)
         self._earlier_slot = k_range[None, :] < k_range[:, None]
         """``[k, k]``: slot ``j`` comes before slot ``i``."""
