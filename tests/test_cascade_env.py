@@ -129,7 +129,8 @@ def test_ground_truth_fidelity_follows_the_worlds_bait_through_both_sides(cascad
     by_policy = {r.policy: r.item_groups for r in result.returns}
     for groups in by_policy.values():
         (g,) = groups
-        assert g.group == "bait" and (g.world_shown, g.world_consumed) == (g.learned_shown, g.learned_consumed)
+        assert g.group == "bait"
+        assert (g.world_shown, g.world_consumed) == (g.learned_shown, g.learned_consumed)
         assert 0 < g.world_shown < 1 and 0 <= g.world_leave_after <= 1
     # The world's oracle (the most clickable slate) leans on bait: more of its slots, and of what is taken.
     assert by_policy["oracle"][0].world_shown > by_policy["random"][0].world_shown
