@@ -454,33 +454,21 @@ def world_section(run: dict[str, Any]) -> list[str]:
 
 def group_lines(returns: list[dict[str, Any]], names: dict[str, str], simulator: str = "simulator"
                 ) -> list[str]:
-    """The world's hidden item groups (the cascade world's bait) per policy, world / ``simulator``, and
-    where the largest return gap's group goes wrong: in the choice or in the leave. ``names``: display
-    names of policies (the agents' checkpoint labels)."""
-    if not any(r.get("item_groups") for r in returns):
-        return []
-    lines = ["", f"The world's hidden item groups (never seen by the simulator), world / {simulator}:", "",
-             "| policy | group | share of shown slots | share of consumptions | taken per share shown "
-             "| session ends after one | ... after another item |", "|---|---|---|---|---|---|---|"]
-    for r in returns:
-        name = names.get(r["policy"], r["policy"])
-        for g in r["item_groups"]:
-            lift = [g[f"{side}_consumed"] / g[f"{side}_shown"] if g[f"{side}_shown"] else float("nan")
-                    for side in ("world", "learned")]
-            lines.append(f"| {name} | {g['group']} | {g['world_shown']:.3f} / {g['learned_shown']:.3f} | "
-                         f"{g['world_consumed']:.3f} / {g['learned_consumed']:.3f} | {lift[0]:.2f} / "
-                         f"{lift[1]:.2f} | {g['world_leave_after']:.3f} / {g['learned_leave_after']:.3f} | "
-                         f"{g['world_leave_after_other']:.3f} / {g['learned_leave_after_other']:.3f} |")
-    worst = max(returns, key=lambda r: abs(r["relative_error"]))
-    worst_name = names.get(worst["policy"], worst["policy"])
-    for g in worst["item_groups"]:
-        lines += ["", f"- Measured cause of the largest gap (`{worst_name}`, "
-                  f"{worst['relative_error']:+.0%}): the world's users take its {g['group']} items "
-                  f"{g['world_consumed'] / g['world_shown']:.1f}x their share of the shown slots, the "
-                  f"simulated users {g['learned_consumed'] / g['learned_shown']:.1f}x; after a {g['group']} "
-                  f"item a session ends {g['world_leave_after']:.1%} of the time in the world and "
-                  f"{g['learned_leave_after']:.1%} in the simulator (after other items "
-                  f"{g['world_leave_after_other']:.1%} / {g['learned_leave_after_other']:.1%})."]
+    """The world's hidden item groups (the cascade world's bait) per policy, world / ``simulator``
+    (:func:`recsim_env.offline.fidelity.item_group_table`), and the largest return gap's groups in one
+    sentence each. ``names``: display names of policies (the agents' checkpoint labels)."""
+    sys.path.insert(0, str(ROOT))
+    from recsim_env.offline.fidelity import ItemGroupFidelity, group_gap, item_group_table
+
+    def groups(row: dict[str, Any]) -> tuple[ItemGroupFidelity, ...]:
+        return tuple(ItemGroupFidelity(**g) for g in row.get("item_groups", ()))
+
+    lines = item_group_table([(names.get(r["policy"], r["policy"]), groups(r)) for r in returns], simulator)
+    if lines:
+        worst = max(returns, key=lambda r: abs(r["relative_error"]))
+        name = names.get(worst["policy"], worst["policy"])
+        lines += ["", *(f"- The hidden groups under the largest gap ({worst['relative_error']:+.0%}): "
+                        f"{group_gap(name, g)}." for g in groups(worst))]
     return lines
 
 

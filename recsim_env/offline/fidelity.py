@@ -325,6 +325,16 @@ class ItemGroupFidelity:
     learned_leave_after_other: float
     """The same after a consumption of any other item."""
 
+    @property
+    def world_lift(self) -> float:
+        """How many times its share of the shown slots the group makes of the world's consumptions."""
+        return self.world_consumed / self.world_shown if self.world_shown > 0 else float("nan")
+
+    @property
+    def learned_lift(self) -> float:
+        """The same in the learned simulator."""
+        return self.learned_consumed / self.learned_shown if self.learned_shown > 0 else float("nan")
+
 
 @dataclass(frozen=True)
 class PolicyReturn:
@@ -654,7 +664,7 @@ def fidelity_markdown(
                 f"{r.world_consumption:.2f} / {r.learned_consumption:.2f} | "
                 f"{r.world_first_pick:.2f} / {r.learned_first_pick:.2f} |"
             )
-        lines += item_group_table(t)
+        lines += item_group_table([(r.policy, r.item_groups) for r in t.returns])
         pick = t.random_pick_rate
         pick_text = ("" if pick is None else f" Random-slate pick rate {pick[0]:.2f} in the world, "
                      f"{pick[1]:.2f} in the simulator ({t.pick_rate_error:+.0%}; target within "
@@ -693,20 +703,39 @@ def fidelity_markdown(
     return "\n".join(lines)
 
 
-def item_group_table(t: GroundTruthFidelity) -> list[str]:
-    """The world's hidden item groups per policy, world / simulator (no lines when there are none)."""
-    if not any(r.item_groups for r in t.returns):
+def item_group_table(rows: list[tuple[str, tuple[ItemGroupFidelity, ...]]], simulator: str = "simulator"
+                     ) -> list[str]:
+    """The world's hidden item groups per policy (``rows``: the policy's name and its groups), world /
+    ``simulator``; no lines when there are none."""
+    if not any(groups for _, groups in rows):
         return []
-    lines = ["", "The world's hidden item groups (the simulator never sees them), world / simulator:", "",
-             "| policy | group | share of shown slots | share of consumptions | session ends after one "
-             "| ... after another item |", "|---|---|---|---|---|---|"]
-    for r in t.returns:
-        for g in r.item_groups:
-            lines.append(f"| {r.policy} | {g.group} | {g.world_shown:.3f} / {g.learned_shown:.3f} | "
-                         f"{g.world_consumed:.3f} / {g.learned_consumed:.3f} | {g.world_leave_after:.3f} / "
-                         f"{g.learned_leave_after:.3f} | {g.world_leave_after_other:.3f} / "
-                         f"{g.learned_leave_after_other:.3f} |")
+    lines = ["", f"The world's hidden item groups (the simulator never sees them), world / {simulator}:", "",
+             "| policy | group | share of shown slots | share of consumptions | taken per share shown "
+             "| session ends after one | ... after another item |", "|---|---|---|---|---|---|---|"]
+    for policy, groups in rows:
+        for g in groups:
+            lines.append(f"| {policy} | {g.group} | {g.world_shown:.3f} / {g.learned_shown:.3f} | "
+                         f"{g.world_consumed:.3f} / {g.learned_consumed:.3f} | {g.world_lift:.2f} / "
+                         f"{g.learned_lift:.2f} | {g.world_leave_after:.3f} / {g.learned_leave_after:.3f} | "
+                         f"{g.world_leave_after_other:.3f} / {g.learned_leave_after_other:.3f} |")
     return lines
+
+
+def group_gap(policy: str, g: ItemGroupFidelity) -> str:
+    """One sentence on a hidden group under ``policy``, world vs simulator, and which side of the
+    simulator the gap points at: the choice (users take the group at another rate per share shown,
+    while the leave after it is close) or not only the choice."""
+    text = (f"under `{policy}` the world's hidden {g.group} items fill {g.world_shown:.0%} of the shown "
+            f"slots in the world and {g.learned_shown:.0%} in the simulator, and make {g.world_consumed:.0%} "
+            f"vs {g.learned_consumed:.0%} of the consumptions (a session ends after one "
+            f"{g.world_leave_after:.0%} vs {g.learned_leave_after:.0%} of the time, after another item "
+            f"{g.world_leave_after_other:.0%} vs {g.learned_leave_after_other:.0%}): users take them "
+            f"{g.world_lift:.1f}x their share of the slots in the world, {g.learned_lift:.1f}x in the "
+            "simulator")
+    leave = g.learned_leave_after / g.world_leave_after if g.world_leave_after > 0 else float("nan")
+    if abs(g.learned_lift - g.world_lift) > 0.25 * g.world_lift and 0.67 <= leave <= 1.5:
+        text += ", while the leave after them is close: the gap is in the choice"
+    return text
 
 
 def _first_slate_share(r: PolicyReturn) -> str:
@@ -718,20 +747,6 @@ def _first_slate_share(r: PolicyReturn) -> str:
     if np.sign(first) != np.sign(gap):
         return "the choice errs the other way there, so the gap builds up during the session"
     return f"{first / gap:.0%} of the consumption gap is there before the session's dynamics play a part"
-
-
-def _group_reading(g: ItemGroupFidelity) -> str:
-    """Which side of the simulator a hidden group's gap points at: the choice (users take the group's
-    items at another rate relative to how often they are shown) or the leave (sessions end after them
-    at another rate)."""
-    world = g.world_consumed / g.world_shown if g.world_shown > 0 else float("nan")
-    learned = g.learned_consumed / g.learned_shown if g.learned_shown > 0 else float("nan")
-    text = (f"users take them {world:.1f}x their share of the slots in the world, {learned:.1f}x in the "
-            "simulator")
-    leave = g.learned_leave_after / g.world_leave_after if g.world_leave_after > 0 else float("nan")
-    if abs(learned - world) > 0.25 * world and 0.67 <= leave <= 1.5:
-        text += ", while the leave after them is close: the gap is in the choice"
-    return text
 
 
 def explain_miss(t: GroundTruthFidelity) -> str:
@@ -748,15 +763,7 @@ def explain_miss(t: GroundTruthFidelity) -> str:
             f"same users shown the same policy's slate, {worst.world_first_pick:.2f} -> "
             f"{worst.learned_first_pick:.2f}: {_first_slate_share(worst)})"
         )
-        for g in worst.item_groups:
-            reasons.append(
-                f"under `{worst.policy}` the world's hidden {g.group} items fill {g.world_shown:.0%} of the "
-                f"shown slots in the world and {g.learned_shown:.0%} in the simulator, and make "
-                f"{g.world_consumed:.0%} vs {g.learned_consumed:.0%} of the consumptions (a session ends "
-                f"after one {g.world_leave_after:.0%} vs {g.learned_leave_after:.0%} of the time, after "
-                f"another item {g.world_leave_after_other:.0%} vs {g.learned_leave_after_other:.0%}): "
-                + _group_reading(g)
-            )
+        reasons += [group_gap(worst.policy, g) for g in worst.item_groups]
         signs = {np.sign(r.relative_error) for r in t.returns if abs(r.relative_error) > REL_ERROR_TARGET}
         if len(signs) == 1 and all(abs(r.relative_error) > REL_ERROR_TARGET for r in t.returns):
             reasons.append(
