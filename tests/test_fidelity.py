@@ -134,6 +134,7 @@ def test_a_miss_names_the_hidden_group_and_whether_choice_or_leave_is_off():
     assert "2.2x their share of the slots in the world, 1.2x in the simulator" in text
     assert "the gap is in the choice" in text
     table = fidelity_markdown(None, GroundTruthFidelity([row], 1.0, 1.79, 1.79, 1.79), {})
-    row_text = "| oracle | bait | 0.200 / 0.100 | 0.440 / 0.120 | 2.20 / 1.20 | 0.130 / 0.110 | 0.050 / 0.020 |"
+    row_text = ("| oracle | bait | 0.200 / 0.100 | 0.440 / 0.120 | 2.20 / 1.20 | 0.130 / 0.110 "
+                "| 0.050 / 0.020 |")
     assert row_text in table
     assert (bait.world_lift, bait.learned_lift) == pytest.approx((2.2, 1.2))
