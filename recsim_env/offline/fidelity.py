@@ -325,6 +325,11 @@ class ItemGroupFidelity:
     learned_leave_after_other: float
     """The same after a consumption of any other item."""
 
+    @classmethod
+    def of(cls, group: str, world: tuple[float, ...], learned: tuple[float, ...]) -> ItemGroupFidelity:
+        """From each side's :func:`_group_stats` (shown, consumed, leave after, leave after another)."""
+        return cls(group, *(value for pair in zip(world, learned, strict=True) for value in pair))
+
     @property
     def world_lift(self) -> float:
         """How many times its share of the shown slots the group makes of the world's consumptions."""
@@ -487,8 +492,7 @@ def ground_truth_fidelity(
     returns = [
         PolicyReturn(p, *truth[p][:3], *sim[p][:3], truth[p][3], sim[p][3], truth[p][4], sim[p][4],
                      float(sps.ks_2samp(truth[p][5], sim[p][5]).statistic), truth[p][6], sim[p][6],
-                     tuple(ItemGroupFidelity(g, *(v for pair in zip(truth[p][7][g], sim[p][7][g], strict=True)
-                                                  for v in pair)) for g in groups))
+                     tuple(ItemGroupFidelity.of(g, truth[p][7][g], sim[p][7][g]) for g in groups))
         for p in truth
     ]
     tau = float(sps.kendalltau([r.world for r in returns], [r.learned for r in returns]).statistic)
